@@ -1,0 +1,204 @@
+"""Transactions to a regular panel: one row per (item, market, period) from launch onwards.
+
+The rules, all declared in the spec's ``cleaning`` section and counted in ``Panel.log``:
+
+- Item ids are stripped and upper-cased (``normalize_item_ids``); ids not matching
+  ``item_id_pattern`` are not products (postage, fees, vouchers) and are dropped.
+- ``returns: drop`` drops cancelled invoices (``cancelled_invoice_prefix``) and every row with
+  quantity <= 0, so demand counts gross sales. ``returns: net`` keeps them, so a period's units
+  are sales minus returns; a period whose net units are negative is clipped to 0 (demand cannot
+  be negative; the excess return is counted in the log).
+- Rows with price <= 0 (free samples, adjustments) are dropped when ``require_positive_price``.
+- A partly covered first or last period (the data starts mid-week, say) is dropped when
+  ``drop_partial_periods``, so every period in the panel is complete.
+- A series runs from its launch (the item's ``launch_date`` when given and earlier, else its first
+  sale in that market) to the last period: a period without sales after launch is a real 0
+  ("did not sell"); periods before launch have no row at all ("did not exist", masked).
+- ``price`` is the units-weighted mean unit price of the period in the seller's currency (null in
+  periods without sales); ``price_local`` converts it into the buyer's currency with the mean
+  exchange rate of the period (``fx_rate``: buyer currency per seller currency).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+import polars as pl
+
+from salesfusion.data.spec import DatasetSpec
+from salesfusion.data.validate import Tables
+from salesfusion.errors import InputError
+from salesfusion.features.calendar import offset, period_range, truncate_to_period
+from salesfusion.features.fx import attach_fx, period_rates
+
+SERIES_KEY = ["item_id", "market"]
+
+
+@dataclass
+class Panel:
+    """A regular panel of demand with its static tables.
+
+    ``data`` has ``item_id, market, timestamp, y`` (units) plus ``price``, ``price_local`` and
+    ``fx_rate`` where known and the exogenous covariates, sorted by series and time.
+    """
+
+    data: pl.DataFrame
+    freq: str
+    items: pl.DataFrame | None = None
+    markets: pl.DataFrame | None = None
+    static_text: list[str] = field(default_factory=list)
+    static_categorical: list[str] = field(default_factory=list)
+    static_numeric: list[str] = field(default_factory=list)
+    past_only: list[str] = field(default_factory=list)
+    future_known: list[str] = field(default_factory=list)
+    log: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def periods(self) -> pl.Series:
+        return self.data["timestamp"].unique().sort()
+
+    @property
+    def n_series(self) -> int:
+        return self.data.select(SERIES_KEY).n_unique()
+
+    def series(self) -> pl.DataFrame:
+        """One row per series with its first and last period and number of periods."""
+        return (self.data.group_by(SERIES_KEY, maintain_order=True)
+                .agg(pl.col("timestamp").min().alias("start"),
+                     pl.col("timestamp").max().alias("end"), pl.len().alias("length")))
+
+    def until(self, last: datetime) -> Panel:
+        """The panel as it was known at the end of period ``last`` (inclusive)."""
+        return replace(self, data=self.data.filter(pl.col("timestamp") <= last))
+
+    def between(self, first: datetime, last: datetime) -> Panel:
+        return replace(self, data=self.data.filter(pl.col("timestamp").is_between(first, last)))
+
+    def select_series(self, keys: pl.DataFrame) -> Panel:
+        return replace(self, data=self.data.join(keys.select(SERIES_KEY).unique(),
+                                                 on=SERIES_KEY, how="semi"))
+
+
+def clean_transactions(sales: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataFrame, dict]:
+    """Apply the spec's cleaning policy to transaction rows; returns the rows and a count log."""
+    policy = spec.cleaning
+    log = {"rows_in": sales.height}
+    frame = sales
+    if policy.normalize_item_ids:
+        frame = frame.with_columns(pl.col("item_id").str.strip_chars().str.to_uppercase(),
+                                   pl.col("market").str.strip_chars())
+    if policy.item_id_pattern:
+        keep = frame["item_id"].str.contains(f"^(?:{policy.item_id_pattern})$")
+        log["dropped_not_a_product"] = int((~keep).sum())
+        frame = frame.filter(keep)
+    cancelled = pl.lit(False)
+    if policy.cancelled_invoice_prefix and "invoice" in frame.columns:
+        cancelled = pl.col("invoice").str.starts_with(policy.cancelled_invoice_prefix)
+    if policy.returns == "drop":
+        drop = cancelled | (pl.col("quantity") <= 0)
+        log["dropped_cancelled_or_returned"] = frame.select(drop.sum()).item()
+        frame = frame.filter(~drop)
+    if policy.require_positive_price and "price" in frame.columns:
+        bad_price = pl.col("price") <= 0
+        log["dropped_non_positive_price"] = frame.select(bad_price.sum()).item()
+        frame = frame.filter(~bad_price)
+    log["rows_kept"] = frame.height
+    if frame.height == 0:
+        raise InputError(f"{spec.resolve(spec.sales.path)}: no sales rows are left after the "
+                         f"cleaning rules ({log})")
+    return frame, log
+
+
+def _complete_periods(frame: pl.DataFrame, freq: str) -> tuple[datetime, datetime, dict]:
+    first_ts, last_ts = frame["timestamp"].min(), frame["timestamp"].max()
+    bounds = pl.DataFrame({"t": [first_ts, last_ts]}).with_columns(
+        truncate_to_period(pl.col("t"), freq).alias("start"))
+    first_period, last_period = bounds["start"][0], bounds["start"][1]
+    next_after_last = bounds.select(offset(pl.col("start"), freq, 1))[1, 0]
+    log = {}
+    if first_ts.date() > first_period.date():
+        log["dropped_partial_first_period"] = 1
+        first_period = bounds.select(offset(pl.col("start"), freq, 1))[0, 0]
+    if (next_after_last - last_ts).days > 1:
+        log["dropped_partial_last_period"] = 1
+        last_period = bounds.select(offset(pl.col("start"), freq, -1))[1, 0]
+    if first_period > last_period:
+        raise InputError("the sales data cover no complete period at frequency "
+                         f"'{freq}' (from {first_ts} to {last_ts})")
+    return first_period, last_period, log
+
+
+def build_panel(tables: Tables, freq: str | None = None) -> Panel:
+    """Aggregate the spec's sales into a regular panel at ``freq`` (the spec's when None)."""
+    spec = tables.spec
+    freq = (freq or spec.freq).upper()
+    if freq not in ("D", "W", "M"):
+        raise InputError(f"unknown frequency '{freq}'; use one of D, W, M")
+    frame, log = clean_transactions(tables.sales, spec)
+    frame = frame.with_columns(truncate_to_period(pl.col("timestamp"), freq).alias("period"))
+    first, last = frame["period"].min(), frame["period"].max()
+    if spec.cleaning.drop_partial_periods and spec.sales_grain == "transaction":
+        first, last, partial = _complete_periods(frame, freq)
+        log.update(partial)
+    frame = frame.filter(pl.col("period").is_between(first, last))
+
+    revenue = (pl.col("revenue") if "revenue" in frame.columns
+               else pl.col("price") * pl.col("quantity") if "price" in frame.columns else None)
+    aggregations = [pl.col("quantity").sum().alias("y")]
+    if revenue is not None:
+        aggregations.append(revenue.sum().alias("revenue"))
+    agg = frame.group_by(*SERIES_KEY, "period").agg(aggregations)
+    negative = agg["y"] < 0
+    log["periods_clipped_negative"] = int(negative.sum())
+    agg = agg.with_columns(pl.col("y").clip(lower_bound=0))
+
+    starts = agg.group_by(SERIES_KEY).agg(pl.col("period").min().alias("launch"))
+    if tables.items is not None and "launch_date" in tables.items.columns:
+        launches = tables.items.select(
+            "item_id", truncate_to_period(pl.col("launch_date"), freq).alias("declared"))
+        starts = (starts.join(launches, on="item_id", how="left")
+                  .with_columns(pl.min_horizontal("launch", "declared").clip(lower_bound=first)
+                                .alias("launch")).drop("declared"))
+    grid = (starts.join(pl.DataFrame({"period": period_range(first, last, freq)}), how="cross")
+            .filter(pl.col("period") >= pl.col("launch")).drop("launch"))
+    panel = (grid.join(agg, on=[*SERIES_KEY, "period"], how="left")
+             .with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"}))
+    if "revenue" in panel.columns:
+        panel = panel.with_columns(
+            pl.when(pl.col("y") > 0).then(pl.col("revenue") / pl.col("y")).alias("price"),
+            pl.col("revenue").fill_null(0.0))
+    if tables.fx is not None and "price" in panel.columns:
+        rates = period_rates(tables.fx, freq, spec.currency, spec.fx.max_staleness_days)
+        panel = attach_fx(panel, tables.markets, rates)
+        log["periods_without_fx_rate"] = int(panel["fx_rate"].is_null().sum())
+    panel, exo_cols = _join_exogenous(panel, tables, freq)
+    log.update(series=panel.select(SERIES_KEY).n_unique(), rows=panel.height)
+
+    items_spec = spec.items
+    return Panel(
+        data=panel.sort(*SERIES_KEY, "timestamp"),
+        freq=freq,
+        items=tables.items,
+        markets=tables.markets,
+        static_text=[r for r in ("title", "description") if items_spec and r in items_spec.columns],
+        static_categorical=list(items_spec.static_categorical) if items_spec else [],
+        static_numeric=list(items_spec.static_numeric) if items_spec else [],
+        past_only=[c for c in exo_cols if c in (spec.exogenous.past_only if spec.exogenous
+                                                 else [])],
+        future_known=[c for c in exo_cols if c in (spec.exogenous.future_known
+                                                    if spec.exogenous else [])],
+        log=log,
+    )
+
+
+def _join_exogenous(panel: pl.DataFrame, tables: Tables, freq: str) -> tuple[pl.DataFrame, list]:
+    if tables.exogenous is None:
+        return panel, []
+    exo_spec = tables.spec.exogenous
+    columns = list(dict.fromkeys([*exo_spec.past_only, *exo_spec.future_known]))
+    keys = ["timestamp", "market"] if "market" in exo_spec.columns else ["timestamp"]
+    per_period = (tables.exogenous
+                  .with_columns(truncate_to_period(pl.col("timestamp"), freq))
+                  .group_by(keys).agg([pl.col(c).mean() for c in columns]))
+    return panel.join(per_period, on=keys, how="left"), columns

@@ -1,0 +1,170 @@
+"""The YAML dataset spec: maps a user's tables and column names onto salesfusion's roles.
+
+Nothing else in the code knows a dataset's own column names; everything reads them from here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from salesfusion.errors import InputError
+
+Frequency = Literal["D", "W", "M"]
+FREQUENCIES: tuple[str, ...] = ("D", "W", "M")
+TableFormat = Literal["csv", "parquet", "duckdb"]
+
+# Which roles each table must map, and which it may map (DESIGN.md section 2).
+REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
+    "sales": ("item_id", "market", "timestamp", "quantity"),
+    "items": ("item_id",),
+    "markets": ("market",),
+    "exogenous": ("timestamp",),
+    "reviews": ("item_id", "timestamp", "text"),
+    "events": ("market", "timestamp"),
+}
+OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
+    "sales": ("price", "revenue", "promo", "channel", "invoice"),
+    "items": ("title", "description", "image", "launch_date"),
+    "markets": ("currency", "maturity", "region", "language"),
+    "exogenous": ("market",),
+    "reviews": ("rating", "market", "image"),
+    "events": ("item_id", "kol_id", "audience", "duration"),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TableSpec(_Strict):
+    """Where one table lives and which of its columns play which role."""
+
+    path: str
+    format: TableFormat | None = None  # inferred from the file extension when left out
+    table: str | None = None  # table name inside a DuckDB file or SQL database
+    columns: dict[str, str]
+    timestamp_format: str | None = None  # strptime format; ISO-8601 is parsed without one
+    # Covariate roles are declared, never guessed (DESIGN.md section 2).
+    static_categorical: list[str] = Field(default_factory=list)
+    static_numeric: list[str] = Field(default_factory=list)
+    past_only: list[str] = Field(default_factory=list)
+    future_known: list[str] = Field(default_factory=list)
+
+    def resolved_format(self) -> str:
+        if self.format:
+            return self.format
+        suffix = Path(self.path).suffix.lower()
+        by_suffix = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+                     ".duckdb": "duckdb", ".db": "duckdb"}
+        if suffix not in by_suffix:
+            raise InputError(f"{self.path}: cannot tell the table format from extension "
+                             f"'{suffix}'; set 'format' to one of csv, parquet, duckdb")
+        return by_suffix[suffix]
+
+
+class CurrencyPeg(_Strict):
+    anchor: str  # the currency it is fixed to
+    units_per_anchor: float = Field(gt=0)
+
+
+class FxSpec(_Strict):
+    """A wide exchange-rate table: a date column plus one column per currency."""
+
+    path: str
+    format: TableFormat | None = None
+    table: str | None = None
+    date_column: str = "Date"
+    base_currency: str = "EUR"  # rates are units of each currency per 1 base currency
+    max_staleness_days: int = 10  # an as-of rate older than this is treated as missing
+    # Currencies the table lacks but that are fixed to one it has (e.g. AED to USD).
+    pegs: dict[str, CurrencyPeg] = Field(default_factory=dict)
+
+
+class CleaningPolicy(_Strict):
+    """Explicit rules for turning transactions into period demand (documented in the README)."""
+
+    cancelled_invoice_prefix: str | None = None  # invoices starting with this are cancellations
+    returns: Literal["drop", "net"] = "drop"  # drop cancellations/negatives, or net them out
+    require_positive_price: bool = True
+    item_id_pattern: str | None = None  # regex an item id must match fully to count as a product
+    normalize_item_ids: bool = True  # strip whitespace and upper-case
+    drop_partial_periods: bool = True  # drop the first/last period if the data covers it partly
+
+
+class DatasetSpec(_Strict):
+    name: str
+    freq: Frequency = "W"
+    currency: str | None = None  # currency of the sales table's prices (the seller's)
+    # "transaction": many rows per (item, market, period) are summed; "period": already a panel,
+    # so a repeated (item, market, timestamp) key is an error.
+    sales_grain: Literal["transaction", "period"] = "transaction"
+    sales: TableSpec
+    items: TableSpec | None = None
+    markets: TableSpec | None = None
+    exogenous: TableSpec | None = None
+    reviews: TableSpec | None = None
+    events: TableSpec | None = None
+    fx: FxSpec | None = None
+    cleaning: CleaningPolicy = Field(default_factory=CleaningPolicy)
+    base_dir: Path = Field(default=Path("."), exclude=True)
+
+    @field_validator("freq", mode="before")
+    @classmethod
+    def _upper_freq(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check_roles(self) -> DatasetSpec:
+        for table_name in REQUIRED_ROLES:
+            table: TableSpec | None = getattr(self, table_name)
+            if table is None:
+                continue
+            missing = [r for r in REQUIRED_ROLES[table_name] if r not in table.columns]
+            if missing:
+                raise ValueError(f"table '{table_name}' must map the role(s) {missing}")
+            known = set(REQUIRED_ROLES[table_name]) | set(OPTIONAL_ROLES[table_name])
+            unknown = sorted(set(table.columns) - known)
+            if unknown:
+                raise ValueError(f"table '{table_name}' maps unknown role(s) {unknown}; "
+                                 f"known roles are {sorted(known)}")
+        if self.fx is not None and (self.markets is None or "currency" not in self.markets.columns):
+            raise ValueError("an 'fx' table needs a 'markets' table that maps the 'currency' role")
+        if self.fx is not None and self.currency is None:
+            raise ValueError("an 'fx' table needs the sales 'currency' (the prices' currency)")
+        return self
+
+    def resolve(self, path: str) -> Path:
+        """A table path relative to the spec file's folder."""
+        candidate = Path(path)
+        return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def tables(self) -> dict[str, TableSpec]:
+        return {name: getattr(self, name) for name in REQUIRED_ROLES if getattr(self, name)}
+
+
+def load_spec(path: str | Path) -> DatasetSpec:
+    """Read and validate a YAML dataset spec; errors name the file and the offending field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: spec file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a dataset spec must be a YAML mapping")
+    if "freq" in raw and str(raw["freq"]).upper() not in FREQUENCIES:
+        raise InputError(f"{path}: unknown frequency '{raw['freq']}' in field 'freq'; "
+                         f"use one of {', '.join(FREQUENCIES)}")
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise InputError(f"{path}: invalid spec at '{where}': {first['msg']}") from exc
+    spec.base_dir = path.parent.resolve()
+    return spec

@@ -1,0 +1,48 @@
+"""Chronological splits. Tuning may look at the validation part only, never at the test part."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from salesfusion.data.panel import Panel
+from salesfusion.errors import InputError
+
+
+@dataclass(frozen=True)
+class ChronologicalSplit:
+    train: Panel
+    validation: Panel
+    test: Panel
+    train_end: datetime
+    validation_end: datetime
+
+
+def chronological_split(panel: Panel, fractions: tuple[float, float, float] = (0.7, 0.2, 0.1)
+                        ) -> ChronologicalSplit:
+    """Split the panel's periods in time order (7:2:1 by default, seed 003).
+
+    Whole periods go to one part, so no period's rows are shared between parts; each part gets
+    at least one period and the rounding remainder goes to the training part.
+    """
+    if len(fractions) != 3 or any(f <= 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        raise InputError(f"split fractions must be three positive numbers summing to 1, "
+                         f"got {fractions}")
+    periods = panel.periods.sort()
+    n = len(periods)
+    if n < 3:
+        raise InputError(f"a chronological split needs at least 3 periods, the panel has {n}")
+    n_test = max(1, round(n * fractions[2]))
+    n_validation = max(1, round(n * fractions[1]))
+    n_train = n - n_test - n_validation
+    if n_train < 1:
+        raise InputError(f"a {fractions} split of {n} periods leaves no training period")
+    train_end = periods[n_train - 1]
+    validation_end = periods[n_train + n_validation - 1]
+    return ChronologicalSplit(
+        train=panel.until(train_end),
+        validation=panel.between(periods[n_train], validation_end),
+        test=panel.between(periods[n_train + n_validation], periods[n - 1]),
+        train_end=train_end,
+        validation_end=validation_end,
+    )

@@ -1,0 +1,186 @@
+"""Load the tables a spec names, map columns onto roles, and check them.
+
+Every failure is an ``InputError`` whose one-line message names the file, the column and the
+first offending rows (1-based data rows, header not counted), so a user can fix the input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from salesfusion.data.io import read_raw
+from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
+from salesfusion.errors import InputError
+
+NUMERIC_ROLES = {"quantity", "price", "revenue", "rating", "audience", "duration"}
+TIME_ROLES = {"timestamp", "launch_date"}
+TEXT_ROLES = {"item_id", "market", "title", "description", "text", "image", "invoice",
+              "currency", "maturity", "region", "language", "channel", "kol_id"}
+KEY_ROLES: dict[str, tuple[str, ...]] = {
+    "items": ("item_id",),
+    "markets": ("market",),
+}
+SHOWN_ROWS = 5
+
+
+@dataclass
+class Tables:
+    """The spec's tables with role columns renamed to their role names."""
+
+    spec: DatasetSpec
+    sales: pl.DataFrame
+    items: pl.DataFrame | None = None
+    markets: pl.DataFrame | None = None
+    exogenous: pl.DataFrame | None = None
+    reviews: pl.DataFrame | None = None
+    events: pl.DataFrame | None = None
+    fx: pl.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _first_rows(mask: pl.Series, values: pl.Series) -> str:
+    idx = mask.arg_true().head(SHOWN_ROWS).to_list()
+    shown = ", ".join(f"row {i + 1} ({values[i]!r})" for i in idx)
+    return f"{int(mask.sum())} bad value(s), first: {shown}"
+
+
+def _cast_numeric(frame: pl.DataFrame, role: str, column: str, where: str) -> pl.DataFrame:
+    series = frame[role]
+    if series.dtype.is_numeric():
+        return frame.with_columns(pl.col(role).cast(pl.Float64))
+    text = series.cast(pl.Utf8).str.strip_chars()
+    cast = text.cast(pl.Float64, strict=False)
+    bad = cast.is_null() & text.is_not_null() & (text != "")
+    if bad.any():
+        raise InputError(f"{where}: column '{column}' (role {role}) is not numeric: "
+                         f"{_first_rows(bad, series)}")
+    return frame.with_columns(cast.alias(role))
+
+
+def _cast_time(frame: pl.DataFrame, role: str, column: str, where: str,
+               fmt: str | None) -> pl.DataFrame:
+    series = frame[role]
+    if series.dtype == pl.Date:
+        return frame.with_columns(pl.col(role).cast(pl.Datetime("us")))
+    if isinstance(series.dtype, pl.Datetime):
+        return frame.with_columns(pl.col(role).dt.replace_time_zone(None).cast(pl.Datetime("us")))
+    text = series.cast(pl.Utf8).str.strip_chars()
+    parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="us")
+    if fmt is None:
+        # ISO dates without a time part parse only as dates.
+        parsed = parsed.fill_null(text.str.to_date(strict=False).cast(pl.Datetime("us")))
+    bad = parsed.is_null() & text.is_not_null() & (text != "")
+    if bad.any():
+        hint = f"format '{fmt}'" if fmt else "ISO 8601 (or set 'timestamp_format' in the spec)"
+        raise InputError(f"{where}: column '{column}' (role {role}) has unparsable dates for "
+                         f"{hint}: {_first_rows(bad, series)}")
+    return frame.with_columns(parsed.alias(role))
+
+
+def _check_required_values(frame: pl.DataFrame, roles: tuple[str, ...], table: TableSpec,
+                           where: str) -> None:
+    for role in roles:
+        missing = frame[role].is_null()
+        if missing.any():
+            raise InputError(f"{where}: column '{table.columns[role]}' (role {role}) has empty "
+                             f"values: {_first_rows(missing, frame[role])}")
+
+
+def _check_unique(frame: pl.DataFrame, keys: tuple[str, ...], table: TableSpec,
+                  where: str) -> None:
+    duplicated = frame.select(keys).is_duplicated()
+    if duplicated.any():
+        idx = duplicated.arg_true().head(SHOWN_ROWS).to_list()
+        shown = ", ".join(f"row {i + 1} {tuple(frame.row(i, named=True)[k] for k in keys)}"
+                          for i in idx)
+        columns = ", ".join(f"'{table.columns.get(k, k)}'" for k in keys)
+        raise InputError(f"{where}: duplicated key ({columns}): {int(duplicated.sum())} rows "
+                         f"share a key, first: {shown}")
+
+
+def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...]) -> pl.DataFrame:
+    """Read one table of the spec, rename role columns to role names and cast their types."""
+    table: TableSpec = getattr(spec, name)
+    path = spec.resolve(table.path)
+    where = str(path) if not table.table else f"{path}:{table.table}"
+    raw = read_raw(path, table.resolved_format(), table.table)
+    if raw.height == 0:
+        raise InputError(f"{where}: table '{name}' is empty (no data rows)")
+    covariates = [*table.static_categorical, *table.static_numeric, *table.past_only,
+                  *table.future_known]
+    wanted = {**table.columns, **{c: c for c in covariates}}
+    missing = [f"'{col}' (role {role})" if role != col else f"'{col}'"
+               for role, col in wanted.items() if col not in raw.columns]
+    if missing:
+        raise InputError(f"{where}: column {', '.join(missing)} not found; the table has "
+                         f"columns {raw.columns}")
+    frame = raw.select([pl.col(col).alias(role) for role, col in table.columns.items()]
+                       + [pl.col(c) for c in dict.fromkeys(covariates)
+                          if c not in table.columns])
+    for role, column in table.columns.items():
+        if role in NUMERIC_ROLES:
+            frame = _cast_numeric(frame, role, column, where)
+        elif role in TIME_ROLES:
+            fmt = table.timestamp_format if role == "timestamp" else None
+            frame = _cast_time(frame, role, column, where, fmt)
+        else:
+            frame = frame.with_columns(pl.col(role).cast(pl.Utf8))
+    for column in dict.fromkeys([*table.static_numeric, *table.past_only, *table.future_known]):
+        if column not in table.columns:
+            frame = _cast_numeric(frame, column, column, where)
+    for column in table.static_categorical:
+        frame = frame.with_columns(pl.col(column).cast(pl.Utf8))
+    _check_required_values(frame, required, table, where)
+    return frame
+
+
+def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
+    """A long FX table: date, currency, rate (units of currency per 1 base currency)."""
+    path = spec.resolve(fx.path)
+    fmt = fx.format or TableSpec(path=fx.path, columns={}).resolved_format()
+    raw = read_raw(path, fmt, fx.table)
+    if raw.height == 0:
+        raise InputError(f"{path}: exchange-rate table is empty")
+    if fx.date_column not in raw.columns:
+        raise InputError(f"{path}: date column '{fx.date_column}' not found; the table has "
+                         f"columns {raw.columns}")
+    frame = _cast_time(raw.rename({fx.date_column: "timestamp"}), "timestamp",
+                       fx.date_column, str(path), None)
+    currencies = [c for c in frame.columns if c != "timestamp"]
+    long = frame.unpivot(index="timestamp", on=currencies, variable_name="currency",
+                         value_name="rate")
+    long = long.with_columns(pl.col("rate").cast(pl.Utf8).str.strip_chars()
+                             .cast(pl.Float64, strict=False))
+    long = long.drop_nulls("rate")
+    dates = frame["timestamp"].unique()
+    derived = [pl.DataFrame({"timestamp": dates, "currency": fx.base_currency, "rate": 1.0})]
+    for currency, peg in fx.pegs.items():
+        anchor = long.filter(pl.col("currency") == peg.anchor)
+        if anchor.height == 0:
+            raise InputError(f"{path}: peg of {currency} names anchor currency '{peg.anchor}', "
+                             f"which the table has no rates for")
+        derived.append(anchor.select("timestamp", pl.lit(currency).alias("currency"),
+                                     (pl.col("rate") * peg.units_per_anchor).alias("rate")))
+    return pl.concat([long, *derived]).sort("currency", "timestamp")
+
+
+def load_tables(spec: DatasetSpec) -> Tables:
+    """Load and check every table the spec names."""
+    loaded: dict[str, pl.DataFrame] = {}
+    for name in spec.tables():
+        loaded[name] = load_table(spec, name, REQUIRED_ROLES[name])
+    for name, keys in KEY_ROLES.items():
+        if name in loaded:
+            _check_unique(loaded[name], keys, getattr(spec, name), str(spec.resolve(
+                getattr(spec, name).path)))
+    if "exogenous" in loaded:
+        keys = ("timestamp", "market") if "market" in spec.exogenous.columns else ("timestamp",)
+        _check_unique(loaded["exogenous"], keys, spec.exogenous,
+                      str(spec.resolve(spec.exogenous.path)))
+    if spec.sales_grain == "period":
+        _check_unique(loaded["sales"], ("item_id", "market", "timestamp"), spec.sales,
+                      str(spec.resolve(spec.sales.path)))
+    fx = load_fx(spec, spec.fx) if spec.fx else None
+    return Tables(spec=spec, fx=fx, **loaded)

@@ -1,0 +1,101 @@
+"""Rolling-origin backtests and their metrics tables, the same for every model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.evaluation.protocol import BacktestProtocol
+
+if TYPE_CHECKING:
+    from salesfusion.models.base import Forecaster
+
+FORECAST_COLUMNS = ["item_id", "market", "timestamp", "model", "window", "y_true", "y_pred"]
+CONTEXT_COLUMNS = ["y_last", "mase_scale"]
+
+
+def origin_context(history: Panel) -> pl.DataFrame:
+    """Per series at the origin: the last observed value and the MASE scale (in-sample mean
+    absolute one-step difference)."""
+    return (history.data.sort(*SERIES_KEY, "timestamp").group_by(SERIES_KEY, maintain_order=True)
+            .agg(pl.col("y").last().alias("y_last"),
+                 pl.col("y").diff().abs().mean().alias("mase_scale")))
+
+
+def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
+                 on_window: Callable[[int], None] | None = None) -> pl.DataFrame:
+    """Forecast every window of the protocol; returns one row per forecast point.
+
+    Columns: ``item_id, market, timestamp, model, window, y_true, y_pred``, any quantile
+    columns, and ``y_last, mase_scale`` (so metrics can be recomputed from the file alone).
+    Forecasts (and quantiles) are clipped at 0: demand is never negative. Series are forecast
+    when they have history at the origin and actuals in the window.
+    """
+    periods = panel.periods
+    frames = []
+    fitted: Forecaster | None = None
+    for window, origin in enumerate(protocol.origins(periods)):
+        history = panel.until(origin)
+        if fitted is None or protocol.refit:
+            fitted = model.clone().fit(history)
+        test_end = periods.filter(periods > origin).head(protocol.horizon).max()
+        actuals = panel.data.filter((pl.col("timestamp") > origin)
+                                    & (pl.col("timestamp") <= test_end))
+        wanted = actuals.select(SERIES_KEY).unique().join(
+            history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
+        forecast = fitted.predict(protocol.horizon, history=history, series=wanted)
+        quantiles = quantile_columns(forecast.columns)
+        clipped = forecast.with_columns(pl.col("y_pred", *quantiles).clip(lower_bound=0.0))
+        joined = (actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true"))
+                  .join(clipped, on=[*SERIES_KEY, "timestamp"], how="inner")
+                  .join(origin_context(history), on=SERIES_KEY, how="left")
+                  .with_columns(pl.lit(model.name).alias("model"),
+                                pl.lit(window, dtype=pl.Int64).alias("window")))
+        frames.append(joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS))
+        if on_window:
+            on_window(window)
+    return pl.concat(frames, how="diagonal")
+
+
+def metrics_table(forecasts: pl.DataFrame, segment_column: str = "market") -> pl.DataFrame:
+    """Metrics per model, window (each and ``all``) and segment (``all`` and each value of
+    ``segment_column``), long form: ``model, window, segment, metric, value``."""
+    parts = []
+    for model_name in forecasts["model"].unique(maintain_order=True):
+        # Each model is scored on its own columns: quantile columns of one model must not leak
+        # into another's rows after a diagonal concat.
+        rows = forecasts.filter(pl.col("model") == model_name)
+        rows = rows.select([c for c in rows.columns if rows[c].null_count() < rows.height
+                            or c in FORECAST_COLUMNS])
+        parts.extend(_grouped(rows, model_name, segment_column))
+    columns = ["model", "window", "segment", "metric", "value"]
+    return (pl.concat([part.select(columns) for part in parts])
+            .sort("model", "window", "segment", "metric"))
+
+
+def _grouped(rows: pl.DataFrame, model_name: str, segment_column: str) -> Iterable[pl.DataFrame]:
+    rows = rows.with_columns(pl.col("window").cast(pl.Utf8))
+    every = rows.with_columns(pl.lit("all").alias("window"))
+    for frame in (rows, every):
+        yield _label(evaluate(frame, ["window"]), model_name, "all")
+        per_segment = evaluate(frame, ["window", segment_column])
+        yield _label(per_segment.rename({segment_column: "segment"}), model_name, None)
+
+
+def _label(frame: pl.DataFrame, model_name: str, segment: str | None) -> pl.DataFrame:
+    frame = frame.with_columns(pl.lit(model_name).alias("model"))
+    if segment is not None:
+        frame = frame.with_columns(pl.lit(segment).alias("segment"))
+    return frame
+
+
+def series_metrics(forecasts: pl.DataFrame) -> pl.DataFrame:
+    """Metrics per model and series over all windows (long form)."""
+    return pl.concat(
+        evaluate(forecasts.filter(pl.col("model") == name), ["item_id", "market"])
+        .with_columns(pl.lit(name).alias("model"))
+        for name in forecasts["model"].unique(maintain_order=True))

@@ -1,0 +1,40 @@
+"""Exchange rates per period, and conversion of the seller's prices into each buyer's currency."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from salesfusion.features.calendar import PERIOD_DAYS, truncate_to_period
+
+
+def period_rates(fx: pl.DataFrame, freq: str, seller_currency: str,
+                 max_staleness_days: int) -> pl.DataFrame:
+    """Units of each currency per 1 unit of the seller's currency, averaged over each period.
+
+    A period without any quote (a daily panel's weekend) takes the previous period's rate for at
+    most ``max_staleness_days``; beyond that the rate is missing rather than silently stale.
+    """
+    seller = fx.filter(pl.col("currency") == seller_currency).select(
+        "timestamp", pl.col("rate").alias("seller_rate"))
+    cross = (fx.join(seller, on="timestamp", how="inner")
+             .with_columns((pl.col("rate") / pl.col("seller_rate")).alias("fx_rate"),
+                           truncate_to_period(pl.col("timestamp"), freq).alias("period")))
+    per_period = cross.group_by("currency", "period").agg(pl.col("fx_rate").mean())
+    if per_period.height == 0:
+        return per_period.rename({"period": "timestamp"})
+    periods = pl.DataFrame({"period": per_period["period"].unique().sort()})
+    limit = max(1, math.ceil(max_staleness_days / PERIOD_DAYS[freq]))
+    full = (periods.join(per_period.select("currency").unique(), how="cross")
+            .join(per_period, on=["currency", "period"], how="left").sort("currency", "period")
+            .with_columns(pl.col("fx_rate").forward_fill(limit=limit).over("currency")))
+    return full.rename({"period": "timestamp"})
+
+
+def attach_fx(panel: pl.DataFrame, markets: pl.DataFrame, rates: pl.DataFrame) -> pl.DataFrame:
+    """Add ``fx_rate`` (buyer currency per seller currency) and ``price_local`` to a panel."""
+    currency = markets.select("market", "currency")
+    joined = (panel.join(currency, on="market", how="left")
+              .join(rates, on=["currency", "timestamp"], how="left"))
+    return joined.with_columns((pl.col("price") * pl.col("fx_rate")).alias("price_local"))

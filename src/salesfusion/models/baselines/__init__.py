@@ -1,0 +1,1 @@
+from salesfusion.models.baselines import statistical  # noqa: F401
