@@ -30,8 +30,12 @@ def model_class(name: str) -> type[Forecaster]:
     return MODELS[name]
 
 
-def create_model(name: str, **params: Any) -> Forecaster:
-    return model_class(name)(**params)
+def create_model(name: str, horizon: int | None = None, **params: Any) -> Forecaster:
+    """A new model; ``horizon`` is passed on to models trained for a fixed horizon."""
+    cls = model_class(name)
+    if horizon is not None and "horizon" in cls.default_params:
+        params.setdefault("horizon", horizon)
+    return cls(**params)
 
 
 def registered_models() -> list[str]:

@@ -1,0 +1,178 @@
+"""One global LightGBM model over every series, direct multi-horizon.
+
+Each training row is (series, origin t, step h): features known at t (lags, rolling statistics,
+price and FX, the item's demand across markets), the step h, the calendar of period t+h and the
+market, with target y[t+h]. One model covers every step, so there is no recursion and no
+accumulation of its own errors.
+
+The default objective is L1 on a level-scaled target (units divided by the series' 13-period
+mean + 1, rows weighted by that level): it minimises the total absolute error, so WAPE directly,
+and lets one model serve series whose volumes differ by orders of magnitude. ``objective:
+tweedie`` (or ``poisson``) trains the count likelihoods for non-negative, zero-inflated units
+instead (on OR-weekly, Tweedie gave a WAPE about 10 points worse). The number of boosting rounds
+is chosen by early stopping on the last ``horizon`` periods of the training data (never the test
+part), then the model is refit on all of it with that many rounds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.errors import InputError
+from salesfusion.features.calendar import calendar_features, periods_after
+from salesfusion.features.lags import origin_features, to_wide
+from salesfusion.models.base import Forecaster
+from salesfusion.models.registry import register
+
+# Features measured in units, divided by the series level when the target is level-scaled.
+LEVEL_FEATURES = ("lag_", "mean_", "std_", "item_mean")
+
+
+@register
+class LightGBMForecaster(Forecaster):
+    name = "lightgbm"
+    default_params: ClassVar[dict[str, Any]] = {
+        "horizon": 4,  # longest step trained for; longer forecasts are an error
+        "objective": "l1",
+        "target_scaling": True,
+        "tweedie_variance_power": 1.2,
+        "learning_rate": 0.05,
+        "num_leaves": 31,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.8,
+        "bagging_fraction": 0.8,
+        "lambda_l2": 1.0,
+        "max_rounds": 500,
+        "early_stopping_rounds": 50,
+        "seed": 0,
+        "threads": 2,
+    }
+
+    def _booster_params(self) -> dict[str, Any]:
+        p = self.params
+        params = {
+            "objective": p["objective"], "learning_rate": p["learning_rate"],
+            "num_leaves": p["num_leaves"], "min_data_in_leaf": p["min_data_in_leaf"],
+            "feature_fraction": p["feature_fraction"], "bagging_fraction": p["bagging_fraction"],
+            "bagging_freq": 1, "lambda_l2": p["lambda_l2"], "seed": p["seed"],
+            "num_threads": p["threads"], "deterministic": True, "force_row_wise": True,
+            "verbosity": -1,
+        }
+        if p["objective"] == "tweedie":
+            params["tweedie_variance_power"] = p["tweedie_variance_power"]
+        return params
+
+    def _design(self, history: Panel, target_steps: range | None,
+                horizon: int) -> tuple[pl.DataFrame, np.ndarray, dict[str, np.ndarray]]:
+        """Rows of (features, target) for training (``target_steps`` given) or the origin rows
+        for prediction. Returns the keys, the feature matrix and side arrays."""
+        wide = to_wide(history)
+        features = origin_features(wide)
+        n_series, n_periods = wide.y.shape
+        market_code = wide.keys["market"].replace_strict(
+            self._markets, default=-1, return_dtype=pl.Int64).to_numpy().astype(float)
+        has_history = features["age"] >= 1
+        rows_s, rows_t, rows_h, targets, calendars = [], [], [], [], []
+        if target_steps is not None:
+            calendar = calendar_features(wide.periods, history.freq)
+            for h in target_steps:
+                usable = has_history[:, : n_periods - h] & ~np.isnan(wide.y[:, h:])
+                s_idx, t_idx = np.nonzero(usable)
+                rows_s.append(s_idx)
+                rows_t.append(t_idx)
+                rows_h.append(np.full(len(s_idx), h))
+                targets.append(wide.y[s_idx, t_idx + h])
+                calendars.append({k: v[t_idx + h] for k, v in calendar.items()})
+        else:
+            future = periods_after(wide.periods[-1], history.freq, horizon).to_numpy()
+            calendar = calendar_features(future, history.freq)
+            last = n_periods - 1
+            s_all = np.nonzero(has_history[:, last])[0]
+            for h in range(1, horizon + 1):
+                rows_s.append(s_all)
+                rows_t.append(np.full(len(s_all), last))
+                rows_h.append(np.full(len(s_all), h))
+                calendars.append({k: np.full(len(s_all), v[h - 1]) for k, v in calendar.items()})
+        s_idx, t_idx, h_idx = map(np.concatenate, (rows_s, rows_t, rows_h))
+        columns = {name: values[s_idx, t_idx] for name, values in features.items()}
+        # Shop-wide momentum: recent vs longer-run demand over all series at the origin.
+        with np.errstate(invalid="ignore", divide="ignore"):
+            momentum = (np.nanmean(features["mean_4"], axis=0)
+                        / np.nanmean(features["mean_13"], axis=0))
+        columns["shop_momentum"] = momentum[t_idx]
+        scale = np.nan_to_num(columns["mean_13"]) + 1.0
+        if self.params["target_scaling"]:
+            for name in columns:
+                if name.startswith(LEVEL_FEATURES):
+                    columns[name] = columns[name] / scale
+        columns["level"] = scale
+        columns["step"] = h_idx.astype(float)
+        for name in calendars[0]:
+            columns[name] = np.concatenate([c[name] for c in calendars])
+        columns["market"] = market_code[s_idx]
+        self._feature_names = list(columns)
+        matrix = np.column_stack([columns[name] for name in self._feature_names])
+        side = {"target": np.concatenate(targets) if targets else np.empty(0), "scale": scale,
+                "target_index": t_idx + h_idx, "step": h_idx}
+        keys = wide.keys[s_idx]
+        if target_steps is None:
+            keys = keys.with_columns(pl.Series("timestamp", future[h_idx - 1]))
+        return keys, matrix, side
+
+    def _fit(self, panel: Panel) -> None:
+        self._markets = {m: i for i, m in enumerate(sorted(panel.data["market"].unique()))}
+        horizon = int(self.params["horizon"])
+        _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
+        n_periods = panel.data["timestamp"].n_unique()
+        is_validation = side["target_index"] >= n_periods - horizon
+        params = self._booster_params()
+        rounds = int(self.params["max_rounds"])
+        label, weight = side["target"], None
+        if self.params["target_scaling"]:
+            label, weight = label / side["scale"], side["scale"]
+
+        def subset(mask: np.ndarray, **kwargs: Any) -> lgb.Dataset:
+            return lgb.Dataset(matrix[mask], label[mask],
+                               weight=None if weight is None else weight[mask], **kwargs)
+
+        if is_validation.any() and (~is_validation).any():
+            train = subset(~is_validation, feature_name=self._feature_names,
+                           categorical_feature=["market"])
+            valid = subset(is_validation, reference=train)
+            probe = lgb.train(params, train, num_boost_round=rounds, valid_sets=[valid],
+                              callbacks=[lgb.early_stopping(
+                                  int(self.params["early_stopping_rounds"]), verbose=False)])
+            rounds = max(1, probe.best_iteration)
+        full = subset(np.ones(len(label), dtype=bool), feature_name=self._feature_names,
+                      categorical_feature=["market"])
+        self._booster = lgb.train(params, full, num_boost_round=rounds)
+
+    def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
+        if horizon > int(self.params["horizon"]):
+            raise InputError(f"model 'lightgbm' was trained for horizons up to "
+                             f"{self.params['horizon']}, asked for {horizon}; set its "
+                             f"'horizon' parameter")
+        keys, matrix, side = self._design(history, None, horizon)
+        predictions = self._booster.predict(matrix)
+        if self.params["target_scaling"]:
+            predictions = predictions * side["scale"]
+        frame = keys.with_columns(pl.Series("y_pred", predictions, dtype=pl.Float64))
+        return frame.join(series, on=SERIES_KEY, how="semi")
+
+    def _save_state(self, folder: Path) -> None:
+        self._booster.save_model(str(folder / "booster.txt"))
+        (folder / "lightgbm.json").write_text(json.dumps(
+            {"markets": self._markets, "features": self._feature_names}))
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / "lightgbm.json").read_text())
+        self._markets = state["markets"]
+        self._feature_names = state["features"]
+        self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
