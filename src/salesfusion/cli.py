@@ -1,0 +1,210 @@
+"""The ``salesfusion`` command line.
+
+Bad input ends with one line on stderr naming the file, column or value, exit code 2, and no
+partial output: results are written to a staging folder that replaces the output only once
+everything has succeeded.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from salesfusion.data.io import write_table
+from salesfusion.data.panel import Panel, build_panel
+from salesfusion.data.spec import FREQUENCIES, load_spec
+from salesfusion.data.validate import load_tables
+from salesfusion.datasets import load_dataset
+from salesfusion.datasets.online_retail import (
+    OR_WEEKLY_LOOKBACK,
+    OR_WEEKLY_MIN_NONZERO,
+    OR_WEEKLY_PROTOCOL,
+)
+from salesfusion.errors import InputError
+from salesfusion.evaluation.protocol import BacktestProtocol, keep_active_series
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Multimodal demand forecasting for cross-border e-commerce.")
+data_app = typer.Typer(no_args_is_help=True, help="Check dataset specs and build panels.")
+app.add_typer(data_app, name="data")
+console = Console(stderr=True)
+
+BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
+             "tsb", "lightgbm", "knn_analogue"]
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an ``InputError`` into one line on stderr and exit code 2 (no traceback)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except InputError as exc:
+            message = " ".join(str(exc).split())
+            print(f"error: {message}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` that becomes ``out`` only if the block succeeds."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    out.mkdir(exist_ok=True)
+    for item in staging.iterdir():
+        target = out / item.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        item.replace(target)
+    staging.rmdir()
+
+
+def _check_freq(freq: str) -> str:
+    if freq.upper() not in FREQUENCIES:
+        raise InputError(f"unknown frequency '{freq}'; use one of {', '.join(FREQUENCIES)}")
+    return freq.upper()
+
+
+def _panel_from(dataset: str | None, spec: Path | None, freq: str | None,
+                protocol: BacktestProtocol, min_nonzero: int | None,
+                lookback: int | None) -> Panel:
+    if (dataset is None) == (spec is None):
+        raise InputError("give exactly one of --dataset NAME or --spec SPEC")
+    with console.status("Building the panel"):
+        if dataset is not None:
+            source = load_dataset(dataset)
+            panel = source.panel(freq)
+            if dataset == "online_retail":
+                min_nonzero = OR_WEEKLY_MIN_NONZERO if min_nonzero is None else min_nonzero
+                lookback = OR_WEEKLY_LOOKBACK if lookback is None else lookback
+        else:
+            panel = build_panel(load_tables(load_spec(spec)), freq)
+        if min_nonzero:
+            panel = keep_active_series(panel, protocol, lookback=lookback or len(panel.periods),
+                                       min_nonzero=min_nonzero)
+    console.print(f"Panel: {panel.n_series:,} series, {panel.data.height:,} rows, "
+                  f"{len(panel.periods)} periods (freq {panel.freq})")
+    return panel
+
+
+def _print_summary(summary: Any) -> None:
+    table = Table(title="Backtest, all windows and markets (lower is better)")
+    for column in summary.columns:
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in summary.iter_rows():
+        table.add_row(*[f"{v:,.3f}" if isinstance(v, float) else str(v) for v in row])
+    Console().print(table)
+
+
+def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol, out: Path,
+                  title: str) -> None:
+    from salesfusion.evaluation.report import write_report
+    from salesfusion.evaluation.runner import backtest_models
+
+    protocol.origins(panel.periods)  # too short a panel fails before anything is written
+    with staged_folder(out) as staging:
+        run = backtest_models(panel, models, protocol)
+        run.write(staging)
+        with console.status("Writing the report"):
+            write_report(run, staging / "report.html", title=title)
+    _print_summary(run.summary())
+    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet and report.html")
+
+
+@app.command()
+@guarded
+def demo(out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo")) -> None:
+    """The main job on the bundled data: OR-weekly panel, every baseline backtested, report."""
+    started = time.perf_counter()
+    panel = _panel_from("online_retail", None, "W", OR_WEEKLY_PROTOCOL, None, None)
+    _run_backtest(panel, BASELINES, OR_WEEKLY_PROTOCOL, out,
+                  title="salesfusion demo: baselines on the OR-weekly panel")
+    console.print(f"Demo finished in {time.perf_counter() - started:,.0f} s")
+
+
+@app.command()
+@guarded
+def backtest(
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")],
+    out: Annotated[Path, typer.Option(help="Output folder.")],
+    dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
+    horizon: Annotated[int, typer.Option(min=1)] = 4,
+    windows: Annotated[int, typer.Option(min=1)] = 3,
+    step: Annotated[int | None, typer.Option(min=1, help="Defaults to the horizon.")] = None,
+    refit: Annotated[bool, typer.Option(help="Refit at every origin.")] = True,
+    freq: Annotated[str | None, typer.Option(help="D, W or M (the spec's when omitted).")] = None,
+    min_nonzero: Annotated[int | None, typer.Option(
+        help="Keep series with this many non-zero periods before the test part.")] = None,
+    lookback: Annotated[int | None, typer.Option(
+        help="Periods before the test part that --min-nonzero counts in.")] = None,
+) -> None:
+    """Rolling-origin backtest of models on a bundled dataset or a spec."""
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise InputError("--models names no model")
+    from salesfusion.models.registry import model_class
+
+    for name in names:
+        model_class(name)
+    protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
+    panel = _panel_from(dataset, spec, _check_freq(freq) if freq else None, protocol,
+                        min_nonzero, lookback)
+    _run_backtest(panel, names, protocol, out, title=f"salesfusion backtest: {dataset or spec}")
+
+
+@data_app.command("validate")
+@guarded
+def data_validate(spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")]) -> None:
+    """Check a spec and its tables; print what each table holds."""
+    tables = load_tables(load_spec(spec))
+    for name, table in tables.spec.tables().items():
+        frame = getattr(tables, name)
+        console.print(f"{name}: {frame.height:,} rows from {tables.spec.resolve(table.path)} "
+                      f"(roles: {', '.join(table.columns)})")
+    panel = build_panel(tables)
+    console.print(f"OK: panel at freq {panel.freq} would have {panel.n_series:,} series and "
+                  f"{panel.data.height:,} rows")
+
+
+@data_app.command("build")
+@guarded
+def data_build(
+    spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")],
+    out: Annotated[Path, typer.Option(help="Panel file: .parquet, .csv or .duckdb.")],
+    freq: Annotated[str | None, typer.Option(help="D, W or M (the spec's when omitted).")] = None,
+) -> None:
+    """Aggregate the spec's sales into a regular panel file."""
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv", ".duckdb", ".db"):
+        raise InputError(f"{out}: unknown output format '{out.suffix}'; use .parquet, .csv "
+                         f"or .duckdb")
+    panel = build_panel(load_tables(load_spec(spec)), _check_freq(freq) if freq else None)
+    with staged_folder(out.parent) as staging:
+        write_table(panel.data, staging / out.name)
+    console.print(f"Wrote {out}: {panel.n_series:,} series, {panel.data.height:,} rows")
+
+
+if __name__ == "__main__":
+    app()
