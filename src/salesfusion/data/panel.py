@@ -139,7 +139,8 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
     frame = frame.with_columns(truncate_to_period(pl.col("timestamp"), freq).alias("period"))
     first, last = frame["period"].min(), frame["period"].max()
     if spec.cleaning.drop_partial_periods and spec.sales_grain == "transaction":
-        first, last, partial = _complete_periods(frame, freq)
+        # Coverage is judged on every raw row: a last day with only cancellations still counts.
+        first, last, partial = _complete_periods(tables.sales, freq)
         log.update(partial)
     frame = frame.filter(pl.col("period").is_between(first, last))
 

@@ -81,12 +81,14 @@ class KNNAnalogue(Forecaster):
         last = history.data["timestamp"].max()
         levels = (history.data.sort("timestamp").group_by(SERIES_KEY)
                   .agg(pl.col("y").tail(window).mean().alias("level"))
-                  .filter(pl.col("item_id").is_in(list(self._row))))
+                  .filter(pl.col("item_id").is_in(list(self._row)))
+                  .sort(SERIES_KEY))  # a fixed candidate order keeps tie-breaking deterministic
         rows = []
         for (market,), targets in series.group_by("market", maintain_order=True):
             candidates = levels.filter(pl.col("market") == market)
             if candidates.height < 2:
-                candidates = levels.group_by("item_id").agg(pl.col("level").mean())
+                candidates = (levels.group_by("item_id").agg(pl.col("level").mean())
+                              .sort("item_id"))
             rows.append(targets.with_columns(
                 pl.Series("y_pred", self._analogue_levels(targets["item_id"], candidates))))
         forecast = pl.concat(rows)

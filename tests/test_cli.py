@@ -1,0 +1,109 @@
+"""The CLI's happy paths and output contract."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from salesfusion.cli import BASELINES, app
+
+runner = CliRunner()
+
+
+def test_backtest_writes_the_output_contract(shop_spec, tmp_path):
+    out = tmp_path / "bt"
+    result = runner.invoke(app, ["backtest", "--spec", str(shop_spec), "--models",
+                                 "naive,moving_average,ets", "--horizon", "3", "--windows", "2",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    metrics = pl.read_csv(out / "metrics.csv", schema_overrides={"window": pl.Utf8})
+    assert metrics.columns == ["model", "window", "segment", "metric", "value"]
+    assert set(metrics["window"].unique()) == {"0", "1", "all"}
+    assert set(metrics["segment"].unique()) == {"all", "GB", "DE"}
+    assert set(metrics["model"].unique()) == {"naive", "moving_average", "ets"}
+    forecasts = pl.read_parquet(out / "forecasts.parquet")
+    assert forecasts.columns[:7] == ["item_id", "market", "timestamp", "model", "window",
+                                     "y_true", "y_pred"]
+    assert "q0.1" in forecasts.columns and "q0.9" in forecasts.columns
+    report = (out / "report.html").read_text()
+    assert "plotly" in report.lower() and "moving_average" in report
+    assert '<script src="http' not in report  # self-contained: plotly.js is inline
+
+
+def test_metrics_can_be_recomputed_from_the_forecasts_file(shop_spec, tmp_path):
+    from salesfusion.evaluation.backtest import metrics_table
+
+    out = tmp_path / "bt"
+    runner.invoke(app, ["backtest", "--spec", str(shop_spec), "--models", "naive",
+                        "--horizon", "2", "--windows", "2", "--out", str(out)])
+    recomputed = metrics_table(pl.read_parquet(out / "forecasts.parquet"))
+    written = pl.read_csv(out / "metrics.csv", schema_overrides={"window": pl.Utf8})
+    joined = written.join(recomputed, on=["model", "window", "segment", "metric"])
+    assert joined.height == written.height
+    assert ((joined["value"] - joined["value_right"]).abs() < 1e-4).all()
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv", ".duckdb"])
+def test_data_build_and_validate(shop_spec, tmp_path, suffix):
+    result = runner.invoke(app, ["data", "validate", str(shop_spec)])
+    assert result.exit_code == 0 and "OK" in result.stderr
+    out = tmp_path / "panels" / f"panel{suffix}"
+    result = runner.invoke(app, ["data", "build", str(shop_spec), "--freq", "M", "--out",
+                                 str(out)])
+    assert result.exit_code == 0, result.output
+    if suffix == ".duckdb":
+        with duckdb.connect(str(out), read_only=True) as con:
+            frame = pl.from_arrow(con.execute("SELECT * FROM panel").to_arrow_table())
+    else:
+        frame = pl.read_parquet(out) if suffix == ".parquet" else pl.read_csv(out)
+    assert {"item_id", "market", "timestamp", "y", "price_local"} <= set(frame.columns)
+
+
+def test_duckdb_source_table(shop_spec, tmp_path):
+    """A spec may read its sales from a table inside a DuckDB file."""
+    import yaml
+
+    db = tmp_path / "shop.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"CREATE TABLE tx AS SELECT * FROM read_csv_auto('{shop_spec.parent}/sales.csv')")
+    spec = yaml.safe_load(shop_spec.read_text())
+    spec["sales"].update(path=str(db), table="tx")
+    path = tmp_path / "duck.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    csv_panel = runner.invoke(app, ["data", "build", str(shop_spec), "--out",
+                                    str(tmp_path / "a.parquet")])
+    duck_panel = runner.invoke(app, ["data", "build", str(path), "--out",
+                                     str(tmp_path / "b.parquet")])
+    assert csv_panel.exit_code == 0 and duck_panel.exit_code == 0, duck_panel.output
+    a = pl.read_parquet(tmp_path / "a.parquet")
+    b = pl.read_parquet(tmp_path / "b.parquet")
+    assert a.equals(b)
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    """`salesfusion demo` on the bundled data: every baseline on OR-weekly, with the known
+    reference points (last value near 87% WAPE, 4-week moving average near 70%)."""
+    out = tmp_path / "demo"
+    done = subprocess.run([sys.executable, "-m", "salesfusion.cli", "demo", "--out", str(out)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = pl.read_csv(out / "metrics.csv", schema_overrides={"window": pl.Utf8})
+    assert set(metrics["model"].unique()) == set(BASELINES)
+    overall = metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
+                             & (pl.col("metric") == "WAPE"))
+    wape = dict(zip(overall["model"], overall["value"], strict=True))
+    assert wape["naive"] == pytest.approx(86.8, abs=0.5)
+    assert wape["moving_average"] == pytest.approx(69.9, abs=0.5)
+    assert wape["lightgbm"] < wape["moving_average"] - 3
+    assert set(metrics["segment"].unique()) == {"all", "United Kingdom", "France", "Germany",
+                                                "EIRE", "Belgium"}
+    forecasts = pl.read_parquet(out / "forecasts.parquet")
+    assert forecasts.filter(pl.col("model") == "naive").height == 1645 * 12
+    assert Path(out / "report.html").stat().st_size > 100_000
+    json.dumps(wape)

@@ -1,0 +1,64 @@
+import math
+
+import polars as pl
+import pytest
+
+from salesfusion.evaluation.metrics import evaluate, score
+
+Y = [2.0, 0.0, 4.0, 6.0]
+F = [3.0, 1.0, 4.0, 3.0]
+
+
+def test_point_metrics_match_hand_computation():
+    m = score(Y, F, y_last=3.0, mase_scale=2.0)
+    # errors 1, 1, 0, 3
+    assert m["MAE"] == pytest.approx(5 / 4)
+    assert m["MSE"] == pytest.approx(11 / 4)
+    assert m["RMSE"] == pytest.approx(math.sqrt(11 / 4))
+    # MAPE skips the zero actual: (1/2 + 0/4 + 3/6) / 3
+    assert m["MAPE"] == pytest.approx(100 * (0.5 + 0 + 0.5) / 3)
+    # sMAPE: 200*1/5, 200*1/1, 0, 200*3/9
+    assert m["sMAPE"] == pytest.approx((40 + 200 + 0 + 200 / 3) / 4)
+    assert m["WAPE"] == pytest.approx(100 * 5 / 12)
+    assert m["MASE"] == pytest.approx(5 / 4 / 2)
+    # mean 3, SST = 1 + 9 + 1 + 9 = 20, SSE = 11
+    assert m["R2"] == pytest.approx(1 - 11 / 20)
+
+
+def test_direction_metrics():
+    # last value 3: actual went up for 4 and 6; forecast says up for 4? no (4 > 3 yes), 3 no
+    m = score(Y, F, y_last=3.0)
+    predicted_up = [f > 3 for f in F]  # F, F, T, F
+    actual_up = [y > 3 for y in Y]  # F, F, T, T
+    assert m["direction_accuracy"] == pytest.approx(
+        sum(p == a for p, a in zip(predicted_up, actual_up, strict=True)) / 4)
+    # scores f - 3: 0, -2, 1, 0 ; positives (up) have scores 1 and 0; negatives 0 and -2
+    # pairs (pos, neg): (1,0)=1, (1,-2)=1, (0,0)=0.5, (0,-2)=1 -> 3.5 / 4
+    assert m["direction_AUC"] == pytest.approx(3.5 / 4)
+
+
+def test_zero_handling():
+    m = score([0.0, 0.0], [0.0, 1.0], y_last=0.0, mase_scale=0.0)
+    assert m["MAPE"] is None  # every actual is zero
+    assert m["WAPE"] is None
+    assert m["sMAPE"] == pytest.approx((0 + 200) / 2)  # 0/0 counts as perfect
+    assert m["MASE"] is None  # zero scale is skipped
+    assert m["R2"] is None  # constant actuals
+    assert m["direction_AUC"] is None  # one class only
+
+
+def test_quantile_metrics():
+    y = [1.0, 5.0, 10.0]
+    lo, hi = [0.0, 6.0, 8.0], [2.0, 9.0, 12.0]
+    m = score(y, [1.0, 7.0, 10.0], quantiles={0.1: lo, 0.9: hi})
+    # pinball 0.1: y-q = 1, -1, 2 -> 0.1, 0.9, 0.2 ; pinball 0.9: y-q = -1, -4, -2 -> .1, .4, .2
+    expected = ((0.1 + 0.9 + 0.2) + (0.1 + 0.4 + 0.2)) / 2 / 3
+    assert m["pinball"] == pytest.approx(expected)
+    assert m["coverage"] == pytest.approx(2 / 3)
+
+
+def test_grouped_evaluation_per_market():
+    frame = pl.DataFrame({"market": ["A", "A", "B"], "y_true": [1.0, 3.0, 10.0],
+                          "y_pred": [2.0, 3.0, 5.0]})
+    result = evaluate(frame, ["market"]).filter(pl.col("metric") == "WAPE").sort("market")
+    assert result["value"].to_list() == pytest.approx([100 * 1 / 4, 100 * 5 / 10])
