@@ -20,7 +20,6 @@ def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0) -
     start = np.datetime64("2021-01-04")  # a Monday
     rows = []
     for item in range(n_items):
-        family = "RED MUG" if item % 2 else "BLUE LAMP"
         level = 5 + 10 * (item % 2)
         for market in ("GB", "DE"):
             scale = 1.0 if market == "GB" else 0.5
@@ -28,7 +27,8 @@ def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0) -
                 for _ in range(rng.poisson(2)):
                     day = start + np.timedelta64(int(week * 7 + rng.integers(0, 7)), "D")
                     rows.append({"sku": f"P{item:03d}", "country": market,
-                                 "when": f"{day}T10:00:00", "qty": int(rng.poisson(level * scale)) + 1,
+                                 "when": f"{day}T10:00:00",
+                                 "qty": int(rng.poisson(level * scale)) + 1,
                                  "unit_price": 2.0 + item % 3, "invoice": f"I{len(rows)}"})
     sales = pl.DataFrame(rows)
     sales.write_csv(folder / "sales.csv")

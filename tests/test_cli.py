@@ -70,7 +70,8 @@ def test_duckdb_source_table(shop_spec, tmp_path):
 
     db = tmp_path / "shop.duckdb"
     with duckdb.connect(str(db)) as con:
-        con.execute(f"CREATE TABLE tx AS SELECT * FROM read_csv_auto('{shop_spec.parent}/sales.csv')")
+        source = shop_spec.parent / "sales.csv"
+        con.execute(f"CREATE TABLE tx AS SELECT * FROM read_csv_auto('{source}')")
     spec = yaml.safe_load(shop_spec.read_text())
     spec["sales"].update(path=str(db), table="tx")
     path = tmp_path / "duck.yaml"

@@ -44,7 +44,7 @@ def _is_level(text: str) -> bool:
 
 
 def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
-    """Aggregations over columns y_true, y_pred and, for MASE and direction, mase_scale and y_last."""
+    """Aggregations over y_true and y_pred (and mase_scale, y_last for MASE and direction)."""
     y, f = pl.col("y_true"), pl.col("y_pred")
     err = y - f
     abs_err = err.abs()

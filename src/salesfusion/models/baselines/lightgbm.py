@@ -75,7 +75,7 @@ class LightGBMForecaster(Forecaster):
         for prediction. Returns the keys, the feature matrix and side arrays."""
         wide = to_wide(history)
         features = origin_features(wide)
-        n_series, n_periods = wide.y.shape
+        n_periods = wide.y.shape[1]
         market_code = wide.keys["market"].replace_strict(
             self._markets, default=-1, return_dtype=pl.Int64).to_numpy().astype(float)
         has_history = features["age"] >= 1
