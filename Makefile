@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/panel_build.py
 
 readme: $(STAMP)
+	$(VENV)/bin/salesfusion demo
 	$(PYTHON) scripts/update_readme.py
 
 clean:
