@@ -94,3 +94,21 @@ def test_chronological_split_is_7_2_1(shop_panel):
     assert parts == [n - round(0.2 * n) - round(0.1 * n), round(0.2 * n), round(0.1 * n)]
     assert split.train.data["timestamp"].max() < split.validation.data["timestamp"].min()
     assert split.validation.data["timestamp"].max() < split.test.data["timestamp"].min()
+
+
+def test_exogenous_covariates_join_per_period_and_market(tmp_path):
+    spec_path = _spec(tmp_path, ROWS)
+    pl.DataFrame({"day": ["2021-01-04", "2021-01-06", "2021-01-11", "2021-01-12"],
+                  "market": ["UK", "UK", "FR", "FR"], "promo": [1.0, 0.0, 1.0, 1.0]}).write_csv(
+        tmp_path / "exo.csv")
+    spec = yaml.safe_load(spec_path.read_text())
+    spec["exogenous"] = {"path": "exo.csv", "columns": {"timestamp": "day", "market": "market"},
+                         "future_known": ["promo"]}
+    spec_path.write_text(yaml.safe_dump(spec))
+    panel = build_panel(load_tables(load_spec(spec_path)))
+    assert panel.future_known == ["promo"]
+    a1 = panel.data.filter(pl.col("item_id") == "A1")
+    assert a1["promo"][0] == pytest.approx(0.5)  # mean of the week's two days
+    assert a1["promo"][1] is None  # no UK value in week 2
+    b2 = panel.data.filter(pl.col("item_id") == "B2")
+    assert b2["promo"][0] == pytest.approx(1.0)
