@@ -58,7 +58,7 @@ def test_data_build_and_validate(shop_spec, tmp_path, suffix):
     assert result.exit_code == 0, result.output
     if suffix == ".duckdb":
         with duckdb.connect(str(out), read_only=True) as con:
-            frame = pl.from_arrow(con.execute("SELECT * FROM panel").to_arrow_table())
+            frame = pl.from_arrow(con.sql("SELECT * FROM panel").to_arrow_table())
     else:
         frame = pl.read_parquet(out) if suffix == ".parquet" else pl.read_csv(out)
     assert {"item_id", "market", "timestamp", "y", "price_local"} <= set(frame.columns)

@@ -30,7 +30,7 @@ def read_raw(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
                 if table not in names:
                     raise InputError(f"{path}: DuckDB table '{table}' not found; "
                                      f"tables are {sorted(names)}")
-                return pl.from_arrow(con.execute(f'SELECT * FROM "{table}"').to_arrow_table())
+                return pl.from_arrow(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
     except InputError:
         raise
     except (pl.exceptions.PolarsError, duckdb.Error, OSError) as exc:
