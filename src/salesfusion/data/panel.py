@@ -96,7 +96,11 @@ def clean_transactions(sales: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataF
     if policy.cancelled_invoice_prefix and "invoice" in frame.columns:
         cancelled = pl.col("invoice").str.starts_with(policy.cancelled_invoice_prefix)
     if policy.returns == "drop":
-        drop = cancelled | (pl.col("quantity") <= 0)
+        # A zero row of a period-grain table is a real "did not sell"; in a transaction log it
+        # carries nothing, so both grains give the same sums.
+        negative = (pl.col("quantity") < 0) if spec.sales_grain == "period" \
+            else (pl.col("quantity") <= 0)
+        drop = cancelled | negative
         log["dropped_cancelled_or_returned"] = frame.select(drop.sum()).item()
         frame = frame.filter(~drop)
     if policy.require_positive_price and "price" in frame.columns:

@@ -110,6 +110,9 @@ class DatasetSpec(_Strict):
     events: TableSpec | None = None
     fx: FxSpec | None = None
     cleaning: CleaningPolicy = Field(default_factory=CleaningPolicy)
+    # Folder that image paths are relative to (the spec's folder when None); a path that
+    # resolves outside it is rejected.
+    image_root: str | None = None
     base_dir: Path = Field(default=Path("."), exclude=True)
 
     @field_validator("freq", mode="before")
@@ -141,6 +144,9 @@ class DatasetSpec(_Strict):
         """A table path relative to the spec file's folder."""
         candidate = Path(path)
         return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def images_dir(self) -> Path:
+        return self.resolve(self.image_root).resolve() if self.image_root else self.base_dir
 
     def tables(self) -> dict[str, TableSpec]:
         return {name: getattr(self, name) for name in REQUIRED_ROLES if getattr(self, name)}

@@ -6,9 +6,11 @@ from collections.abc import Callable
 
 from salesfusion.datasets.base import Dataset
 from salesfusion.datasets.online_retail import online_retail, or_weekly
+from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
 
-DATASETS: dict[str, Callable[[], Dataset]] = {"online_retail": online_retail}
+DATASETS: dict[str, Callable[[], Dataset]] = {"online_retail": online_retail,
+                                              "synthetic": synthetic}
 
 
 def load_dataset(name: str) -> Dataset:
@@ -17,4 +19,4 @@ def load_dataset(name: str) -> Dataset:
     return DATASETS[name]()
 
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "online_retail", "or_weekly"]
+__all__ = ["DATASETS", "Dataset", "load_dataset", "online_retail", "or_weekly", "synthetic"]

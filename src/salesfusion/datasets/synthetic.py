@@ -1,0 +1,251 @@
+"""A synthetic multimodal cross-border shop with a known ground truth.
+
+Every product has a rendered image (a shape of one colour with a pattern), a generated title and
+description, attributes and a price; it sells in several markets of different maturity, each with
+its own currency, seasonality and live-stream (KOL) events. Weekly demand is Poisson with a log
+mean that adds up known effects, each carried by exactly one modality:
+
+- visual: the product's colour and pattern appear only in its image;
+- textual: the "tier" word (premium, classic, ...) appears only in the title and description;
+- attributes: category and (log) price appear only in the items table;
+- market: level, growth (emerging markets grow), yearly seasonality;
+- events: a live stream lifts the featured item's demand in that market by ``uplift`` at the
+  event week, decaying with the market's half-life (short in emerging, long in mature markets).
+
+``SyntheticTruth`` holds every effect, and each item's per-modality contribution, so tests can
+check that a modality pathway recovers the effect that is really there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+from PIL import Image, ImageDraw
+
+from salesfusion.data.spec import load_spec
+from salesfusion.data.validate import load_tables
+from salesfusion.datasets.base import Dataset
+
+COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220),
+           "yellow": (235, 200, 30), "purple": (140, 50, 170)}
+COLOUR_EFFECT = {"red": 0.6, "green": -0.2, "blue": -0.5, "yellow": 0.3, "purple": 0.0}
+PATTERNS = ("plain", "stripes", "dots")
+PATTERN_EFFECT = {"plain": -0.3, "stripes": 0.3, "dots": 0.0}
+SHAPES = ("circle", "square", "triangle")
+TIERS = {"premium": 0.5, "classic": 0.1, "everyday": -0.1, "budget": -0.5}
+CATEGORIES = {"mug": 0.3, "lamp": -0.2, "scarf": 0.1, "bag": -0.2}
+MATERIALS = ("ceramic", "cotton", "steel", "glass", "wool")
+PRICE_ELASTICITY = -0.8
+MARKETS = [  # name, currency, maturity, language, log level, weekly growth, KOL half-life (weeks)
+    ("UK", "GBP", "mature", "en", 0.6, 0.000, 4.0),
+    ("DE", "EUR", "mature", "de", 0.4, 0.001, 3.0),
+    ("BR", "BRL", "emerging", "pt", -0.2, 0.010, 1.0),
+    ("TH", "THB", "emerging", "th", -0.4, 0.012, 0.7),
+]
+CACHE = Path.home() / ".cache" / "salesfusion" / "synthetic"
+FX_START = {"GBP": 0.85, "BRL": 6.0, "THB": 38.0, "USD": 1.1}  # units per EUR
+
+
+@dataclass
+class SyntheticTruth:
+    """The effects that generated the data (log scale unless said otherwise)."""
+
+    colour_effect: dict[str, float]
+    pattern_effect: dict[str, float]
+    tier_effect: dict[str, float]
+    category_effect: dict[str, float]
+    price_elasticity: float
+    kol_uplift: float  # log uplift at the event week
+    kol_half_life: dict[str, float]  # weeks, per market
+    market_maturity: dict[str, str]
+    market_growth: dict[str, float]
+    seasonal_amplitude: float
+    # Per item: each modality's contribution to its log demand.
+    item_effects: pl.DataFrame = field(repr=False)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["item_effects"] = self.item_effects.to_dicts()
+        return json.dumps(data, indent=1)
+
+
+@dataclass
+class SyntheticDataset(Dataset):
+    truth: SyntheticTruth | None = None
+    folder: Path | None = None
+
+
+def _render(draw: ImageDraw.ImageDraw, size: int, shape: str, colour: tuple, pattern: str,
+            rng: np.random.Generator) -> None:
+    margin = int(size * rng.uniform(0.12, 0.22))
+    box = [margin + int(rng.integers(-3, 4)), margin + int(rng.integers(-3, 4)),
+           size - margin, size - margin]
+    if shape == "circle":
+        draw.ellipse(box, fill=colour)
+    elif shape == "square":
+        draw.rectangle(box, fill=colour)
+    else:
+        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])],
+                     fill=colour)
+    ink = (255, 255, 255)
+    if pattern == "stripes":
+        for x in range(box[0], box[2], max(3, size // 12)):
+            draw.line([(x, box[1]), (x, box[3])], fill=ink, width=max(1, size // 40))
+    elif pattern == "dots":
+        step = max(4, size // 8)
+        radius = max(1, size // 40)
+        for x in range(box[0] + step // 2, box[2], step):
+            for y in range(box[1] + step // 2, box[3], step):
+                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=ink)
+
+
+def _describe(tier: str, category: str, material: str, rng: np.random.Generator) -> str:
+    openers = ["A", "This", "Our"]
+    closers = ["for every day", "made to last", "for home and travel", "a favourite gift"]
+    return (f"{rng.choice(openers)} {tier} {material} {category}, "
+            f"{rng.choice(closers)}. {tier.capitalize()} quality {category}.")
+
+
+def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0,
+             image_size: int = 64, seasonal_amplitude: float = 0.3, kol_uplift: float = 1.2,
+             events_per_market: int = 40, new_items: float = 0.1) -> SyntheticTruth:
+    """Write the tables, images and spec of a synthetic shop into ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "images").mkdir(exist_ok=True)
+    start = np.datetime64("2022-01-03")  # a Monday
+    weeks = start + np.arange(n_weeks) * np.timedelta64(7, "D")
+
+    colours = rng.choice(list(COLOURS), n_items)
+    patterns = rng.choice(PATTERNS, n_items)
+    shapes = rng.choice(SHAPES, n_items)
+    tiers = rng.choice(list(TIERS), n_items)
+    categories = rng.choice(list(CATEGORIES), n_items)
+    materials = rng.choice(MATERIALS, n_items)
+    prices = np.round(np.exp(rng.normal(math.log(20), 0.4, n_items)), 2)
+    # Most items launch in the first half; the last `new_items` share launch near the end
+    # (cold-start material: little or no history at the forecast origin).
+    launch = rng.integers(0, n_weeks // 2, n_items)
+    n_new = int(round(new_items * n_items))
+    launch[n_items - n_new:] = rng.integers(n_weeks - 8, n_weeks, n_new)
+    item_ids = [f"S{i:05d}" for i in range(n_items)]
+
+    visual = np.array([COLOUR_EFFECT[c] + PATTERN_EFFECT[p] for c, p in zip(colours, patterns,
+                                                                            strict=True)])
+    textual = np.array([TIERS[t] for t in tiers])
+    attribute = np.array([CATEGORIES[c] for c in categories]) + PRICE_ELASTICITY * (
+        np.log(prices) - math.log(20))
+    for i in range(n_items):
+        image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
+        _render(ImageDraw.Draw(image), image_size, shapes[i], COLOURS[colours[i]], patterns[i],
+                rng)
+        image.save(folder / "images" / f"{item_ids[i]}.png")
+    items = pl.DataFrame({
+        "item_id": item_ids,
+        "title": [f"{t.capitalize()} {m} {c} {i}" for t, m, c, i in
+                  zip(tiers, materials, categories, range(n_items), strict=True)],
+        "description": [_describe(t, c, m, rng) for t, c, m in zip(tiers, categories, materials,
+                                                                    strict=True)],
+        "category": categories, "material": materials, "price": prices,
+        "image": [f"images/{i}.png" for i in item_ids],
+        "launch_date": weeks[launch].astype("datetime64[us]"),
+    })
+
+    event_rows, sales_parts = [], []
+    week_index = np.arange(n_weeks)
+    season = seasonal_amplitude * np.sin(2 * np.pi * week_index / 52.0)
+    for name, currency, maturity, _lang, level, growth, half_life in MARKETS:
+        kol = np.zeros((n_items, n_weeks))
+        for _ in range(events_per_market):
+            item, week = int(rng.integers(n_items)), int(rng.integers(n_weeks))
+            if week < launch[item]:
+                continue
+            after = week_index[week:] - week
+            kol[item, week:] += kol_uplift * np.exp(-math.log(2) * after / half_life)
+            event_rows.append({"market": name, "timestamp": weeks[week].astype("datetime64[us]")
+                               .item(), "item_id": item_ids[item],
+                               "kol_id": f"K{int(rng.integers(20)):02d}",
+                               "audience": float(rng.integers(1_000, 100_000))})
+        log_mean = (0.5 + level + growth * week_index[None, :] + season[None, :]
+                    + (visual + textual + attribute)[:, None] + kol)
+        units = rng.poisson(np.exp(log_mean))
+        alive = week_index[None, :] >= launch[:, None]
+        rows, cols = np.nonzero(alive)
+        sales_parts.append(pl.DataFrame({
+            "item_id": np.asarray(item_ids)[rows], "market": name,
+            "week": weeks[cols].astype("datetime64[us]"),
+            "units": units[rows, cols].astype(float), "price": prices[rows]}))
+    sales = pl.concat(sales_parts)
+    markets = pl.DataFrame({"market": [m[0] for m in MARKETS], "currency": [m[1] for m in MARKETS],
+                            "maturity": [m[2] for m in MARKETS],
+                            "language": [m[3] for m in MARKETS]})
+    days = np.arange(start - np.timedelta64(7, "D"), weeks[-1] + np.timedelta64(7, "D"))
+    walks = {c: v * np.exp(np.cumsum(rng.normal(0, 0.004, len(days))))
+             for c, v in FX_START.items()}
+    fx = pl.DataFrame({"Date": days.astype("datetime64[us]"), **walks})
+
+    sales.write_parquet(folder / "sales.parquet")
+    items.write_parquet(folder / "items.parquet")
+    markets.write_csv(folder / "markets.csv")
+    fx.write_parquet(folder / "fx.parquet")
+    pl.DataFrame(event_rows).write_parquet(folder / "events.parquet")
+    spec = {
+        "name": "synthetic", "freq": "W", "currency": "USD", "sales_grain": "period",
+        "sales": {"path": "sales.parquet", "columns": {
+            "item_id": "item_id", "market": "market", "timestamp": "week", "quantity": "units",
+            "price": "price"}},
+        "items": {"path": "items.parquet", "columns": {
+            "item_id": "item_id", "title": "title", "description": "description",
+            "image": "image", "launch_date": "launch_date"},
+            "static_categorical": ["category", "material"], "static_numeric": ["price"]},
+        "markets": {"path": "markets.csv", "columns": {
+            "market": "market", "currency": "currency", "maturity": "maturity",
+            "language": "language"}},
+        "events": {"path": "events.parquet", "columns": {
+            "market": "market", "timestamp": "timestamp", "item_id": "item_id",
+            "kol_id": "kol_id", "audience": "audience"}},
+        "fx": {"path": "fx.parquet", "date_column": "Date", "base_currency": "EUR"},
+        "cleaning": {"drop_partial_periods": False, "require_positive_price": True},
+    }
+    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    truth = SyntheticTruth(
+        colour_effect=COLOUR_EFFECT, pattern_effect=PATTERN_EFFECT, tier_effect=TIERS,
+        category_effect=CATEGORIES, price_elasticity=PRICE_ELASTICITY, kol_uplift=kol_uplift,
+        kol_half_life={m[0]: m[6] for m in MARKETS},
+        market_maturity={m[0]: m[2] for m in MARKETS},
+        market_growth={m[0]: m[5] for m in MARKETS}, seasonal_amplitude=seasonal_amplitude,
+        item_effects=pl.DataFrame({"item_id": item_ids, "colour": colours, "pattern": patterns,
+                                   "shape": shapes, "tier": tiers, "visual": visual,
+                                   "textual": textual, "attribute": attribute,
+                                   "launch_week": launch}))
+    (folder / "truth.json").write_text(truth.to_json())
+    return truth
+
+
+def synthetic(folder: str | Path | None = None, **params: object) -> SyntheticDataset:
+    """Generate (or reuse, when the same parameters were generated into ``folder`` before) a
+    synthetic multimodal shop and load it through its dataset spec."""
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    folder = Path(folder) if folder else CACHE / key[:16]
+    marker = folder / "params.json"
+    if marker.is_file() and marker.read_text() == key:
+        truth = _read_truth(folder / "truth.json")
+    else:
+        truth = generate(folder, **params)
+        marker.write_text(key)
+    spec = load_spec(folder / "spec.yaml")
+    return SyntheticDataset(name="synthetic", spec=spec, tables=load_tables(spec), truth=truth,
+                            folder=folder)
+
+
+def _read_truth(path: Path) -> SyntheticTruth:
+    data = json.loads(path.read_text())
+    data["item_effects"] = pl.DataFrame(data["item_effects"])
+    return SyntheticTruth(**data)
