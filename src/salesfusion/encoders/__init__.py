@@ -1,0 +1,1 @@
+"""Per-modality encoders, an encoder registry and an embedding cache."""
