@@ -133,7 +133,7 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     # Most items launch in the first half; the last `new_items` share launch near the end
     # (cold-start material: little or no history at the forecast origin).
     launch = rng.integers(0, n_weeks // 2, n_items)
-    n_new = int(round(new_items * n_items))
+    n_new = round(new_items * n_items)
     launch[n_items - n_new:] = rng.integers(n_weeks - 8, n_weeks, n_new)
     item_ids = [f"S{i:05d}" for i in range(n_items)]
 
@@ -161,7 +161,7 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     event_rows, sales_parts = [], []
     week_index = np.arange(n_weeks)
     season = seasonal_amplitude * np.sin(2 * np.pi * week_index / 52.0)
-    for name, currency, maturity, _lang, level, growth, half_life in MARKETS:
+    for name, _currency, _maturity, _lang, level, growth, half_life in MARKETS:
         kol = np.zeros((n_items, n_weeks))
         for _ in range(events_per_market):
             item, week = int(rng.integers(n_items)), int(rng.integers(n_weeks))
