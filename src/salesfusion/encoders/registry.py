@@ -20,6 +20,7 @@ def register_encoder(cls: EncoderType) -> EncoderType:
 
 def _ensure_loaded() -> None:
     import salesfusion.encoders.image
+    import salesfusion.encoders.static
     import salesfusion.encoders.text  # noqa: F401
 
 
