@@ -14,9 +14,11 @@ The rules, all declared in the spec's ``cleaning`` section and counted in ``Pane
 - A series runs from its launch (the item's ``launch_date`` when given and earlier, else its first
   sale in that market) to the last period: a period without sales after launch is a real 0
   ("did not sell"); periods before launch have no row at all ("did not exist", masked).
-- ``price`` is the units-weighted mean unit price of the period in the seller's currency (null in
-  periods without sales); ``price_local`` converts it into the buyer's currency with the mean
-  exchange rate of the period (``fx_rate``: buyer currency per seller currency).
+- ``price`` is the units-weighted mean unit price of the period in the seller's currency; in a
+  period without sales it is the mean listed price of the period's rows (a period-grain table
+  lists prices of unsold weeks) and null when there is none; ``price_local`` converts it into
+  the buyer's currency with the mean exchange rate of the period (``fx_rate``: buyer currency
+  per seller currency).
 """
 
 from __future__ import annotations
@@ -153,6 +155,8 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
     aggregations = [pl.col("quantity").sum().alias("y")]
     if revenue is not None:
         aggregations.append(revenue.sum().alias("revenue"))
+    if "price" in frame.columns:
+        aggregations.append(pl.col("price").mean().alias("listed_price"))
     agg = frame.group_by(*SERIES_KEY, "period").agg(aggregations)
     negative = agg["y"] < 0
     log["periods_clipped_negative"] = int(negative.sum())
@@ -171,8 +175,11 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
              .with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"}))
     if "revenue" in panel.columns:
         panel = panel.with_columns(
-            pl.when(pl.col("y") > 0).then(pl.col("revenue") / pl.col("y")).alias("price"),
+            pl.when(pl.col("y") > 0).then(pl.col("revenue") / pl.col("y"))
+            .otherwise(pl.col("listed_price") if "listed_price" in panel.columns else None)
+            .alias("price"),
             pl.col("revenue").fill_null(0.0))
+    panel = panel.drop("listed_price", strict=False)
     if tables.fx is not None and "price" in panel.columns:
         rates = period_rates(tables.fx, freq, spec.currency, spec.fx.max_staleness_days)
         panel = attach_fx(panel, tables.markets, rates)
