@@ -108,3 +108,25 @@ def test_demo_end_to_end(tmp_path):
     assert forecasts.filter(pl.col("model") == "naive").height == 1645 * 12
     assert Path(out / "report.html").stat().st_size > 100_000
     json.dumps(wape)
+
+
+def test_encode_reports_throughput_and_cache_hits(tmp_path):
+    from salesfusion.datasets.synthetic import generate
+
+    generate(tmp_path / "shop", n_items=40, n_weeks=6, seed=2)
+    (tmp_path / "shop" / "images" / "S00003.png").write_bytes(b"broken")
+    spec = str(tmp_path / "shop" / "spec.yaml")
+    args = ["encode", "--spec", spec, "--modality", "image", "--encoder", "color_texture",
+            "--cache", str(tmp_path / "cache")]
+    first = runner.invoke(app, [*args, "--out", str(tmp_path / "out" / "img.parquet")])
+    assert first.exit_code == 0, first.output
+    assert "0 cache hits" in first.stderr and "1 masked" in first.stderr
+    assert "S00003" in first.stderr  # the masked item is listed with its reason
+    second = runner.invoke(app, args)
+    assert "39 cache hits" in second.stderr
+    written = pl.read_parquet(tmp_path / "out" / "img.parquet")
+    assert written.height == 40 and written["mask"].sum() == 39
+    assert "unreadable" in written.filter(~pl.col("mask"))["problem"][0]
+    wrong = runner.invoke(app, ["encode", "--spec", spec, "--modality", "text", "--encoder",
+                                "color_texture"])
+    assert wrong.exit_code == 2 and "encodes image, not text" in wrong.stderr

@@ -39,6 +39,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 data_app = typer.Typer(no_args_is_help=True, help="Check dataset specs and build panels.")
 app.add_typer(data_app, name="data")
 console = Console(stderr=True)
+DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
              "tsb", "lightgbm", "knn_analogue"]
@@ -173,6 +174,56 @@ def backtest(
     panel = _panel_from(dataset, spec, _check_freq(freq) if freq else None, protocol,
                         min_nonzero, lookback)
     _run_backtest(panel, names, protocol, out, title=f"salesfusion backtest: {dataset or spec}")
+
+
+@app.command()
+@guarded
+def encode(
+    modality: Annotated[str, typer.Option(help="text, image or static.")],
+    encoder: Annotated[str, typer.Option(help="A registered encoder of that modality.")],
+    dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
+    cache: Annotated[Path, typer.Option(help="Embedding cache folder.")] = DEFAULT_CACHE,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    out: Annotated[Path | None, typer.Option(help="Write item_id, mask, problem, vector "
+                                             "to this Parquet file.")] = None,
+) -> None:
+    """Encode one modality of the items table (cached), printing throughput and cache hits."""
+    from salesfusion.encoders.cache import EmbeddingCache
+    from salesfusion.encoders.inputs import item_inputs
+    from salesfusion.encoders.registry import create_encoder, encoder_class
+
+    if encoder_class(encoder).modality != modality:
+        raise InputError(f"encoder '{encoder}' encodes {encoder_class(encoder).modality}, "
+                         f"not {modality}")
+    if (dataset is None) == (spec is None):
+        raise InputError("give exactly one of --dataset NAME or --spec SPEC")
+    source = load_dataset(dataset) if dataset else None
+    tables = source.tables if source else load_tables(load_spec(spec))
+    ids, inputs, params = item_inputs(tables, modality)
+    model = create_encoder(encoder, **params)
+    if model.needs_fit:
+        with console.status(f"Fitting {encoder} on {len(inputs):,} items"):
+            model.fit(inputs)
+    started = time.perf_counter()
+    result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
+                          progress=True)
+    seconds = time.perf_counter() - started
+    unique = len({model.prepare_key(x)[0] for x in inputs} - {None})
+    console.print(f"{encoder}: {len(inputs):,} inputs ({unique:,} unique contents), "
+                  f"{result.cache_hits:,} cache hits, {result.masked:,} masked, "
+                  f"{seconds:,.2f} s, {len(inputs) / max(seconds, 1e-9):,.1f} inputs/s")
+    for index, problem in list(result.problems.items())[:5]:
+        console.print(f"  masked {ids[index]}: {problem}")
+    if out is not None:
+        import polars as pl
+
+        frame = pl.DataFrame({"item_id": ids, "mask": result.mask,
+                              "problem": [result.problems.get(i) for i in range(len(ids))],
+                              "vector": list(result.vectors.reshape(len(ids), -1))})
+        with staged_folder(out.parent) as staging:
+            frame.write_parquet(staging / out.name)
+        console.print(f"Wrote {out}")
 
 
 @data_app.command("validate")
