@@ -203,8 +203,11 @@ def encode(
     ids, inputs, params = item_inputs(tables, modality)
     model = create_encoder(encoder, **params)
     if model.needs_fit:
+        corpus = inputs
+        if getattr(model, "fits_on_pairs", False):  # clip: (image, title) pairs
+            corpus = list(zip(inputs, item_inputs(tables, "text")[1], strict=True))
         with console.status(f"Fitting {encoder} on {len(inputs):,} items"):
-            model.fit(inputs)
+            model.fit(corpus)
     started = time.perf_counter()
     result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
                           progress=True)

@@ -19,9 +19,8 @@ def register_encoder(cls: EncoderType) -> EncoderType:
 
 
 def _ensure_loaded() -> None:
-    import salesfusion.encoders.image
-    import salesfusion.encoders.static
-    import salesfusion.encoders.text  # noqa: F401
+    # Importing the encoder modules registers them.
+    from salesfusion.encoders import clip, image, static, text  # noqa: F401
 
 
 def encoder_class(name: str) -> type[Encoder]:
