@@ -34,7 +34,6 @@ def test_joint_space_retrieves_captions(catalogue, tmp_path):
     loaded = create_encoder("clip", image_root=shop.folder, image_encoder="color_texture",
                             weights=str(tmp_path / "heads.safetensors"))
     np.testing.assert_allclose(loaded.encode(refs[180:]).vectors, images, atol=1e-6)
-    assert loaded.version() == clip.version()
 
 
 def test_mismatched_heads_are_refused(catalogue, tmp_path):
