@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
-from salesfusion.errors import InputError
+from salesfusion.registry import merged_params
 
 Modality = Literal["text", "image", "static"]
 
@@ -47,11 +47,8 @@ class Encoder(ABC):
     default_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.default_params))
-        if unknown:
-            raise InputError(f"encoder '{self.name}' has no parameter(s) {unknown}; its "
-                             f"parameters are {sorted(self.default_params)}")
-        self.params: dict[str, Any] = {**self.default_params, **params}
+        self.params: dict[str, Any] = merged_params("encoder", self.name, self.default_params,
+                                                    params)
         self._fitted_state = ""
 
     @property

@@ -17,6 +17,7 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
+from salesfusion.registry import merged_params
 
 if TYPE_CHECKING:
     from salesfusion.evaluation.protocol import BacktestProtocol
@@ -38,11 +39,8 @@ class Forecaster(ABC):
     default_params: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.default_params))
-        if unknown:
-            raise InputError(f"model '{self.name}' has no parameter(s) {unknown}; its parameters "
-                             f"are {sorted(self.default_params)}")
-        self.params: dict[str, Any] = {**self.default_params, **params}
+        self.params: dict[str, Any] = merged_params("model", self.name, self.default_params,
+                                                    params)
         self.freq: str | None = None
         self._fitted = False
 

@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
-from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
-
-MODELS: dict[str, type[Forecaster]] = {}
-ModelType = TypeVar("ModelType", bound=type[Forecaster])
+from salesfusion.registry import Registry
 
 
-def register(cls: ModelType) -> ModelType:
-    if cls.name in MODELS:
-        raise ValueError(f"model name '{cls.name}' is registered twice")
-    MODELS[cls.name] = cls
-    return cls
-
-
-def _ensure_loaded() -> None:
-    # Importing the model modules registers them; done lazily so that `registry` stays light.
+def _load() -> None:
     import salesfusion.models.baselines  # noqa: F401
 
 
-def model_class(name: str) -> type[Forecaster]:
-    _ensure_loaded()
-    if name not in MODELS:
-        raise InputError(f"unknown model '{name}'; registered models are {sorted(MODELS)}")
-    return MODELS[name]
+MODELS: Registry[Forecaster] = Registry("model", _load)
+register = MODELS.register
+model_class = MODELS.get
 
 
 def create_model(name: str, horizon: int | None = None, **params: Any) -> Forecaster:
@@ -39,5 +26,4 @@ def create_model(name: str, horizon: int | None = None, **params: Any) -> Foreca
 
 
 def registered_models() -> list[str]:
-    _ensure_loaded()
-    return sorted(MODELS)
+    return MODELS.names()
