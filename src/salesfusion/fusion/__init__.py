@@ -1,0 +1,17 @@
+"""Fusion modules by name."""
+
+from __future__ import annotations
+
+from salesfusion.fusion.attention import BidirectionalAttention, HierarchicalMMA
+from salesfusion.fusion.base import Fusion, ModalityInput
+from salesfusion.fusion.simple import ConcatFusion, GatedFusion
+
+FUSIONS: dict[str, type[Fusion]] = {
+    "concat": ConcatFusion,
+    "gated": GatedFusion,
+    "hierarchical_mma": HierarchicalMMA,
+    "bidirectional": BidirectionalAttention,
+}
+
+__all__ = ["FUSIONS", "BidirectionalAttention", "ConcatFusion", "Fusion", "GatedFusion",
+           "HierarchicalMMA", "ModalityInput"]
