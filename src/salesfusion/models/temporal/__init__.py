@@ -1,0 +1,16 @@
+"""Temporal backbones: encode a history window (with its mask) and an item/market context."""
+
+from __future__ import annotations
+
+from salesfusion.models.temporal.rnn import RecurrentBackbone
+from salesfusion.models.temporal.transformer import TransformerBackbone
+
+BACKBONES = {
+    "lstm": lambda **kw: RecurrentBackbone(cell="lstm", bidirectional=False, **kw),
+    "gru": lambda **kw: RecurrentBackbone(cell="gru", bidirectional=False, **kw),
+    "bilstm": lambda **kw: RecurrentBackbone(cell="lstm", bidirectional=True, **kw),
+    "bigru": lambda **kw: RecurrentBackbone(cell="gru", bidirectional=True, **kw),
+    "transformer": lambda **kw: TransformerBackbone(**kw),
+}
+
+__all__ = ["BACKBONES", "RecurrentBackbone", "TransformerBackbone"]
