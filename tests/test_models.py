@@ -9,7 +9,12 @@ from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.base import Forecaster
 from salesfusion.models.registry import create_model, model_class, registered_models
 
-FAST = {"lightgbm": {"max_rounds": 40}}
+FAST = {"lightgbm": {"max_rounds": 40}, "multimodal": {"epochs": 3, "lookback": 8}}
+
+
+@pytest.fixture(autouse=True)
+def _embedding_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
 
 
 def _model(name: str) -> Forecaster:

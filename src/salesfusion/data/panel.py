@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from pathlib import Path
 
 import polars as pl
 
@@ -55,6 +56,7 @@ class Panel:
     past_only: list[str] = field(default_factory=list)
     future_known: list[str] = field(default_factory=list)
     log: dict[str, int] = field(default_factory=dict)
+    image_root: Path | None = None  # folder the items' image paths are relative to
 
     @property
     def periods(self) -> pl.Series:
@@ -201,6 +203,7 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         future_known=[c for c in exo_cols if c in (spec.exogenous.future_known
                                                     if spec.exogenous else [])],
         log=log,
+        image_root=spec.images_dir(),
     )
 
 

@@ -1,0 +1,78 @@
+"""The composed network: item content (encoders -> fusion) + market -> temporal backbone -> head.
+
+Item content (text/image vectors with presence masks, static attribute codes) is stored as
+buffers, indexed by item row, so the weights file carries everything needed to predict and a
+saved model needs no encoder at load time.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from salesfusion.encoders.static import StaticAttributeEncoder
+from salesfusion.fusion import FUSIONS, ModalityInput
+from salesfusion.models.heads import PointHead, QuantileHead
+from salesfusion.models.temporal import BACKBONES
+
+MARKET_DIM = 8
+
+
+class MultimodalNet(nn.Module):
+    def __init__(self, *, content: dict[str, torch.Tensor], static_cardinalities: list[int],
+                 n_numeric: int, n_markets: int, history_dim: int, horizon: int,
+                 fusion: str, fusion_dim: int, backbone: str, hidden: int, layers: int,
+                 dropout: float, quantiles: tuple[float, ...], static_dim: int = 16) -> None:
+        super().__init__()
+        dims: dict[str, int] = {}
+        for name in ("text", "image"):
+            if f"{name}_values" in content:
+                self.register_buffer(f"{name}_values", content[f"{name}_values"])
+                self.register_buffer(f"{name}_present", content[f"{name}_present"])
+                if f"{name}_tokens" in content:
+                    self.register_buffer(f"{name}_tokens", content[f"{name}_tokens"])
+                dims[name] = content[f"{name}_values"].shape[-1]
+        self.has_static = "static_codes" in content
+        if self.has_static:
+            self.register_buffer("static_codes", content["static_codes"])
+            self.register_buffer("static_numbers", content["static_numbers"])
+            self.static = StaticAttributeEncoder(static_cardinalities, n_numeric, static_dim)
+            dims["static"] = static_dim
+        self.modalities = list(dims)
+        needs = {"hierarchical_mma": {"image"}, "bidirectional": {"text", "image"}}.get(fusion,
+                                                                                      set())
+        if needs - set(dims):
+            fusion = "concat"  # an ablation removed a modality the attention fusion needs
+        self.fusion = FUSIONS[fusion](dims, fusion_dim) if dims else None
+        self.market = nn.Embedding(n_markets + 1, MARKET_DIM)  # index 0: unseen market
+        context_dim = (fusion_dim if dims else 0) + MARKET_DIM + 1
+        self.backbone = BACKBONES[backbone](input_dim=history_dim, context_dim=context_dim,
+                                            hidden=hidden, layers=layers, dropout=dropout)
+        self.head = (QuantileHead(self.backbone.out_dim, horizon, quantiles) if quantiles
+                     else PointHead(self.backbone.out_dim, horizon))
+
+    def content(self, items: torch.Tensor) -> dict[str, ModalityInput]:
+        """The modality inputs of a batch of item rows (row -1: an item with no content)."""
+        known = items >= 0
+        rows = items.clamp(min=0)
+        out: dict[str, ModalityInput] = {}
+        for name in ("text", "image"):
+            if name in self.modalities:
+                tokens = getattr(self, f"{name}_tokens", None)
+                out[name] = ModalityInput(
+                    getattr(self, f"{name}_values")[rows],
+                    getattr(self, f"{name}_present")[rows] & known,
+                    tokens[rows] if tokens is not None else None)
+        if self.has_static:
+            vector = self.static(self.static_codes[rows] * known[:, None],
+                                 self.static_numbers[rows] * known[:, None].float())
+            out["static"] = ModalityInput(vector, known)
+        return out
+
+    def forward(self, history: torch.Tensor, history_mask: torch.Tensor, items: torch.Tensor,
+                markets: torch.Tensor, log_level: torch.Tensor) -> torch.Tensor:
+        parts = [self.market(markets), log_level[:, None]]
+        if self.fusion is not None:
+            parts.insert(0, self.fusion(self.content(items)))
+        context = torch.cat(parts, dim=1)
+        return self.head(self.backbone(history, history_mask, context))

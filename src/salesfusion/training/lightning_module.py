@@ -1,0 +1,44 @@
+"""Lightning wrapper: loss, optimiser and learning-rate schedule around ``MultimodalNet``."""
+
+from __future__ import annotations
+
+import lightning
+import torch
+
+from salesfusion.models.network import MultimodalNet
+from salesfusion.training.losses import make_loss
+
+
+class ForecastModule(lightning.LightningModule):
+    def __init__(self, net: MultimodalNet, loss: str, quantiles: tuple[float, ...], lr: float,
+                 tweedie_power: float = 1.5, schedule_on_validation: bool = True) -> None:
+        super().__init__()
+        self.net = net
+        self.loss_fn = make_loss("pinball" if quantiles else loss, quantiles, tweedie_power)
+        self.lr = lr
+        self.schedule_on_validation = schedule_on_validation
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(batch["history"], batch["history_mask"], batch["items"],
+                        batch["markets"], batch["log_level"])
+
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+        loss = self.loss_fn(self(batch), batch["target"], batch["target_mask"])
+        self.log(f"{stage}_loss", loss, prog_bar=False, on_epoch=True, on_step=False,
+                 batch_size=len(batch["target"]))
+        return loss
+
+    def training_step(self, batch: dict[str, torch.Tensor], _index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict[str, torch.Tensor], _index: int) -> torch.Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self) -> dict:
+        optimiser = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
+        if not self.schedule_on_validation:
+            return {"optimizer": optimiser}
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5,
+                                                               patience=3)
+        return {"optimizer": optimiser,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}

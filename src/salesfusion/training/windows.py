@@ -1,0 +1,107 @@
+"""History windows and targets for neural models, from the dense (series x period) panel.
+
+A sample is (series s, origin t): the ``lookback`` periods up to and including t, right-aligned,
+with a mask that is False before the series' launch (or before the panel starts), and the next
+``horizon`` periods as targets (masked where unknown). Values are divided by a per-sample level
+known at the origin: the mean of the observed history + 1, or, with no history (cold start),
+the mean level of the market's series at that origin + 1. Origins one period before launch are
+kept, so models learn to forecast a launch from content alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from salesfusion.features.calendar import calendar_features
+from salesfusion.features.lags import WidePanel
+
+
+@dataclass
+class Windows:
+    """Arrays of n samples: history (n, L, F), history_mask (n, L), target (n, H), target_mask
+    (n, H), level (n,), series (n,) row in the wide panel, origin (n,) period index."""
+
+    history: np.ndarray
+    history_mask: np.ndarray
+    target: np.ndarray
+    target_mask: np.ndarray
+    level: np.ndarray
+    series: np.ndarray
+    origin: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def subset(self, keep: np.ndarray) -> Windows:
+        return Windows(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
+
+
+def _calendar(periods: np.ndarray, freq: str) -> np.ndarray:
+    """(T, 2) sine/cosine of the position in the year of each period."""
+    features = calendar_features(periods, freq)
+    position = (features["week_of_year"] / 52.0 if "week_of_year" in features
+                else features["month"] / 12.0)
+    angle = 2 * np.pi * position
+    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
+
+
+def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
+    """(series, period) mean level of the series' market at each origin (for cold start)."""
+    values = np.where(np.isnan(wide.y), 0.0, wide.y)
+    observed = (~np.isnan(wide.y)).astype(float)
+    kernel = np.ones(lookback)
+    sums = np.apply_along_axis(lambda r: np.convolve(r, kernel)[: len(r)], 1, values)
+    counts = np.apply_along_axis(lambda r: np.convolve(r, kernel)[: len(r)], 1, observed)
+    markets = wide.keys["market"].to_numpy()
+    out = np.zeros_like(values)
+    for market in np.unique(markets):
+        rows = markets == market
+        with np.errstate(invalid="ignore", divide="ignore"):
+            level = sums[rows].sum(0) / counts[rows].sum(0)
+        out[rows] = np.nan_to_num(level)
+    return out
+
+
+def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
+                 origins: np.ndarray | None = None, log_target: bool = False) -> Windows:
+    """Samples at ``origins`` (period indices; default: every origin with a target or a launch
+    ahead). For prediction pass the last index: targets are then all masked."""
+    y = wide.y
+    n_series, n_periods = y.shape
+    launch = np.where(~np.isnan(y).all(axis=1), np.argmax(~np.isnan(y), axis=1), n_periods)
+    if origins is None:
+        origins = np.arange(n_periods - 1)
+    calendar = _calendar(np.asarray(wide.periods), freq)
+    market_level = market_levels(wide, lookback)
+    s_idx, t_idx = np.meshgrid(np.arange(n_series), origins, indexing="ij")
+    s_idx, t_idx = s_idx.ravel(), t_idx.ravel()
+    # Keep origins at or after launch - 1 (the launch itself is forecast from content).
+    keep = t_idx >= launch[s_idx] - 1
+    s_idx, t_idx = s_idx[keep], t_idx[keep]
+
+    offsets = np.arange(-lookback + 1, 1)
+    positions = t_idx[:, None] + offsets[None, :]
+    inside = positions >= 0
+    history = np.where(inside, y[s_idx[:, None], np.clip(positions, 0, None)], np.nan)
+    history_mask = ~np.isnan(history)
+    observed_count = history_mask.sum(1)
+    level = np.where(observed_count > 0,
+                     np.nansum(np.where(history_mask, history, 0.0), 1) / np.maximum(
+                         observed_count, 1),
+                     market_level[s_idx, t_idx]) + 1.0
+
+    future = t_idx[:, None] + np.arange(1, horizon + 1)[None, :]
+    in_panel = future < n_periods
+    target = np.where(in_panel, y[s_idx[:, None], np.clip(future, None, n_periods - 1)], np.nan)
+    target_mask = ~np.isnan(target)
+    scaled_history = np.where(history_mask, history / level[:, None], 0.0)
+    scaled_target = np.where(target_mask, target / level[:, None], 0.0)
+    if log_target:
+        scaled_history, scaled_target = np.log1p(scaled_history), np.log1p(scaled_target)
+    step_calendar = calendar[np.clip(positions, 0, n_periods - 1)]
+    features = np.concatenate([scaled_history[..., None], step_calendar], axis=-1)
+    return Windows(history=features.astype(np.float32), history_mask=history_mask,
+                   target=scaled_target.astype(np.float32), target_mask=target_mask,
+                   level=level.astype(np.float32), series=s_idx, origin=t_idx)
