@@ -9,7 +9,8 @@ from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.base import Forecaster
 from salesfusion.models.registry import create_model, model_class, registered_models
 
-FAST = {"lightgbm": {"max_rounds": 40}, "multimodal": {"epochs": 3, "lookback": 8}}
+FAST = {"lightgbm": {"max_rounds": 40}}
+NEURAL_FAST = {"epochs": 2, "lookback": 8, "hidden": 16, "fusion_dim": 16, "batch_size": 64}
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +19,11 @@ def _embedding_cache(tmp_path, monkeypatch):
 
 
 def _model(name: str) -> Forecaster:
-    return create_model(name, horizon=3, **FAST.get(name, {}))
+    from salesfusion.models.multimodal import MultimodalForecaster
+
+    fast = NEURAL_FAST if issubclass(model_class(name), MultimodalForecaster) else FAST.get(name,
+                                                                                            {})
+    return create_model(name, horizon=3, **fast)
 
 
 @pytest.mark.parametrize("name", registered_models())

@@ -49,6 +49,8 @@ class MultimodalForecaster(Forecaster):
         "modalities": ["text", "image", "static"],  # drop one to ablate it
         "text_encoder": "tfidf",
         "image_encoder": "color_texture",
+        "image_encoder_fallback": None,  # used when image_encoder has no pretrained weights here
+        "image_weights": None,  # a local weights file for the image encoder (ResNet)
         "fusion": "concat",
         "fusion_dim": 32,
         "backbone": "gru",
@@ -96,16 +98,13 @@ class MultimodalForecaster(Forecaster):
             if encoded.token_mask is not None:
                 content["text_tokens"] = torch.from_numpy(encoded.token_mask)
         if "image" in modalities and "image" in items.columns:
-            encoder = create_encoder(params["image_encoder"], image_root=panel.image_root or ".")
+            encoder = self._image_encoder(panel)
             if getattr(encoder, "fits_on_pairs", False):
                 encoder.fit(list(zip(items["image"].to_list(), items[text_roles[0]].to_list(),
                                      strict=True)) if text_roles else [])
             elif encoder.needs_fit:
                 encoder.fit(items["image"].to_list())
             encoded = encoder.encode(items["image"].to_list(), cache=cache)
-            if getattr(encoder, "pretrained", True) is False:
-                self._notes.append(f"image encoder {params['image_encoder']} has no pretrained "
-                                   f"weights here: randomly initialised (seeded)")
             if encoded.masked:
                 self._notes.append(f"{encoded.masked} item image(s) missing or unreadable: "
                                    f"masked")
@@ -120,6 +119,24 @@ class MultimodalForecaster(Forecaster):
         else:
             self._vocabulary = StaticVocabulary([], [])
         return content
+
+    def _image_encoder(self, panel: Panel) -> Any:
+        """The configured image encoder; without pretrained weights here, its fallback (and a
+        note saying so), else the seeded random initialisation (also noted)."""
+        params = self.params
+        root = panel.image_root or "."
+        extra = {"weights": params["image_weights"]} if params["image_weights"] else {}
+        encoder = create_encoder(params["image_encoder"], image_root=root, **extra)
+        if getattr(encoder, "pretrained", True):
+            return encoder
+        fallback = params["image_encoder_fallback"]
+        if fallback:
+            self._notes.append(f"no pretrained weights for {params['image_encoder']} on this "
+                               f"machine: using {fallback} instead (set image_weights)")
+            return create_encoder(fallback, image_root=root)
+        self._notes.append(f"image encoder {params['image_encoder']} has no pretrained weights "
+                           f"here: randomly initialised (seeded)")
+        return encoder
 
     # --- tensors ------------------------------------------------------------------------------
     def _tensors(self, wide: WidePanel, windows: Windows) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ from salesfusion.registry import Registry
 
 
 def _load() -> None:
-    from salesfusion.models import baselines, multimodal  # noqa: F401
+    from salesfusion.models import baselines, multimodal, presets  # noqa: F401
 
 
 MODELS: Registry[Forecaster] = Registry("model", _load)
