@@ -209,14 +209,14 @@ class MultimodalForecaster(Forecaster):
             callbacks = [checkpoint]
             if has_validation:
                 callbacks.append(EarlyStopping("val_loss", patience=int(p["patience"])))
-            trainer = lightning.Trainer(
-                max_epochs=int(p["epochs"]), accelerator="cpu", devices=1, logger=False,
-                callbacks=callbacks, gradient_clip_val=float(p["gradient_clip"]),
-                deterministic=True, enable_progress_bar=bool(p["progress"]),
-                enable_model_summary=False, num_sanity_val_steps=0,
-                limit_val_batches=1.0 if has_validation else 0)
             resume = folder / "last.ckpt"
             with _quiet_lightning():
+                trainer = lightning.Trainer(
+                    max_epochs=int(p["epochs"]), accelerator="cpu", devices=1, logger=False,
+                    callbacks=callbacks, gradient_clip_val=float(p["gradient_clip"]),
+                    deterministic=True, enable_progress_bar=bool(p["progress"]),
+                    enable_model_summary=False, num_sanity_val_steps=0,
+                    limit_val_batches=1.0 if has_validation else 0)
                 trainer.fit(module, train_loader,
                             _loader(val_tensors, 4096, False, 0) if has_validation else None,
                             ckpt_path=str(resume) if resume.is_file() else None)
