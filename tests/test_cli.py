@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from salesfusion.cli import BASELINES, app
+from salesfusion.cli import DEMO_MODELS, app
 
 runner = CliRunner()
 
@@ -95,13 +95,14 @@ def test_demo_end_to_end(tmp_path):
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     metrics = pl.read_csv(out / "metrics.csv", schema_overrides={"window": pl.Utf8})
-    assert set(metrics["model"].unique()) == set(BASELINES)
+    assert set(metrics["model"].unique()) == set(DEMO_MODELS)
     overall = metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
                              & (pl.col("metric") == "WAPE"))
     wape = dict(zip(overall["model"], overall["value"], strict=True))
     assert wape["naive"] == pytest.approx(86.8, abs=0.5)
     assert wape["moving_average"] == pytest.approx(69.9, abs=0.5)
     assert wape["lightgbm"] < wape["moving_average"] - 3
+    assert wape["multimodal"] < wape["moving_average"]
     assert set(metrics["segment"].unique()) == {"all", "United Kingdom", "France", "Germany",
                                                 "EIRE", "Belgium"}
     forecasts = pl.read_parquet(out / "forecasts.parquet")
