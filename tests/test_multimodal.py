@@ -28,7 +28,7 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("fusion", "backbone"), [
     ("concat", "lstm"), ("gated", "gru"), ("hierarchical_mma", "bigru"),
-    ("bidirectional", "bilstm"), ("concat", "transformer")])
+    ("bidirectional", "bilstm"), ("concat", "transformer"), ("concat", "tft")])
 def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
     panel = shop.panel()
     model = create_model("multimodal", fusion=fusion, backbone=backbone, layers=2,

@@ -72,3 +72,27 @@ def test_every_loss_is_minimised_near_the_target(name):
         optimiser.step()
     fitted = parameter.exp().item() if name in ("poisson", "tweedie") else parameter.item()
     assert fitted == pytest.approx(3.0, rel=0.05)
+
+
+def test_tft_shapes_masks_gradients_and_explanations():
+    from salesfusion.models.temporal.tft import TFTBackbone
+
+    torch.manual_seed(0)
+    tft = TFTBackbone(input_dim=3, static_dims=[5, 2, 1], horizon=4, hidden=16).eval()
+    history, mask, _ = _batch()
+    statics = [torch.randn(4, 5), torch.randn(4, 2), torch.randn(4, 1)]
+    out = tft(history, mask, statics)
+    assert out.shape == (4, 4 * 16) and torch.isfinite(out).all()
+    changed = history.clone()
+    changed[~mask] = 50.0
+    torch.testing.assert_close(out, tft(changed, mask, statics))
+    weights = tft.explanations["static_weights"]
+    assert weights.shape == (4, 3) and torch.allclose(weights.sum(-1), torch.ones(4))
+    attention = tft.explanations["attention"]
+    assert attention.shape == (4, 4, 14)
+    assert attention[2, :, :10].abs().sum() == 0  # cold start: no history to attend to
+    assert (attention[0, 0, 11:] == 0).all()  # the first forecast step cannot see later ones
+    tft.train()
+    tft(history, mask, statics).sum().backward()
+    dead = [n for n, p in tft.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    assert dead == []

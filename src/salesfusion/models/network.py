@@ -14,6 +14,7 @@ from salesfusion.encoders.static import StaticAttributeEncoder
 from salesfusion.fusion import FUSIONS, ModalityInput
 from salesfusion.models.heads import PointHead, QuantileHead
 from salesfusion.models.temporal import BACKBONES
+from salesfusion.models.temporal.tft import TFTBackbone
 
 MARKET_DIM = 8
 
@@ -39,15 +40,23 @@ class MultimodalNet(nn.Module):
             self.static = StaticAttributeEncoder(static_cardinalities, n_numeric, static_dim)
             dims["static"] = static_dim
         self.modalities = list(dims)
-        needs = {"hierarchical_mma": {"image"}, "bidirectional": {"text", "image"}}.get(fusion,
-                                                                                      set())
-        if needs - set(dims):
-            fusion = "concat"  # an ablation removed a modality the attention fusion needs
-        self.fusion = FUSIONS[fusion](dims, fusion_dim) if dims else None
         self.market = nn.Embedding(n_markets + 1, MARKET_DIM)  # index 0: unseen market
-        context_dim = (fusion_dim if dims else 0) + MARKET_DIM + 1
-        self.backbone = BACKBONES[backbone](input_dim=history_dim, context_dim=context_dim,
-                                            hidden=hidden, layers=layers, dropout=dropout)
+        self.is_tft = backbone == "tft"
+        if self.is_tft:
+            # The TFT's static variable selection weighs every modality itself: no fusion.
+            self.fusion = None
+            static_dims = [dims[m] + 1 for m in self.modalities] + [MARKET_DIM, 1]
+            self.backbone = TFTBackbone(history_dim, static_dims, horizon, hidden=hidden,
+                                        layers=layers, dropout=dropout)
+        else:
+            needs = {"hierarchical_mma": {"image"},
+                     "bidirectional": {"text", "image"}}.get(fusion, set())
+            if needs - set(dims):
+                fusion = "concat"  # an ablation removed a modality the attention fusion needs
+            self.fusion = FUSIONS[fusion](dims, fusion_dim) if dims else None
+            context_dim = (fusion_dim if dims else 0) + MARKET_DIM + 1
+            self.backbone = BACKBONES[backbone](input_dim=history_dim, context_dim=context_dim,
+                                                hidden=hidden, layers=layers, dropout=dropout)
         self.head = (QuantileHead(self.backbone.out_dim, horizon, quantiles) if quantiles
                      else PointHead(self.backbone.out_dim, horizon))
 
@@ -72,6 +81,11 @@ class MultimodalNet(nn.Module):
     def forward(self, history: torch.Tensor, history_mask: torch.Tensor, items: torch.Tensor,
                 markets: torch.Tensor, log_level: torch.Tensor) -> torch.Tensor:
         parts = [self.market(markets), log_level[:, None]]
+        if self.is_tft:
+            statics = [torch.cat([m.pooled() * m.present[:, None].float(),
+                                  m.present[:, None].float()], dim=1)
+                       for m in self.content(items).values()]
+            return self.head(self.backbone(history, history_mask, [*statics, *parts]))
         if self.fusion is not None:
             parts.insert(0, self.fusion(self.content(items)))
         context = torch.cat(parts, dim=1)
