@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from salesfusion.models.temporal.cnn import ConvolutionalBackbone
 from salesfusion.models.temporal.rnn import RecurrentBackbone
 from salesfusion.models.temporal.transformer import TransformerBackbone
 
@@ -11,6 +12,7 @@ BACKBONES = {
     "bilstm": lambda **kw: RecurrentBackbone(cell="lstm", bidirectional=True, **kw),
     "bigru": lambda **kw: RecurrentBackbone(cell="gru", bidirectional=True, **kw),
     "transformer": lambda **kw: TransformerBackbone(**kw),
+    "cnn": lambda **kw: ConvolutionalBackbone(**kw),
 }
 
-__all__ = ["BACKBONES", "RecurrentBackbone", "TransformerBackbone"]
+__all__ = ["BACKBONES", "ConvolutionalBackbone", "RecurrentBackbone", "TransformerBackbone"]

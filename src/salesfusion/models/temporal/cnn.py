@@ -1,0 +1,30 @@
+"""A 1-D convolutional backbone over the history window (the CNN of the BERT-CNN baseline):
+stacked causal convolutions with ReLU, then the mean over observed steps, joined to the context.
+Masked steps are zeroed and the mask is an input channel, as in the recurrent backbones."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class ConvolutionalBackbone(nn.Module):
+    def __init__(self, input_dim: int, context_dim: int, hidden: int = 64, layers: int = 2,
+                 dropout: float = 0.1, kernel: int = 3) -> None:
+        super().__init__()
+        blocks: list[nn.Module] = []
+        width = input_dim + 1
+        for _ in range(max(1, layers)):
+            blocks += [nn.ConstantPad1d((kernel - 1, 0), 0.0), nn.Conv1d(width, hidden, kernel),
+                       nn.ReLU(), nn.Dropout(dropout)]
+            width = hidden
+        self.convolutions = nn.Sequential(*blocks)
+        self.out_dim = hidden + context_dim
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor,
+                context: torch.Tensor) -> torch.Tensor:
+        steps = torch.cat([history * mask[..., None], mask[..., None].float()], dim=-1)
+        features = self.convolutions(steps.transpose(1, 2)).transpose(1, 2)
+        weights = mask.float()[..., None]
+        pooled = (features * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return torch.cat([pooled, context], dim=1)
