@@ -97,9 +97,8 @@ def _panel_from(dataset: str | None, spec: Path | None, freq: str | None,
         raise InputError("give exactly one of --dataset NAME or --spec SPEC")
     with console.status("Building the panel"):
         if dataset is not None:
-            source = load_dataset(dataset)
-            panel = source.panel(freq)
-            if dataset == "online_retail":
+            panel = load_dataset(dataset).panel(freq)
+            if dataset == "online_retail":  # the standard OR-weekly selection
                 min_nonzero = OR_WEEKLY_MIN_NONZERO if min_nonzero is None else min_nonzero
                 lookback = OR_WEEKLY_LOOKBACK if lookback is None else lookback
         else:
@@ -215,8 +214,7 @@ def encode(
     result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
                           progress=True)
     seconds = time.perf_counter() - started
-    unique = len({model.prepare_key(x)[0] for x in inputs} - {None})
-    console.print(f"{encoder}: {len(inputs):,} inputs ({unique:,} unique contents), "
+    console.print(f"{encoder}: {len(inputs):,} inputs ({result.unique:,} unique contents), "
                   f"{result.cache_hits:,} cache hits, {result.masked:,} masked, "
                   f"{seconds:,.2f} s, {len(inputs) / max(seconds, 1e-9):,.1f} inputs/s")
     for index, problem in list(result.problems.items())[:5]:
@@ -230,18 +228,6 @@ def encode(
         with staged_folder(out.parent) as staging:
             frame.write_parquet(staging / out.name)
         console.print(f"Wrote {out}")
-
-
-def _training_panel(dataset: str | None, spec: Path | None, freq: str | None) -> Panel:
-    if (dataset is None) == (spec is None):
-        raise InputError("give exactly one of --dataset NAME or --spec SPEC")
-    if dataset == "online_retail":
-        from salesfusion.datasets import or_weekly
-
-        return or_weekly(load_dataset(dataset))
-    if dataset is not None:
-        return load_dataset(dataset).panel(freq)
-    return build_panel(load_tables(load_spec(spec)), freq)
 
 
 def _read_config(path: Path) -> tuple[str, dict[str, Any]]:
@@ -279,7 +265,8 @@ def train(
         raise InputError("give exactly one of --config CFG or --preset NAME")
     name, params = _read_config(config) if config else (preset, {})
     model = create_model(name, **params)  # unknown names and parameters fail here
-    panel = _training_panel(dataset, spec, _check_freq(freq) if freq else None)
+    panel = _panel_from(dataset, spec, _check_freq(freq) if freq else None,
+                        OR_WEEKLY_PROTOCOL, None, None)
     with staged_folder(out) as staging:
         with console.status(f"Training {name} on {panel.n_series:,} series"):
             started = time.perf_counter()
@@ -312,7 +299,8 @@ def predict(
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name")
     forecaster = Forecaster.load(model)
-    panel = _training_panel(dataset, spec, _check_freq(freq) if freq else None)
+    panel = _panel_from(dataset, spec, _check_freq(freq) if freq else None,
+                        OR_WEEKLY_PROTOCOL, None, None)
     series = panel.data.select(SERIES_KEY).unique(maintain_order=True)
     if cold_start:
         if panel.items is None:

@@ -29,6 +29,7 @@ class Encoded:
     problems: dict[int, str] = field(default_factory=dict)
     token_mask: np.ndarray | None = None
     cache_hits: int = 0
+    unique: int = 0  # distinct usable contents among the inputs
 
     @property
     def masked(self) -> int:

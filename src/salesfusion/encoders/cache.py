@@ -72,6 +72,7 @@ def encode_with_cache(encoder: Encoder, inputs: list[Any], batch_size: int,
         if key is not None and key not in known and key not in todo:
             todo[key] = index
     fresh: dict[str, np.ndarray] = {}
+    failed: dict[str, str] = {}  # content key -> why it could not be read
     pending = list(todo.items())
     batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
     bar = _progress(f"{encoder.name} ({encoder.modality})") if progress and batches else None
@@ -86,8 +87,7 @@ def encode_with_cache(encoder: Encoder, inputs: list[Any], batch_size: int,
                     loaded.append(encoder.load_input(inputs[index]))
                     good_keys.append(key)
                 except (OSError, ValueError) as exc:
-                    problems[index] = f"unreadable: {exc}".splitlines()[0][:200]
-                    keys[index] = None
+                    failed[key] = f"unreadable: {exc}".splitlines()[0][:200]
             if loaded:
                 vectors = np.asarray(encoder._encode_batch(loaded), dtype=np.float32)
                 fresh.update(zip(good_keys, vectors, strict=True))
@@ -98,19 +98,18 @@ def encode_with_cache(encoder: Encoder, inputs: list[Any], batch_size: int,
     finally:
         if bar:
             bar.stop()
-    # A corrupt file masks every input that shares its content key.
-    failed = {keys_before for keys_before, index in todo.items() if keys[index] is None}
     shape = encoder.output_shape()
     out = np.zeros((n, *shape), dtype=np.float32)
     mask = np.zeros(n, dtype=bool)
     for index, key in enumerate(keys):
-        if key is None or key in failed:
-            if index not in problems:
-                problems[index] = problems.get(todo.get(key, -1), "unreadable")
+        if key is None:
+            continue
+        if key in failed:  # a corrupt file masks every input that shares its content
+            problems[index] = failed[key]
             continue
         vector = known[key] if key in known else fresh[key]
         out[index] = vector.reshape(shape)
         mask[index] = True
     token_mask = np.any(out != 0, axis=-1) if encoder.output == "sequence" else None
     return Encoded(vectors=out, mask=mask, problems=problems, token_mask=token_mask,
-                   cache_hits=hits)
+                   cache_hits=hits, unique=len(set(keys) - {None}))
