@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.salesfusion-installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench readme clean
+.PHONY: demo test lint bench readme results clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(VENV)/bin/salesfusion demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 -q
+	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -26,6 +26,17 @@ bench: $(STAMP)
 
 readme: $(STAMP)
 	$(VENV)/bin/salesfusion demo
+	$(PYTHON) scripts/update_readme.py
+
+# The neural results of the README (about 2 hours on 2 cores): every preset on OR-weekly, the
+# synthetic ablation, the peer libraries (installed here as the `bench` extra) and the TFT speed.
+NEURAL_MODELS := lightgbm,multimodal,lstm,gru,transformer,tft_multimodal,msrl_bigru,resnet_biattn_bilstm,bert_cnn,ca_rnn,memf,gtm
+results: $(STAMP)
+	$(PYTHON) -m pip install $(PIP_QUIET) -e ".[dev,bench]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/salesfusion backtest --dataset online_retail --models $(NEURAL_MODELS) --out runs/neural
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/ablation.py --items 300 --epochs 15
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peers.py
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/tft_speed.py
 	$(PYTHON) scripts/update_readme.py
 
 clean:

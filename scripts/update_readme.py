@@ -1,48 +1,123 @@
-"""Write the demo's results table into README.md from the demo's own metrics.csv.
+"""Write the README's results tables from the files the runs produced (never by hand).
 
-Run after the demo: .venv/bin/salesfusion demo && .venv/bin/python scripts/update_readme.py
-(`make readme` does both). Only the text between the two markers changes.
+Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is
+rewritten only when its source exists:
+
+- ``demo-table``: ``runs/demo/metrics.csv`` (``salesfusion demo``; ``make readme`` runs both);
+- ``neural-table``: ``runs/neural/metrics.csv`` + ``timings.csv`` (``make results``: the presets'
+  OR-weekly backtest);
+- ``peers-table``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``);
+- ``speed-table``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``);
+- ``ablation-table``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- demo-table:start -->", "<!-- demo-table:end -->"
 METRICS = ("WAPE", "MASE", "sMAPE", "MAE", "RMSE")
 
 
-def table(metrics_csv: Path) -> str:
-    metrics = pl.read_csv(metrics_csv, schema_overrides={"window": pl.Utf8})
-    overall = (metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
-                              & pl.col("metric").is_in(METRICS))
-               .pivot(on="metric", index="model", values="value").sort("WAPE"))
-    uk = (metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE")
-                         & (pl.col("segment") != "all") & (pl.col("segment") != "United Kingdom"))
-          .group_by("model").agg(pl.col("value").mean().alias("WAPE other countries (mean)")))
-    overall = overall.join(uk, on="model", how="left")
-    columns = ["model", *METRICS, "WAPE other countries (mean)"]
+def _markdown(columns: list[str], rows: list[list[object]]) -> str:
+    def cell(value: object) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
+        return str(value)
+
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in overall.select(columns).iter_rows():
-        cells = [row[0], *[f"{v:.3f}" if v is not None else "" for v in row[1:]]]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _overall(metrics_csv: Path, metrics: tuple[str, ...]) -> pl.DataFrame:
+    frame = pl.read_csv(metrics_csv, schema_overrides={"window": pl.Utf8})
+    return (frame.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
+                         & pl.col("metric").is_in(metrics))
+            .pivot(on="metric", index="model", values="value").sort("WAPE"))
+
+
+def demo_table(metrics_csv: Path) -> str:
+    overall = _overall(metrics_csv, METRICS)
+    frame = pl.read_csv(metrics_csv, schema_overrides={"window": pl.Utf8})
+    others = (frame.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE")
+                           & ~pl.col("segment").is_in(["all", "United Kingdom"]))
+              .group_by("model").agg(pl.col("value").mean().alias("WAPE other countries (mean)")))
+    columns = ["model", *METRICS, "WAPE other countries (mean)"]
+    overall = overall.join(others, on="model", how="left").select(columns)
+    return _markdown(columns, [list(r) for r in overall.iter_rows()])
+
+
+def neural_table(folder: Path) -> str:
+    overall = _overall(folder / "metrics.csv", (*METRICS, "coverage"))
+    if (folder / "timings.csv").is_file():
+        overall = overall.join(pl.read_csv(folder / "timings.csv"), on="model", how="left")
+    columns = ["model", *[c for c in (*METRICS, "coverage", "seconds")
+                          if c in overall.columns]]
+    return _markdown(columns, [list(r) for r in overall.select(columns).iter_rows()])
+
+
+def peers_table(path: Path) -> str:
+    rows = json.loads(path.read_text())["rows"]
+    columns = ["model", "library", "WAPE", "MASE", "RMSE", "wall s", "peak MiB"]
+    return _markdown(columns, [[r["model"], r.get("library", ""), r["WAPE"], r["MASE"],
+                                r["RMSE"], r["wall_s"], r["peak_mib"]] for r in rows])
+
+
+def speed_table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    rows = [[side, data[side].get("parameters"), data[side].get("train_samples"),
+             data[side].get("train_s"), data[side].get("predict_s")]
+            for side in ("ours", "pytorch_forecasting")]
+    rows.append(["ratio ours / theirs", None, None, data.get("train_ratio"),
+                 data.get("predict_ratio")])
+    return _markdown(["TFT", "parameters", "training samples / epoch", "train s", "predict s"],
+                     rows)
+
+
+def ablation_table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    return _markdown(["variant", "cold-start WAPE", "cold-start MAE", "backtest WAPE",
+                      "backtest MASE"],
+                     [[r["variant"], r["cold_start_wape"], r["cold_start_mae"],
+                       r["backtest_wape"], r["backtest_mase"]] for r in data["rows"]])
+
+
+def _replace(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{body}\n{end}{tail}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--metrics", type=Path, default=ROOT / "runs" / "demo" / "metrics.csv")
+    parser.add_argument("--neural", type=Path, default=ROOT / "runs" / "neural")
+    results = ROOT / "benchmarks" / "results"
+    parser.add_argument("--peers", type=Path, default=results / "peers.json")
+    parser.add_argument("--speed", type=Path, default=results / "tft_speed.json")
+    parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     args = parser.parse_args()
     readme = ROOT / "README.md"
     text = readme.read_text()
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    readme.write_text(f"{head}{START}\n{table(args.metrics)}\n{END}{tail}")
-    print(f"README.md updated from {args.metrics}")
+    sources: list[tuple[str, Path, Callable[[Path], str]]] = [
+        ("demo-table", args.metrics, demo_table),
+        ("neural-table", args.neural / "metrics.csv", lambda _p: neural_table(args.neural)),
+        ("peers-table", args.peers, peers_table), ("speed-table", args.speed, speed_table),
+        ("ablation-table", args.ablation, ablation_table)]
+    for name, source, render in sources:
+        if source.is_file():
+            text = _replace(text, name, render(source))
+            print(f"README.md {name} updated from {source}")
+    readme.write_text(text)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ import yaml
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0) -> Path:
+def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0,
+              covariates: bool = True) -> Path:
     """Transactions of a small shop selling in two markets (GB in GBP, DE in EUR), an items table
-    with titles, a markets table and a daily EUR-based FX table; returns the spec path."""
+    with titles, a markets table and a daily EUR-based FX table; with ``covariates``, also live-
+    stream events (one scheduled after the sales end) and a weekly exogenous table with a
+    future-known search trend per market and a past-only footfall index. Returns the spec path."""
     rng = np.random.default_rng(seed)
     start = np.datetime64("2021-01-04")  # a Monday
     rows = []
@@ -53,6 +56,25 @@ def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0) -
         "fx": {"path": "fx.csv", "date_column": "Date", "base_currency": "EUR"},
         "cleaning": {"cancelled_invoice_prefix": "C"},
     }
+    if covariates:
+        end = start + np.timedelta64(weeks * 7, "D")
+        pl.DataFrame({
+            "country": ["GB", "GB", "DE", "GB"],
+            "aired": [str(start + np.timedelta64(d, "D")) for d in (15, 80, 120)] + [str(end)],
+            "sku": ["P001", "P002", "P001", "P003"],
+            "viewers": [1200, 5000, 800, 3000]}).write_csv(folder / "events.csv")
+        week_starts = start + np.arange(weeks + 8) * np.timedelta64(7, "D")
+        pl.DataFrame({
+            "week": np.tile(week_starts.astype(str), 2),
+            "country": ["GB"] * len(week_starts) + ["DE"] * len(week_starts),
+            "search_trend": rng.normal(50, 10, 2 * len(week_starts)).round(1),
+            "footfall": rng.normal(100, 5, 2 * len(week_starts)).round(1)}).write_csv(
+            folder / "exogenous.csv")
+        spec["events"] = {"path": "events.csv", "columns": {
+            "market": "country", "timestamp": "aired", "item_id": "sku", "audience": "viewers"}}
+        spec["exogenous"] = {"path": "exogenous.csv", "columns": {
+            "timestamp": "week", "market": "country"}, "future_known": ["search_trend"],
+            "past_only": ["footfall"]}
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
@@ -63,10 +85,20 @@ def shop_spec(tmp_path: Path) -> Path:
     return make_shop(tmp_path)
 
 
-@pytest.fixture
-def shop_panel(shop_spec: Path):
+def _build(spec: Path):
     from salesfusion.data.panel import build_panel
     from salesfusion.data.spec import load_spec
     from salesfusion.data.validate import load_tables
 
-    return build_panel(load_tables(load_spec(shop_spec)))
+    return build_panel(load_tables(load_spec(spec)))
+
+
+@pytest.fixture
+def shop_panel(shop_spec: Path):
+    return _build(shop_spec)
+
+
+@pytest.fixture(scope="module")
+def module_shop_panel(tmp_path_factory):
+    """The same shop, built once per test module (for suites that fit many models on it)."""
+    return _build(make_shop(tmp_path_factory.mktemp("shop")))

@@ -13,9 +13,28 @@ FAST = {"lightgbm": {"max_rounds": 40}}
 NEURAL_FAST = {"epochs": 2, "lookback": 8, "hidden": 16, "fusion_dim": 16, "batch_size": 64}
 
 
-@pytest.fixture(autouse=True)
-def _embedding_cache(tmp_path, monkeypatch):
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+@pytest.fixture(scope="module")
+def _embedding_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def conformance_panel(module_shop_panel):
+    """The tiny shop with events and exogenous covariates, shared by the module's tests."""
+    return module_shop_panel
+
+
+_FITTED: dict[str, Forecaster] = {}
+
+
+def _is_neural(name: str) -> bool:
+    from salesfusion.models.multimodal import MultimodalForecaster
+
+    return issubclass(model_class(name), MultimodalForecaster)
+
+
+# Each model's tests run on one xdist worker (--dist loadgroup), so it is fitted there once.
+MODELS = [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in registered_models()]
 
 
 def _model(name: str) -> Forecaster:
@@ -26,9 +45,28 @@ def _model(name: str) -> Forecaster:
     return create_model(name, horizon=3, **fast)
 
 
-@pytest.mark.parametrize("name", registered_models())
-def test_fit_predict_shapes_and_values(name, shop_panel):
-    forecast = _model(name).fit(shop_panel).predict(3)
+@pytest.fixture
+def fitted(conformance_panel, _embedding_cache, monkeypatch):
+    """``fitted(name)``: the model fitted once on the conformance panel (fitting is what makes
+    the neural part of this suite slow; predictions never change a fitted model)."""
+    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", _embedding_cache)
+
+    def get(name: str) -> Forecaster:
+        if name not in _FITTED:
+            _FITTED[name] = _model(name).fit(conformance_panel)
+        return _FITTED[name]
+
+    return get
+
+
+@pytest.fixture
+def shop_panel(conformance_panel):
+    return conformance_panel
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_fit_predict_shapes_and_values(name, shop_panel, fitted):
+    forecast = fitted(name).predict(3)
     assert forecast.columns[:4] == ["item_id", "market", "timestamp", "y_pred"]
     assert forecast.height == shop_panel.n_series * 3
     assert forecast["y_pred"].is_finite().all()
@@ -42,25 +80,25 @@ def test_fit_predict_shapes_and_values(name, shop_panel):
         assert (forecast["y_pred"] <= forecast[quantiles[-1]]).all()
 
 
-@pytest.mark.parametrize("name", registered_models())
-def test_save_load_gives_identical_forecasts(name, shop_panel, tmp_path):
-    model = _model(name).fit(shop_panel)
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_gives_identical_forecasts(name, fitted, tmp_path):
+    model = fitted(name)
     before = model.predict(3)
     model.save(tmp_path / "m")
     after = Forecaster.load(tmp_path / "m").predict(3)
     assert before.equals(after)
 
 
-@pytest.mark.parametrize("name", registered_models())
-def test_deterministic_under_a_seed(name, shop_panel):
-    first = _model(name).fit(shop_panel).predict(3)
+@pytest.mark.parametrize("name", MODELS)
+def test_deterministic_under_a_seed(name, shop_panel, fitted):
+    first = fitted(name).predict(3)
     second = _model(name).fit(shop_panel).predict(3)
     assert first.equals(second)
 
 
-@pytest.mark.parametrize("name", registered_models())
-def test_cold_start_series(name, shop_panel):
-    model = _model(name).fit(shop_panel)
+@pytest.mark.parametrize("name", MODELS)
+def test_cold_start_series(name, fitted):
+    model = fitted(name)
     new = pl.DataFrame({"item_id": ["P012"], "market": ["GB"]})  # in items, never sold
     if model.supports_cold_start:
         forecast = model.predict(3, series=new)
@@ -70,9 +108,11 @@ def test_cold_start_series(name, shop_panel):
             model.predict(3, series=new)
 
 
-@pytest.mark.parametrize("name", registered_models())
-def test_backtest_contract(name, shop_panel):
-    protocol = BacktestProtocol(horizon=3, windows=2, step=2)
+@pytest.mark.parametrize("name", MODELS)
+def test_backtest_contract(name, shop_panel, fitted):
+    fitted(name)  # the embedding cache is warm for the refits
+    # Neural models fit once and roll forward (refitting them is the same code path as fit).
+    protocol = BacktestProtocol(horizon=3, windows=2, step=2, refit=not _is_neural(name))
     forecasts = _model(name).backtest(shop_panel, protocol)
     assert forecasts.columns[:7] == ["item_id", "market", "timestamp", "model", "window",
                                      "y_true", "y_pred"]
@@ -116,3 +156,35 @@ def test_moving_average_and_naive_values(shop_panel):
     key = (pl.col("item_id") == "P001") & (pl.col("market") == "GB")
     assert naive.filter(key)["y_pred"].to_list() == [series["y"][-1]] * 2
     assert ma.filter(key)["y_pred"][0] == pytest.approx(series["y"].tail(4).mean())
+
+
+NEURAL = [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in registered_models()
+          if _is_neural(n)]
+
+
+@pytest.mark.parametrize("name", NEURAL)
+def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
+    """One training step of the fitted network: no parameter is a dead branch."""
+    import numpy as np
+
+    from salesfusion.features.lags import to_wide
+    from salesfusion.training.losses import make_loss
+    from salesfusion.training.windows import make_windows
+
+    model = fitted(name)
+    net = model._net.train()
+    wide = to_wide(shop_panel)
+    windows = make_windows(wide, shop_panel.freq, model.params["lookback"], 3,
+                           covariates=model._covariates(shop_panel, wide))
+    windows = windows.subset(windows.target_mask.any(axis=1))
+    tensors = model._tensors(wide, windows.subset(np.arange(min(256, len(windows)))))
+    tensors["items"][:2] = -1  # items with no content: the "nothing known" paths
+    output = net(tensors["history"], tensors["history_mask"], tensors["items"],
+                 tensors["markets"], tensors["log_level"], tensors["future"])
+    quantiles = tuple(float(q) for q in model.params["quantiles"])
+    make_loss("pinball" if quantiles else model.params["loss"], quantiles)(
+        output, tensors["target"], tensors["target_mask"]).backward()
+    dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
+    net.zero_grad()
+    net.eval()
+    assert dead == []

@@ -28,7 +28,8 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("fusion", "backbone"), [
     ("concat", "lstm"), ("gated", "gru"), ("hierarchical_mma", "bigru"),
-    ("bidirectional", "bilstm"), ("concat", "transformer"), ("concat", "tft")])
+    ("bidirectional", "bilstm"), ("concat", "transformer"), ("concat", "tft"),
+    ("multi_entity", "bigru"), ("gated", "gtm"), ("concat", "cnn")])
 def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
     panel = shop.panel()
     model = create_model("multimodal", fusion=fusion, backbone=backbone, layers=2,
@@ -36,13 +37,15 @@ def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
                          **{**FAST, "epochs": 1}).fit(panel)
     net = model._net.train()
     wide = to_wide(panel)
-    windows = make_windows(wide, panel.freq, 8, 4)
+    covariates = model._covariates(panel, wide)
+    assert covariates.width == 7  # the synthetic shop's events: counts, audience, 4 decays
+    windows = make_windows(wide, panel.freq, 8, 4, covariates=covariates)
     windows = windows.subset(windows.target_mask.any(axis=1))
     tensors = model._tensors(wide, windows.subset(np.arange(min(512, len(windows)))))
     # Include items with no content at all, so the "nothing known" vector is used too.
     tensors["items"][:4] = -1
     output = net(tensors["history"], tensors["history_mask"], tensors["items"],
-                 tensors["markets"], tensors["log_level"])
+                 tensors["markets"], tensors["log_level"], tensors["future"])
     make_loss("pinball", (0.1, 0.5, 0.9))(output, tensors["target"],
                                           tensors["target_mask"]).backward()
     dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]

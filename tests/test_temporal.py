@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from salesfusion.models.heads import PointHead, QuantileHead
-from salesfusion.models.temporal import BACKBONES
+from salesfusion.models.temporal import BACKBONES, FUTURE_BACKBONES
 from salesfusion.training.losses import LOSSES, make_loss
 
 
@@ -22,15 +22,20 @@ def _batch(seed: int = 0):
 @pytest.mark.parametrize("layers", [1, 3])
 def test_backbones_shapes_gradients_and_masks(name, layers):
     torch.manual_seed(0)
-    backbone = BACKBONES[name](input_dim=3, context_dim=5, hidden=8, layers=layers).eval()
     history, mask, context = _batch()
-    out = backbone(history, mask, context)
+    extra, future = {}, ()
+    if name in FUTURE_BACKBONES:
+        extra = {"horizon": 4, "future_dim": 2}
+        future = (torch.randn(4, 4, 2, generator=torch.Generator().manual_seed(1)),)
+    backbone = BACKBONES[name](input_dim=3, context_dim=5, hidden=8, layers=layers,
+                               **extra).eval()
+    out = backbone(history, mask, context, *future)
     assert out.shape == (4, backbone.out_dim) and torch.isfinite(out).all()
     changed = history.clone()
     changed[~mask] = 50.0  # masked periods must not matter
-    torch.testing.assert_close(out, backbone(changed, mask, context))
+    torch.testing.assert_close(out, backbone(changed, mask, context, *future))
     backbone.train()
-    backbone(history, mask, context).sum().backward()
+    backbone(history, mask, context, *future).sum().backward()
     dead = [n for n, p in backbone.named_parameters()
             if p.grad is None or not p.grad.abs().sum()]
     assert dead == []
@@ -78,21 +83,31 @@ def test_tft_shapes_masks_gradients_and_explanations():
     from salesfusion.models.temporal.tft import TFTBackbone
 
     torch.manual_seed(0)
-    tft = TFTBackbone(input_dim=3, static_dims=[5, 2, 1], horizon=4, hidden=16).eval()
+    tft = TFTBackbone(input_dim=3, static_dims=[5, 2, 1], horizon=4, hidden=16,
+                      future_dim=2).eval()
     history, mask, _ = _batch()
     statics = [torch.randn(4, 5), torch.randn(4, 2), torch.randn(4, 1)]
-    out = tft(history, mask, statics)
+    future = torch.randn(4, 4, 2)
+    out = tft(history, mask, statics, future)
     assert out.shape == (4, 4 * 16) and torch.isfinite(out).all()
     changed = history.clone()
     changed[~mask] = 50.0
-    torch.testing.assert_close(out, tft(changed, mask, statics))
+    torch.testing.assert_close(out, tft(changed, mask, statics, future))
     weights = tft.explanations["static_weights"]
     assert weights.shape == (4, 3) and torch.allclose(weights.sum(-1), torch.ones(4))
+    decoder_weights = tft.explanations["future_weights"]  # step embedding + 2 known inputs
+    assert decoder_weights.shape == (4, 4, 3)
+    assert torch.allclose(decoder_weights.sum(-1), torch.ones(4, 4))
+    # A known input of the last forecast step changes that step, not the earlier ones.
+    later = future.clone()
+    later[:, 3] += 5.0
+    moved = (tft(history, mask, statics, later) - out).view(4, 4, 16).abs().sum(-1)
+    assert (moved[:, 3] > 0).all() and (moved[:, :3] == 0).all()
     attention = tft.explanations["attention"]
     assert attention.shape == (4, 4, 14)
     assert attention[2, :, :10].abs().sum() == 0  # cold start: no history to attend to
     assert (attention[0, 0, 11:] == 0).all()  # the first forecast step cannot see later ones
     tft.train()
-    tft(history, mask, statics).sum().backward()
+    tft(history, mask, statics, future).sum().backward()
     dead = [n for n, p in tft.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     assert dead == []

@@ -33,6 +33,7 @@ from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
 from salesfusion.features.calendar import offset, period_range, truncate_to_period
+from salesfusion.features.events import period_events
 from salesfusion.features.fx import attach_fx, period_rates
 
 SERIES_KEY = ["item_id", "market"]
@@ -57,6 +58,12 @@ class Panel:
     future_known: list[str] = field(default_factory=list)
     log: dict[str, int] = field(default_factory=dict)
     image_root: Path | None = None  # folder the items' image paths are relative to
+    # Per-period tables kept whole (not cut by ``until``): events are schedules and future-known
+    # exogenous columns are known ahead by declaration; consumers read past-only columns at
+    # history periods only. ``events``: see ``features.events.period_events``; ``exogenous``:
+    # one row per timestamp[, market] with the declared columns.
+    events: pl.DataFrame | None = None
+    exogenous: pl.DataFrame | None = None
 
     @property
     def periods(self) -> pl.Series:
@@ -186,7 +193,7 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         rates = period_rates(tables.fx, freq, spec.currency, spec.fx.max_staleness_days)
         panel = attach_fx(panel, tables.markets, rates)
         log["periods_without_fx_rate"] = int(panel["fx_rate"].is_null().sum())
-    panel, exo_cols = _join_exogenous(panel, tables, freq)
+    panel, exo_cols, exogenous = _join_exogenous(panel, tables, freq)
     log.update(series=panel.select(SERIES_KEY).n_unique(), rows=panel.height)
 
     items_spec = spec.items
@@ -204,16 +211,19 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
                                                     if spec.exogenous else [])],
         log=log,
         image_root=spec.images_dir(),
+        events=period_events(tables.events, freq) if tables.events is not None else None,
+        exogenous=exogenous,
     )
 
 
-def _join_exogenous(panel: pl.DataFrame, tables: Tables, freq: str) -> tuple[pl.DataFrame, list]:
+def _join_exogenous(panel: pl.DataFrame, tables: Tables,
+                    freq: str) -> tuple[pl.DataFrame, list, pl.DataFrame | None]:
     if tables.exogenous is None:
-        return panel, []
+        return panel, [], None
     exo_spec = tables.spec.exogenous
     columns = list(dict.fromkeys([*exo_spec.past_only, *exo_spec.future_known]))
     keys = ["timestamp", "market"] if "market" in exo_spec.columns else ["timestamp"]
     per_period = (tables.exogenous
                   .with_columns(truncate_to_period(pl.col("timestamp"), freq))
                   .group_by(keys).agg([pl.col(c).mean() for c in columns]))
-    return panel.join(per_period, on=keys, how="left"), columns
+    return panel.join(per_period, on=keys, how="left"), columns, per_period.sort(keys)

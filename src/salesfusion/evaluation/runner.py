@@ -37,9 +37,13 @@ class BacktestRun:
                 .sort(metrics[0], nulls_last=True))
 
     def write(self, folder: Path) -> None:
-        """``metrics.csv`` and ``forecasts.parquet`` (the output contract)."""
+        """``metrics.csv`` and ``forecasts.parquet`` (the output contract) and ``timings.csv``
+        (wall seconds of each model's fits and forecasts over every window)."""
         self.metrics.write_csv(folder / "metrics.csv", float_precision=6)
         self.forecasts.write_parquet(folder / "forecasts.parquet")
+        pl.DataFrame({"model": list(self.seconds), "seconds": list(self.seconds.values())},
+                     schema={"model": pl.String, "seconds": pl.Float64}).write_csv(
+            folder / "timings.csv", float_precision=2)
 
 
 def backtest_models(panel: Panel, model_names: list[str], protocol: BacktestProtocol,

@@ -109,10 +109,16 @@ class Forecaster(ABC):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self._history.data.write_parquet(folder / "history.parquet")
+        for table in _HISTORY_TABLES:
+            frame = getattr(self._history, table)
+            if frame is not None:
+                frame.write_parquet(folder / f"history_{table}.parquet")
         self._save_state(folder)
         files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST}
         manifest = {"format_version": FORMAT_VERSION, "model": self.name, "params": self.params,
-                    "freq": self.freq, "files": files}
+                    "freq": self.freq, "files": files,
+                    "covariates": {"past_only": self._history.past_only,
+                                   "future_known": self._history.future_known}}
         (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
         return folder
 
@@ -140,10 +146,18 @@ class Forecaster(ABC):
         model = model_type(**manifest["params"])
         model.freq = manifest["freq"]
         history = pl.read_parquet(folder / "history.parquet")
-        model._history = Panel(data=history, freq=manifest["freq"])
+        tables = {t: pl.read_parquet(folder / f"history_{t}.parquet") for t in _HISTORY_TABLES
+                  if (folder / f"history_{t}.parquet").is_file()}
+        covariates = manifest.get("covariates", {})
+        model._history = Panel(data=history, freq=manifest["freq"],
+                               past_only=covariates.get("past_only", []),
+                               future_known=covariates.get("future_known", []), **tables)
         model._load_state(folder)
         model._fitted = True
         return model
+
+
+_HISTORY_TABLES = ("events", "exogenous")  # the Panel's whole-period tables, saved alongside
 
 
 def _sha256(path: Path) -> str:

@@ -7,7 +7,9 @@ schedule), every other window trains with its targets cut at that boundary, so n
 from the validation periods. Windows are scaled by a level known at their origin (see
 ``training.windows``); with ``log_target`` the scaled values are log1p-transformed and inverted
 exactly. Encoders run frozen, through the embedding cache; their vectors are stored with the
-weights, so a saved model predicts without them.
+weights, so a saved model predicts without them. Dynamic covariates (events with their decay
+transforms, declared exogenous columns; ``features.covariates``) enter the history steps, and
+the future-known ones the forecast steps, unless ``covariates`` is off.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ from salesfusion.encoders.registry import create_encoder
 from salesfusion.encoders.static import StaticVocabulary
 from salesfusion.errors import InputError
 from salesfusion.features.calendar import periods_after
+from salesfusion.features.covariates import Covariates, covariate_cube, fit_exogenous_scale
 from salesfusion.features.lags import WidePanel, to_wide
 from salesfusion.models.base import Forecaster
 from salesfusion.models.network import MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.losses import LOG_LINK
-from salesfusion.training.windows import Windows, make_windows
+from salesfusion.training.windows import Windows, extended_periods, feature_widths, make_windows
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
@@ -47,6 +50,7 @@ class MultimodalForecaster(Forecaster):
     supports_cold_start = True
     default_params: ClassVar[dict[str, Any]] = {
         "modalities": ["text", "image", "static"],  # drop one to ablate it
+        "covariates": True,  # events and exogenous columns as dynamic inputs (False: ablate)
         "text_encoder": "tfidf",
         "image_encoder": "color_texture",
         "image_encoder_fallback": None,  # used when image_encoder has no pretrained weights here
@@ -150,14 +154,32 @@ class MultimodalForecaster(Forecaster):
             "log_level": torch.from_numpy(np.log(windows.level)).float(),
             "target": torch.from_numpy(windows.target),
             "target_mask": torch.from_numpy(windows.target_mask),
+            "future": torch.from_numpy(windows.future),
         }
+
+    def _covariates(self, panel: Panel, wide: WidePanel) -> Covariates | None:
+        """The covariate cube over the panel's periods and the horizon after them, with the
+        channels the model was trained on (an error names any the data no longer has)."""
+        if not self.params["covariates"]:
+            return None
+        cube = covariate_cube(panel, wide.keys, extended_periods(wide, panel.freq,
+                                                                int(self.params["horizon"])),
+                              self._covariate_scale)
+        expected = getattr(self, "_covariate_names", None)
+        if expected is not None and cube.names != expected:
+            missing = sorted(set(expected) - set(cube.names)) or cube.names
+            raise InputError(f"model '{self.name}' was trained with the covariates {expected}; "
+                             f"the data given differs ({', '.join(missing)}): give the same "
+                             f"events/exogenous tables")
+        return cube
 
     def _build_net(self, content: dict[str, torch.Tensor]) -> MultimodalNet:
         p = self.params
         return MultimodalNet(
             content=content, static_cardinalities=self._vocabulary.cardinalities(),
             n_numeric=len(self._vocabulary.numeric), n_markets=len(self._markets),
-            history_dim=3, horizon=int(p["horizon"]), fusion=p["fusion"],
+            history_dim=self._widths[0], future_dim=self._widths[1],
+            horizon=int(p["horizon"]), fusion=p["fusion"],
             fusion_dim=int(p["fusion_dim"]), backbone=p["backbone"], hidden=int(p["hidden"]),
             layers=int(p["layers"]), dropout=float(p["dropout"]),
             quantiles=tuple(float(q) for q in p["quantiles"]))
@@ -177,8 +199,13 @@ class MultimodalForecaster(Forecaster):
         content = self._item_content(panel)
         wide = to_wide(panel)
         horizon = int(p["horizon"])
+        self._covariate_scale = fit_exogenous_scale(panel)
+        self._covariate_names = None
+        covariates = self._covariates(panel, wide)
+        self._covariate_names = covariates.names if covariates is not None else []
+        self._widths = feature_widths(covariates)
         windows = make_windows(wide, panel.freq, int(p["lookback"]), horizon,
-                               log_target=bool(p["log_target"]))
+                               log_target=bool(p["log_target"]), covariates=covariates)
         n_periods = wide.y.shape[1]
         boundary = n_periods - horizon  # first validation period
         target_index = windows.origin[:, None] + np.arange(1, horizon + 1)[None, :]
@@ -241,11 +268,13 @@ class MultimodalForecaster(Forecaster):
                              price_local=None, fx_rate=None)
         last = wide.y.shape[1] - 1
         windows = make_windows(wide, history.freq, int(p["lookback"]), int(p["horizon"]),
-                               origins=np.array([last]), log_target=bool(p["log_target"]))
+                               origins=np.array([last]), log_target=bool(p["log_target"]),
+                               covariates=self._covariates(history, wide))
         with torch.inference_mode():
             tensors = self._tensors(wide, windows)
             output = self._net(tensors["history"], tensors["history_mask"], tensors["items"],
-                               tensors["markets"], tensors["log_level"]).numpy()
+                               tensors["markets"], tensors["log_level"],
+                               tensors["future"]).numpy()
         output = output[:, :horizon]
         if not p["quantiles"] and p["loss"] in LOG_LINK:
             output = np.exp(output)
@@ -274,13 +303,17 @@ class MultimodalForecaster(Forecaster):
         (folder / "multimodal.json").write_text(json.dumps({
             "items": self._item_rows, "markets": self._markets,
             "vocabulary": self._vocabulary.to_dict(), "content": content,
-            "notes": self._notes}))
+            "notes": self._notes, "widths": list(self._widths),
+            "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale}))
 
     def _load_state(self, folder: Path) -> None:
         meta = json.loads((folder / "multimodal.json").read_text())
         self._item_rows, self._markets = meta["items"], meta["markets"]
         self._vocabulary = StaticVocabulary.from_dict(meta["vocabulary"])
         self._notes = meta["notes"]
+        self._widths = tuple(meta["widths"])
+        self._covariate_names = meta["covariate_names"]
+        self._covariate_scale = meta["covariate_scale"]
         content = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
                    for k, (shape, dtype) in meta["content"].items()}
         self._net = self._build_net(content)

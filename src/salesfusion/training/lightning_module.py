@@ -20,7 +20,7 @@ class ForecastModule(lightning.LightningModule):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.net(batch["history"], batch["history_mask"], batch["items"],
-                        batch["markets"], batch["log_level"])
+                        batch["markets"], batch["log_level"], batch["future"])
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         loss = self.loss_fn(self(batch), batch["target"], batch["target_mask"])

@@ -6,6 +6,10 @@ with a mask that is False before the series' launch (or before the panel starts)
 known at the origin: the mean of the observed history + 1, or, with no history (cold start),
 the mean level of the market's series at that origin + 1. Origins one period before launch are
 kept, so models learn to forecast a launch from content alone.
+
+History steps carry the scaled value, the calendar (sine/cosine of the position in the year)
+and every dynamic covariate; the ``future`` steps (the forecast periods) carry their calendar
+and the future-known covariates only (events, declared future-known exogenous columns).
 """
 
 from __future__ import annotations
@@ -14,14 +18,33 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from salesfusion.features.calendar import calendar_features
+from salesfusion.features.calendar import calendar_features, periods_after
+from salesfusion.features.covariates import Covariates
 from salesfusion.features.lags import WidePanel
+
+CALENDAR_WIDTH = 2
+
+
+def feature_widths(covariates: Covariates | None) -> tuple[int, int]:
+    """(history step width, future step width) of windows built with ``covariates``."""
+    if covariates is None:
+        return 1 + CALENDAR_WIDTH, CALENDAR_WIDTH
+    return (1 + CALENDAR_WIDTH + covariates.width,
+            CALENDAR_WIDTH + int(covariates.future_known.sum()))
+
+
+def extended_periods(wide: WidePanel, freq: str, horizon: int) -> np.ndarray:
+    """The panel's periods followed by the ``horizon`` periods after its end."""
+    future = periods_after(wide.periods[-1], freq, horizon).to_numpy()
+    return np.concatenate([np.asarray(wide.periods), future.astype(np.asarray(
+        wide.periods).dtype)])
 
 
 @dataclass
 class Windows:
     """Arrays of n samples: history (n, L, F), history_mask (n, L), target (n, H), target_mask
-    (n, H), level (n,), series (n,) row in the wide panel, origin (n,) period index."""
+    (n, H), level (n,), series (n,) row in the wide panel, origin (n,) period index, future
+    (n, H, G) known inputs of the forecast periods."""
 
     history: np.ndarray
     history_mask: np.ndarray
@@ -30,6 +53,7 @@ class Windows:
     level: np.ndarray
     series: np.ndarray
     origin: np.ndarray
+    future: np.ndarray
 
     def __len__(self) -> int:
         return len(self.series)
@@ -65,15 +89,17 @@ def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
 
 
 def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
-                 origins: np.ndarray | None = None, log_target: bool = False) -> Windows:
+                 origins: np.ndarray | None = None, log_target: bool = False,
+                 covariates: Covariates | None = None) -> Windows:
     """Samples at ``origins`` (period indices; default: every origin with a target or a launch
-    ahead). For prediction pass the last index: targets are then all masked."""
+    ahead). For prediction pass the last index: targets are then all masked. ``covariates``
+    span ``extended_periods(wide, freq, horizon)``."""
     y = wide.y
     n_series, n_periods = y.shape
     launch = np.where(~np.isnan(y).all(axis=1), np.argmax(~np.isnan(y), axis=1), n_periods)
     if origins is None:
         origins = np.arange(n_periods - 1)
-    calendar = _calendar(np.asarray(wide.periods), freq)
+    calendar = _calendar(extended_periods(wide, freq, horizon), freq)
     market_level = market_levels(wide, lookback)
     s_idx, t_idx = np.meshgrid(np.arange(n_series), origins, indexing="ij")
     s_idx, t_idx = s_idx.ravel(), t_idx.ravel()
@@ -100,8 +126,15 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
     scaled_target = np.where(target_mask, target / level[:, None], 0.0)
     if log_target:
         scaled_history, scaled_target = np.log1p(scaled_history), np.log1p(scaled_target)
-    step_calendar = calendar[np.clip(positions, 0, n_periods - 1)]
-    features = np.concatenate([scaled_history[..., None], step_calendar], axis=-1)
+    past_at = np.clip(positions, 0, n_periods - 1)
+    history_parts = [scaled_history[..., None], calendar[past_at]]
+    future_parts = [calendar[future]]
+    if covariates is not None and covariates.width:
+        history_parts.append(covariates.values[s_idx[:, None], past_at])
+        future_parts.append(covariates.values[s_idx[:, None], future][
+            ..., covariates.future_known])
+    features = np.concatenate(history_parts, axis=-1)
     return Windows(history=features.astype(np.float32), history_mask=history_mask,
                    target=scaled_target.astype(np.float32), target_mask=target_mask,
-                   level=level.astype(np.float32), series=s_idx, origin=t_idx)
+                   level=level.astype(np.float32), series=s_idx, origin=t_idx,
+                   future=np.concatenate(future_parts, axis=-1).astype(np.float32))

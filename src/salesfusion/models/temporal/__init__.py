@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from salesfusion.models.temporal.cnn import ConvolutionalBackbone
+from salesfusion.models.temporal.gtm import GTMBackbone
 from salesfusion.models.temporal.rnn import RecurrentBackbone
 from salesfusion.models.temporal.transformer import TransformerBackbone
 
@@ -13,6 +14,11 @@ BACKBONES = {
     "bigru": lambda **kw: RecurrentBackbone(cell="gru", bidirectional=True, **kw),
     "transformer": lambda **kw: TransformerBackbone(**kw),
     "cnn": lambda **kw: ConvolutionalBackbone(**kw),
+    "gtm": lambda **kw: GTMBackbone(**kw),
 }
+# Backbones that read the forecast periods' known inputs themselves (the others get them
+# flattened next to their output, before the head).
+FUTURE_BACKBONES = {"gtm"}
 
-__all__ = ["BACKBONES", "ConvolutionalBackbone", "RecurrentBackbone", "TransformerBackbone"]
+__all__ = ["BACKBONES", "FUTURE_BACKBONES", "ConvolutionalBackbone", "GTMBackbone",
+           "RecurrentBackbone", "TransformerBackbone"]

@@ -7,9 +7,10 @@ encoders (selection context, enrichment context, LSTM initial hidden and cell st
 encoder over the history and an LSTM decoder over the horizon; gated skip connections with layer
 norm; static enrichment; interpretable multi-head attention (per-head queries and keys, one
 shared value projection, heads averaged) with a causal mask on the decoder and the history's
-padding mask; a position-wise GRN. The decoder's inputs are step embeddings (the calendar of the
-forecast periods is not wired in yet). The selection weights and the attention are kept in
-``explanations`` after each forward pass.
+padding mask; a position-wise GRN. The decoder's inputs are a step embedding and each known
+future input (the calendar of the forecast periods, scheduled events, future-known exogenous
+columns), one variable each in the decoder's selection network. The selection weights and the
+attention are kept in ``explanations`` after each forward pass.
 """
 
 from __future__ import annotations
@@ -108,7 +109,8 @@ class TFTBackbone(nn.Module):
     takes_static_list = True
 
     def __init__(self, input_dim: int, static_dims: list[int], horizon: int, hidden: int = 32,
-                 layers: int = 1, dropout: float = 0.1, heads: int = 4) -> None:
+                 layers: int = 1, dropout: float = 0.1, heads: int = 4,
+                 future_dim: int = 0) -> None:
         super().__init__()
         self.horizon = horizon
         self.hidden = hidden
@@ -119,7 +121,8 @@ class TFTBackbone(nn.Module):
         self.history_selection = VariableSelection([1] * (input_dim + 1), hidden, dropout,
                                                    context_dim=hidden)
         self.step_embedding = nn.Embedding(horizon, hidden)
-        self.future_selection = VariableSelection([hidden], hidden, dropout, context_dim=hidden)
+        self.future_selection = VariableSelection([hidden] + [1] * future_dim, hidden, dropout,
+                                                  context_dim=hidden)
         self.encoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True,
                                dropout=dropout if layers > 1 else 0.0)
         self.decoder = nn.LSTM(hidden, hidden, num_layers=layers, batch_first=True,
@@ -137,8 +140,8 @@ class TFTBackbone(nn.Module):
         self.out_dim = horizon * hidden
         self.explanations: dict[str, torch.Tensor] = {}
 
-    def forward(self, history: torch.Tensor, mask: torch.Tensor,
-                static: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, static: list[torch.Tensor],
+                future: torch.Tensor | None = None) -> torch.Tensor:
         batch, length, features = history.shape
         static_vector, static_weights = self.static_selection(static)
         selection, enrichment, state_h, state_c = (g(static_vector) for g in self.static_contexts)
@@ -146,8 +149,10 @@ class TFTBackbone(nn.Module):
         steps = torch.cat([history * mask[..., None], mask[..., None].float()], dim=-1)
         past, past_weights = self.history_selection(
             [steps[..., i:i + 1] for i in range(features + 1)], selection)
-        future_inputs = self.step_embedding.weight[None].expand(batch, -1, -1)
-        future, _ = self.future_selection([future_inputs], selection)
+        decoder_inputs = [self.step_embedding.weight[None].expand(batch, -1, -1)]
+        if future is not None:
+            decoder_inputs += [future[..., i:i + 1] for i in range(future.shape[-1])]
+        future, future_weights = self.future_selection(decoder_inputs, selection)
 
         initial = (state_h[None].repeat(self.layers, 1, 1).contiguous(),
                    state_c[None].repeat(self.layers, 1, 1).contiguous())
@@ -170,5 +175,6 @@ class TFTBackbone(nn.Module):
                                   + self.output_gate(self.positionwise(gated)))
         self.explanations = {"static_weights": static_weights.detach(),
                              "history_weights": past_weights.detach(),
+                             "future_weights": future_weights.detach(),
                              "attention": attention.detach()}
         return output.reshape(batch, -1)
