@@ -4,8 +4,8 @@ Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` marker
 rewritten only when its source exists:
 
 - ``demo-table``: ``runs/demo/metrics.csv`` (``salesfusion demo``; ``make readme`` runs both);
-- ``neural-table``: ``runs/neural/metrics.csv`` + ``timings.csv`` (``make results``: the presets'
-  OR-weekly backtest);
+- ``neural-table``: ``runs/neural/<model>/metrics.csv`` (``make results``: the presets' OR-weekly
+  backtests, one folder per model);
 - ``peers-table``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``);
 - ``speed-table``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``);
 - ``ablation-table``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``).
@@ -56,11 +56,13 @@ def demo_table(metrics_csv: Path) -> str:
 
 
 def neural_table(folder: Path) -> str:
-    overall = _overall(folder / "metrics.csv", (*METRICS, "coverage"))
-    if (folder / "timings.csv").is_file():
-        overall = overall.join(pl.read_csv(folder / "timings.csv"), on="model", how="left")
-    columns = ["model", *[c for c in (*METRICS, "coverage", "seconds")
-                          if c in overall.columns]]
+    """One row per model from every backtest folder under ``folder`` (one per model)."""
+    parts = sorted(folder.glob("*/metrics.csv"))
+    overall = pl.concat([_overall(p, (*METRICS, "coverage")) for p in parts],
+                        how="diagonal").sort("WAPE")
+    # Wall times stay in each folder's timings.csv: these runs share the machine with other
+    # benchmarks, so only accuracy goes into the table.
+    columns = ["model", *[c for c in (*METRICS, "coverage") if c in overall.columns]]
     return _markdown(columns, [list(r) for r in overall.select(columns).iter_rows()])
 
 
@@ -110,11 +112,11 @@ def main() -> None:
     text = readme.read_text()
     sources: list[tuple[str, Path, Callable[[Path], str]]] = [
         ("demo-table", args.metrics, demo_table),
-        ("neural-table", args.neural / "metrics.csv", lambda _p: neural_table(args.neural)),
+        ("neural-table", args.neural, neural_table),
         ("peers-table", args.peers, peers_table), ("speed-table", args.speed, speed_table),
         ("ablation-table", args.ablation, ablation_table)]
     for name, source, render in sources:
-        if source.is_file():
+        if source.is_file() or (source.is_dir() and any(source.glob("*/metrics.csv"))):
             text = _replace(text, name, render(source))
             print(f"README.md {name} updated from {source}")
     readme.write_text(text)

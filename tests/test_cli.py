@@ -131,3 +131,33 @@ def test_encode_reports_throughput_and_cache_hits(tmp_path):
     wrong = runner.invoke(app, ["encode", "--spec", spec, "--modality", "text", "--encoder",
                                 "color_texture"])
     assert wrong.exit_code == 2 and "encodes image, not text" in wrong.stderr
+
+
+def test_train_then_predict_with_cold_start(shop_spec, tmp_path, monkeypatch):
+    """A preset configured in a YAML file trains on a spec with events and exogenous columns,
+    saves, and forecasts every series plus the never-sold items of the items table."""
+    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    config = tmp_path / "memf.yaml"
+    config.write_text("model: memf\nparams: {epochs: 1, lookback: 8, hidden: 16, "
+                      "fusion_dim: 16, horizon: 3}\n")
+    trained = runner.invoke(app, ["train", "--config", str(config), "--spec", str(shop_spec),
+                                  "--out", str(tmp_path / "model")])
+    assert trained.exit_code == 0, trained.output
+    assert (tmp_path / "model" / "weights.safetensors").is_file()
+    assert (tmp_path / "model" / "history_events.parquet").is_file()
+    out = tmp_path / "fc" / "forecasts.parquet"
+    predicted = runner.invoke(app, ["predict", "--model", str(tmp_path / "model"), "--spec",
+                                    str(shop_spec), "--horizon", "3", "--cold-start",
+                                    "--out", str(out)])
+    assert predicted.exit_code == 0, predicted.output
+    forecast = pl.read_parquet(out)
+    assert forecast["model"].unique().to_list() == ["memf"]
+    new = forecast.filter(pl.col("item_id") == "P012")  # in the items table, never sold
+    assert sorted(new["market"].unique()) == ["DE", "GB"] and new.height == 6
+    assert forecast["y_pred"].is_finite().all()
+    assert forecast.height == 3 * (forecast.select("item_id", "market").n_unique())
+    too_far = runner.invoke(app, ["predict", "--model", str(tmp_path / "model"), "--spec",
+                                  str(shop_spec), "--horizon", "5", "--out",
+                                  str(tmp_path / "x" / "f.parquet")])
+    assert too_far.exit_code == 2 and "horizons up to 3" in too_far.output
+    assert not (tmp_path / "x" / "f.parquet").exists()
