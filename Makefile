@@ -30,7 +30,7 @@ readme: $(STAMP)
 
 # The neural results of the README (about 2 hours on 2 cores): every preset on OR-weekly, the
 # synthetic ablation, the peer libraries (installed here as the `bench` extra) and the TFT speed.
-NEURAL_MODELS := lightgbm multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm
+NEURAL_MODELS := multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm
 results: $(STAMP)
 	$(PYTHON) -m pip install $(PIP_QUIET) -e ".[dev,bench]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	for model in $(NEURAL_MODELS); do HF_HUB_OFFLINE=1 $(VENV)/bin/salesfusion backtest --dataset online_retail --models $$model --out runs/neural/$$model || exit 1; done

@@ -87,9 +87,10 @@ def speed_table(path: Path) -> str:
 def ablation_table(path: Path) -> str:
     data = json.loads(path.read_text())
     return _markdown(["variant", "cold-start WAPE", "cold-start MAE", "backtest WAPE",
-                      "backtest MASE"],
+                      "backtest MASE", "event-weeks WAPE"],
                      [[r["variant"], r["cold_start_wape"], r["cold_start_mae"],
-                       r["backtest_wape"], r["backtest_mase"]] for r in data["rows"]])
+                       r["backtest_wape"], r["backtest_mase"], r.get("event_weeks_wape")]
+                      for r in data["rows"]])
 
 
 def _replace(text: str, name: str, body: str) -> str:

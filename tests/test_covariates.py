@@ -66,3 +66,17 @@ def test_future_known_and_past_only_channels(shop_panel):
     assert not np.array_equal(windows.future, again.future)
     trend_column = 2 + cube.width - 2  # the last future channel
     assert (again.future[..., trend_column] > windows.future[..., trend_column]).all()
+
+
+@pytest.mark.parametrize("kind", ["none", "log1p", "boxcox"])
+def test_target_transforms_invert_exactly(kind):
+    from salesfusion.training.transforms import TargetTransform
+
+    rng = np.random.default_rng(0)
+    values = rng.gamma(0.5, 2.0, 5000) * (rng.random(5000) > 0.3)  # intermittent, skewed
+    transform = TargetTransform.fit(kind, values)
+    np.testing.assert_allclose(transform.inverse(transform.forward(values)), values, atol=1e-9)
+    if kind == "boxcox":
+        assert -2 < transform.lam < 1  # fitted: skewed counts call for a concave transform
+        again = TargetTransform(**transform.to_dict())
+        np.testing.assert_array_equal(again.forward(values), transform.forward(values))

@@ -109,3 +109,14 @@ def test_saved_model_refuses_tampered_weights(shop, tmp_path):
 
     with pytest.raises(InputError, match="checksum"):
         Forecaster.load(tmp_path / "m")
+
+
+def test_box_cox_target_is_fitted_on_training_targets_and_saved(shop, tmp_path):
+    panel = shop.panel()
+    model = create_model("multimodal", modalities=["static"], target_transform="boxcox",
+                         **FAST).fit(panel)
+    assert model._transform.kind == "boxcox" and model._transform.lam != 0.0
+    forecast = model.predict(4)
+    assert forecast["y_pred"].is_finite().all() and (forecast["y_pred"] >= -1e-9).all()
+    model.save(tmp_path / "m")
+    assert Forecaster.load(tmp_path / "m").predict(4).equals(forecast)

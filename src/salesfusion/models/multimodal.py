@@ -5,9 +5,10 @@ Training uses the chronological split of the data it is given: windows whose tar
 last ``horizon`` periods are the validation part (early stopping, checkpointing, learning-rate
 schedule), every other window trains with its targets cut at that boundary, so nothing is learnt
 from the validation periods. Windows are scaled by a level known at their origin (see
-``training.windows``); with ``log_target`` the scaled values are log1p-transformed and inverted
-exactly. Encoders run frozen, through the embedding cache; their vectors are stored with the
-weights, so a saved model predicts without them. Dynamic covariates (events with their decay
+``training.windows``); ``target_transform`` (log1p or Box-Cox with lambda fitted on the
+training targets, ``training.transforms``) transforms the scaled values, inverted exactly.
+Encoders run frozen, through the embedding cache; their vectors are stored with the weights, so
+a saved model predicts without them. Dynamic covariates (events with their decay
 transforms, declared exogenous columns; ``features.covariates``) enter the history steps, and
 the future-known ones the forecast steps, unless ``covariates`` is off.
 """
@@ -38,6 +39,7 @@ from salesfusion.models.base import Forecaster
 from salesfusion.models.network import MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.losses import LOG_LINK
+from salesfusion.training.transforms import TargetTransform
 from salesfusion.training.windows import Windows, extended_periods, feature_widths, make_windows
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
@@ -66,7 +68,7 @@ class MultimodalForecaster(Forecaster):
         "quantiles": [0.1, 0.5, 0.9],  # empty: point head trained on `loss`
         "loss": "mae",
         "tweedie_power": 1.5,
-        "log_target": False,
+        "target_transform": "none",  # none | log1p | boxcox (lambda fitted on training targets)
         "epochs": 30,
         "patience": 5,
         "batch_size": 256,
@@ -205,7 +207,7 @@ class MultimodalForecaster(Forecaster):
         self._covariate_names = covariates.names if covariates is not None else []
         self._widths = feature_widths(covariates)
         windows = make_windows(wide, panel.freq, int(p["lookback"]), horizon,
-                               log_target=bool(p["log_target"]), covariates=covariates)
+                               covariates=covariates)
         n_periods = wide.y.shape[1]
         boundary = n_periods - horizon  # first validation period
         target_index = windows.origin[:, None] + np.arange(1, horizon + 1)[None, :]
@@ -214,6 +216,10 @@ class MultimodalForecaster(Forecaster):
         train.target_mask = train.target_mask & (target_index[windows.origin < boundary - 1]
                                                  < boundary)
         train = train.subset(train.target_mask.any(axis=1))
+        self._transform = TargetTransform.fit(p["target_transform"],
+                                              train.target[train.target_mask])
+        train = train.transformed(self._transform.forward)
+        validation = validation.transformed(self._transform.forward)
         if len(train) > int(p["max_train_windows"]):
             chosen = np.random.default_rng(int(p["seed"])).choice(
                 len(train), int(p["max_train_windows"]), replace=False)
@@ -268,8 +274,9 @@ class MultimodalForecaster(Forecaster):
                              price_local=None, fx_rate=None)
         last = wide.y.shape[1] - 1
         windows = make_windows(wide, history.freq, int(p["lookback"]), int(p["horizon"]),
-                               origins=np.array([last]), log_target=bool(p["log_target"]),
-                               covariates=self._covariates(history, wide))
+                               origins=np.array([last]),
+                               covariates=self._covariates(history, wide)
+                               ).transformed(self._transform.forward)
         with torch.inference_mode():
             tensors = self._tensors(wide, windows)
             output = self._net(tensors["history"], tensors["history_mask"], tensors["items"],
@@ -277,9 +284,8 @@ class MultimodalForecaster(Forecaster):
                                tensors["future"]).numpy()
         output = output[:, :horizon]
         if not p["quantiles"] and p["loss"] in LOG_LINK:
-            output = np.exp(output)
-        elif p["log_target"]:
-            output = np.expm1(output)
+            output = np.exp(output)  # the count losses model the log of the (transformed) mean
+        output = self._transform.inverse(output)
         values = output * windows.level[:, None, None]
         keys = wide.keys[windows.series]
         future = periods_after(wide.periods[-1], history.freq, horizon).to_list()
@@ -304,7 +310,8 @@ class MultimodalForecaster(Forecaster):
             "items": self._item_rows, "markets": self._markets,
             "vocabulary": self._vocabulary.to_dict(), "content": content,
             "notes": self._notes, "widths": list(self._widths),
-            "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale}))
+            "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale,
+            "target_transform": self._transform.to_dict()}))
 
     def _load_state(self, folder: Path) -> None:
         meta = json.loads((folder / "multimodal.json").read_text())
@@ -314,6 +321,7 @@ class MultimodalForecaster(Forecaster):
         self._widths = tuple(meta["widths"])
         self._covariate_names = meta["covariate_names"]
         self._covariate_scale = meta["covariate_scale"]
+        self._transform = TargetTransform(**meta["target_transform"])
         content = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
                    for k, (shape, dtype) in meta["content"].items()}
         self._net = self._build_net(content)

@@ -14,7 +14,8 @@ and the future-known covariates only (events, declared future-known exogenous co
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -61,6 +62,14 @@ class Windows:
     def subset(self, keep: np.ndarray) -> Windows:
         return Windows(*(getattr(self, f)[keep] for f in self.__dataclass_fields__))
 
+    def transformed(self, forward: Callable[[np.ndarray], np.ndarray]) -> Windows:
+        """The windows with ``forward`` applied to the observed scaled values (the history's
+        first channel and the targets); masked entries stay 0."""
+        history = self.history.copy()
+        history[..., 0] = np.where(self.history_mask, forward(history[..., 0]), 0.0)
+        target = np.where(self.target_mask, forward(self.target), 0.0).astype(np.float32)
+        return replace(self, history=history, target=target)
+
 
 def _calendar(periods: np.ndarray, freq: str) -> np.ndarray:
     """(T, 2) sine/cosine of the position in the year of each period."""
@@ -89,7 +98,7 @@ def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
 
 
 def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
-                 origins: np.ndarray | None = None, log_target: bool = False,
+                 origins: np.ndarray | None = None,
                  covariates: Covariates | None = None) -> Windows:
     """Samples at ``origins`` (period indices; default: every origin with a target or a launch
     ahead). For prediction pass the last index: targets are then all masked. ``covariates``
@@ -124,8 +133,6 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
     target_mask = ~np.isnan(target)
     scaled_history = np.where(history_mask, history / level[:, None], 0.0)
     scaled_target = np.where(target_mask, target / level[:, None], 0.0)
-    if log_target:
-        scaled_history, scaled_target = np.log1p(scaled_history), np.log1p(scaled_target)
     past_at = np.clip(positions, 0, n_periods - 1)
     history_parts = [scaled_history[..., None], calendar[past_at]]
     future_parts = [calendar[future]]
