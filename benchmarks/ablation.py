@@ -97,7 +97,7 @@ def main() -> None:
             overall = backtest.filter((pl.col("window") == "all")
                                       & (pl.col("segment") == "all"))
             value = dict(zip(overall["metric"], overall["value"], strict=True))
-            label = ("+".join(modalities) or "(history only)") + ("" if covariates
+            label = ("+".join(modalities) or "(no item content)") + ("" if covariates
                                                                   else " (no events)")
             rows.append({"variant": label, "cold_start_wape": cold["WAPE"],
                          "cold_start_mae": cold["MAE"], "backtest_wape": value["WAPE"],
