@@ -29,6 +29,8 @@ def _markdown(columns: list[str], rows: list[list[object]]) -> str:
         if value is None:
             return ""
         if isinstance(value, float):
+            if 0 < abs(value) < 0.01:
+                return f"{value:.3g}"
             return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.1f}"
         return str(value)
 
@@ -67,21 +69,28 @@ def neural_table(folder: Path) -> str:
 
 
 def peers_table(path: Path) -> str:
-    rows = json.loads(path.read_text())["rows"]
-    columns = ["model", "library", "WAPE", "MASE", "RMSE", "wall s", "peak MiB"]
+    rows = json.loads(path.read_text())["results"]
+    columns = ["model", "library", "WAPE", "MASE", "RMSE", "coverage", "wall s", "peak MiB",
+               "load (1-min mean)"]
     return _markdown(columns, [[r["model"], r.get("library", ""), r["WAPE"], r["MASE"],
-                                r["RMSE"], r["wall_s"], r["peak_mib"]] for r in rows])
+                                r["RMSE"], r.get("coverage"), r["wall_s"], r["peak_mib"],
+                                (r.get("load_1min") or {}).get("mean")] for r in rows])
 
 
 def speed_table(path: Path) -> str:
     data = json.loads(path.read_text())
-    rows = [[side, data[side].get("parameters"), data[side].get("train_samples"),
-             data[side].get("train_s"), data[side].get("predict_s")]
-            for side in ("ours", "pytorch_forecasting")]
-    rows.append(["ratio ours / theirs", None, None, data.get("train_ratio"),
-                 data.get("predict_ratio")])
-    return _markdown(["TFT", "parameters", "training samples / epoch", "train s", "predict s"],
-                     rows)
+    results, ratio = data["results"], data["ratios_ours_over_theirs"]
+    keys = ("parameters", "train_samples_per_epoch", "train_s", "train_s_per_sample",
+            "predict_s")
+    rows = [[side, *[results[side].get(k) for k in keys]]
+            for side in ("salesfusion", "pytorch-forecasting")]
+    rows.append(["ratio salesfusion / pytorch-forecasting", *[ratio.get(k) for k in keys]])
+    settings = data.get("settings", {})
+    caption = (f"hidden {settings.get('hidden')}, {settings.get('epochs')} epochs, batch "
+               f"{settings.get('batch_size')}, {settings.get('threads')} threads")
+    return caption + "\n\n" + _markdown(
+        ["TFT", "parameters", "training samples / epoch", "train s", "train s / sample",
+         "predict s"], rows)
 
 
 def ablation_table(path: Path) -> str:
