@@ -18,12 +18,6 @@ def _embedding_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("cache")
 
 
-@pytest.fixture(scope="module")
-def conformance_panel(module_shop_panel):
-    """The tiny shop with events and exogenous covariates, shared by the module's tests."""
-    return module_shop_panel
-
-
 _FITTED: dict[str, Forecaster] = {}
 
 
@@ -46,22 +40,23 @@ def _model(name: str) -> Forecaster:
 
 
 @pytest.fixture
-def fitted(conformance_panel, _embedding_cache, monkeypatch):
+def fitted(module_shop_panel, _embedding_cache, monkeypatch):
     """``fitted(name)``: the model fitted once on the conformance panel (fitting is what makes
     the neural part of this suite slow; predictions never change a fitted model)."""
     monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", _embedding_cache)
 
     def get(name: str) -> Forecaster:
         if name not in _FITTED:
-            _FITTED[name] = _model(name).fit(conformance_panel)
+            _FITTED[name] = _model(name).fit(module_shop_panel)
         return _FITTED[name]
 
     return get
 
 
 @pytest.fixture
-def shop_panel(conformance_panel):
-    return conformance_panel
+def shop_panel(module_shop_panel):
+    """The tiny shop with events and exogenous covariates, built once for the module."""
+    return module_shop_panel
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -160,19 +160,22 @@ class MultimodalForecaster(Forecaster):
         }
 
     def _covariates(self, panel: Panel, wide: WidePanel) -> Covariates | None:
-        """The covariate cube over the panel's periods and the horizon after them, with the
-        channels the model was trained on (an error names any the data no longer has)."""
+        """The covariate cube over the panel's periods and the horizon after them."""
         if not self.params["covariates"]:
             return None
-        cube = covariate_cube(panel, wide.keys, extended_periods(wide, panel.freq,
-                                                                int(self.params["horizon"])),
+        return covariate_cube(panel, wide.keys, extended_periods(wide, panel.freq,
+                                                                 int(self.params["horizon"])),
                               self._covariate_scale)
-        expected = getattr(self, "_covariate_names", None)
-        if expected is not None and cube.names != expected:
-            missing = sorted(set(expected) - set(cube.names)) or cube.names
-            raise InputError(f"model '{self.name}' was trained with the covariates {expected}; "
-                             f"the data given differs ({', '.join(missing)}): give the same "
-                             f"events/exogenous tables")
+
+    def _check_covariates(self, cube: Covariates | None) -> Covariates | None:
+        """The cube, if it has the channels the model was trained on (else an error naming
+        the ones the data no longer has)."""
+        names = cube.names if cube is not None else []
+        if names != self._covariate_names:
+            missing = sorted(set(self._covariate_names) - set(names)) or names
+            raise InputError(f"model '{self.name}' was trained with the covariates "
+                             f"{self._covariate_names}; the data given differs "
+                             f"({', '.join(missing)}): give the same events/exogenous tables")
         return cube
 
     def _build_net(self, content: dict[str, torch.Tensor]) -> MultimodalNet:
@@ -202,7 +205,6 @@ class MultimodalForecaster(Forecaster):
         wide = to_wide(panel)
         horizon = int(p["horizon"])
         self._covariate_scale = fit_exogenous_scale(panel)
-        self._covariate_names = None
         covariates = self._covariates(panel, wide)
         self._covariate_names = covariates.names if covariates is not None else []
         self._widths = feature_widths(covariates)
@@ -275,7 +277,8 @@ class MultimodalForecaster(Forecaster):
         last = wide.y.shape[1] - 1
         windows = make_windows(wide, history.freq, int(p["lookback"]), int(p["horizon"]),
                                origins=np.array([last]),
-                               covariates=self._covariates(history, wide)
+                               covariates=self._check_covariates(
+                                   self._covariates(history, wide))
                                ).transformed(self._transform.forward)
         with torch.inference_mode():
             tensors = self._tensors(wide, windows)
