@@ -1,0 +1,7 @@
+"""The ``salesfusion`` command line: one module per group of commands, all on one Typer app."""
+
+from salesfusion.cli import backtest, data, encode, models  # noqa: F401  (registers commands)
+from salesfusion.cli.backtest import BASELINES, DEMO_MODELS
+from salesfusion.cli.common import app
+
+__all__ = ["BASELINES", "DEMO_MODELS", "app"]

@@ -1,0 +1,3 @@
+from salesfusion.cli import app
+
+app()

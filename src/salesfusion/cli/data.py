@@ -1,0 +1,48 @@
+"""``salesfusion data validate`` and ``salesfusion data build``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from salesfusion.cli.common import check_freq, console, data_app, guarded, staged_folder
+from salesfusion.data.io import write_table
+from salesfusion.data.panel import build_panel
+from salesfusion.data.spec import load_spec
+from salesfusion.data.validate import load_tables
+from salesfusion.errors import InputError
+
+
+@data_app.command("validate")
+@guarded
+def data_validate(spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")]) -> None:
+    """Check a spec and its tables; print what each table holds."""
+    tables = load_tables(load_spec(spec))
+    for name, table in tables.spec.tables().items():
+        frame = getattr(tables, name)
+        console.print(f"{name}: {frame.height:,} rows from {tables.spec.resolve(table.path)} "
+                      f"(roles: {', '.join(table.columns)})")
+    panel = build_panel(tables)
+    console.print(f"OK: panel at freq {panel.freq} would have {panel.n_series:,} series and "
+                  f"{panel.data.height:,} rows")
+
+
+@data_app.command("build")
+@guarded
+def data_build(
+    spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")],
+    out: Annotated[Path, typer.Option(help="Panel file: .parquet, .csv or .duckdb.")],
+    freq: Annotated[str | None, typer.Option(help="D, W or M (the spec's when omitted).")] = None,
+) -> None:
+    """Aggregate the spec's sales into a regular panel file."""
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv", ".duckdb", ".db"):
+        raise InputError(f"{out}: unknown output format '{out.suffix}'; use .parquet, .csv "
+                         f"or .duckdb")
+    panel = build_panel(load_tables(load_spec(spec)), check_freq(freq) if freq else None)
+    with staged_folder(out.parent) as staging:
+        write_table(panel.data, staging / out.name)
+    console.print(f"Wrote {out}: {panel.n_series:,} series, {panel.data.height:,} rows")
+
+

@@ -1,0 +1,69 @@
+"""``salesfusion encode``: one modality of the items table through the embedding cache."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from salesfusion.cli.common import DEFAULT_CACHE, app, console, guarded, staged_folder
+from salesfusion.data.spec import load_spec
+from salesfusion.data.validate import load_tables
+from salesfusion.datasets import load_dataset
+from salesfusion.errors import InputError
+
+
+@app.command()
+@guarded
+def encode(
+    modality: Annotated[str, typer.Option(help="text, image or static.")],
+    encoder: Annotated[str, typer.Option(help="A registered encoder of that modality.")],
+    dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
+    spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
+    cache: Annotated[Path, typer.Option(help="Embedding cache folder.")] = DEFAULT_CACHE,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    out: Annotated[Path | None, typer.Option(help="Write item_id, mask, problem, vector "
+                                             "to this Parquet file.")] = None,
+) -> None:
+    """Encode one modality of the items table (cached), printing throughput and cache hits."""
+    from salesfusion.encoders.cache import EmbeddingCache
+    from salesfusion.encoders.inputs import item_inputs
+    from salesfusion.encoders.registry import create_encoder, encoder_class
+
+    if encoder_class(encoder).modality != modality:
+        raise InputError(f"encoder '{encoder}' encodes {encoder_class(encoder).modality}, "
+                         f"not {modality}")
+    if (dataset is None) == (spec is None):
+        raise InputError("give exactly one of --dataset NAME or --spec SPEC")
+    source = load_dataset(dataset) if dataset else None
+    tables = source.tables if source else load_tables(load_spec(spec))
+    ids, inputs, params = item_inputs(tables, modality)
+    model = create_encoder(encoder, **params)
+    if model.needs_fit:
+        corpus = inputs
+        if getattr(model, "fits_on_pairs", False):  # clip: (image, title) pairs
+            corpus = list(zip(inputs, item_inputs(tables, "text")[1], strict=True))
+        with console.status(f"Fitting {encoder} on {len(inputs):,} items"):
+            model.fit(corpus)
+    started = time.perf_counter()
+    result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
+                          progress=True)
+    seconds = time.perf_counter() - started
+    console.print(f"{encoder}: {len(inputs):,} inputs ({result.unique:,} unique contents), "
+                  f"{result.cache_hits:,} cache hits, {result.masked:,} masked, "
+                  f"{seconds:,.2f} s, {len(inputs) / max(seconds, 1e-9):,.1f} inputs/s")
+    for index, problem in list(result.problems.items())[:5]:
+        console.print(f"  masked {ids[index]}: {problem}")
+    if out is not None:
+        import polars as pl
+
+        frame = pl.DataFrame({"item_id": ids, "mask": result.mask,
+                              "problem": [result.problems.get(i) for i in range(len(ids))],
+                              "vector": list(result.vectors.reshape(len(ids), -1))})
+        with staged_folder(out.parent) as staging:
+            frame.write_parquet(staging / out.name)
+        console.print(f"Wrote {out}")
+
+
