@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from _provenance import provenance, summary_line
 from rich.console import Console
 from rich.table import Table
 
@@ -67,6 +68,7 @@ def main() -> None:
                 "item_id", "market", (pl.col("timestamp") + pl.duration(weeks=lag)))
             for lag in range(3)]).unique()
         console = Console(width=140)
+        console.print(summary_line(load_torch=True))
         console.print(f"effects (log scale, sd over items): visual "
                       f"{truth.item_effects['visual'].std():.2f}, textual "
                       f"{truth.item_effects['textual'].std():.2f}, attribute "
@@ -110,6 +112,7 @@ def main() -> None:
         console.print(table)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({
+            "benchmark": "ablation", "provenance": provenance(),
             "command": f"benchmarks/ablation.py --items {args.items} --weeks {args.weeks} "
                        f"--epochs {args.epochs} --seed {args.seed}",
             "held_out_items": len(held_out), "rows": rows}, indent=1))

@@ -16,6 +16,7 @@ import argparse
 import tempfile
 import time
 
+import _provenance  # before torch: it sets OMP_WAIT_POLICY
 import numpy as np
 import torch
 from rich.console import Console
@@ -56,6 +57,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=2000)
     args = parser.parse_args()
     console = Console(width=140)
+    console.print(_provenance.summary_line())
     peak = matmul_flops_per_second()
     console.print(f"dense fp32 matmul: {peak / 1e9:,.1f} GFLOP/s on {torch.get_num_threads()} "
                   f"threads")

@@ -12,6 +12,7 @@ import tempfile
 import time
 
 import numpy as np
+from _provenance import summary_line
 from rich.console import Console
 from rich.table import Table
 
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(summary_line(load_torch=True))
     with tempfile.TemporaryDirectory() as folder:
         data = synthetic(folder, n_items=args.items, seed=args.seed, n_weeks=8)
         items = data.tables.items.join(data.truth.item_effects, on="item_id")

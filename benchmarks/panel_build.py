@@ -17,6 +17,7 @@ import sys
 import time
 
 import polars as pl
+from _provenance import summary_line
 
 PATTERN = r"\d{5}[A-Z]{0,2}"
 
@@ -102,6 +103,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(_measure(args.child[0], int(args.child[1]))))
         return
+    print(summary_line())
     print(f"{'data':>8} {'implementation':>14} {'rows in':>11} {'rows out':>10} {'seconds':>8} "
           f"{'rows/s':>12} {'peak MiB':>9} {'(+build)':>9}")
     for scale in (int(s) for s in args.scales.split(",")):

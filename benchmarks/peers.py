@@ -1,6 +1,6 @@
 """Peer libraries on the OR-weekly benchmark: pytorch-forecasting and neuralforecast beside ours.
 
-Every model runs the same protocol (``OR_WEEKLY_PROTOCOL``: horizon 4, 3 windows 4 weeks apart,
+Every model runs the same protocol (``OR_WEEKLY``: horizon 4, 3 windows 4 weeks apart,
 refit at each origin) through salesfusion's ``run_backtest`` on the same panel, and is scored by
 the same ``metrics_table`` (overall row: all windows, all markets). Each model runs in its own
 process, so its wall time (fit + predict over all windows) and peak RSS (``ru_maxrss``, which
@@ -16,9 +16,10 @@ Peers, as adapters defined here (not registered in the package):
   hidden_continuous 16, dropout 0.1, lr 0.003, batch 256, gradient clip 1.0 (the size and
   optimiser settings of our ``multimodal``/``tft_multimodal``). Validation is the last 4 periods
   of the training part (one sample per series), early stopping on val_loss (patience 3), best
-  checkpoint restored. ``max_epochs`` is 10, not our 30: one epoch is every (series, origin)
-  window (80k-96k samples) and takes about 30-50 s here, so 30 epochs could go well past the
-  ~12 min budget for 3 windows; with patience 3 it stopped after 6, 7 and 7 epochs (673 s in all).
+  checkpoint restored. ``max_epochs`` is 10, not our 30: one of its epochs is every (series,
+  origin) window with 1..16 encoder steps, more samples than one of ours (``tft_speed.py``
+  prints both counts), so it is capped to keep 3 refits within the benchmark's time; the epochs
+  it ran per window are in the results file (``epochs_per_window``).
 - ``nf_nhits`` / ``nf_tft``: neuralforecast ``NHITS`` and ``TFT`` (h 4, input_size 16,
   ``MQLoss(quantiles=[0.1, 0.5, 0.9])``, robust temporal scaler, ``start_padding_enabled``
   because the shortest series are shorter than input_size + h once the validation periods are cut,
@@ -26,10 +27,11 @@ Peers, as adapters defined here (not registered in the package):
   default), random_seed 0, ``freq="W-MON"``: the panel's weeks start on Mondays). NHITS keeps its
   library defaults otherwise; TFT uses hidden_size 32 (the size of ours; its default is 128).
 
-Children run torch with 2 threads and ``OMP_WAIT_POLICY=PASSIVE``: with OpenMP's default spinning
-waits, 2-thread torch ran 30-100x slower whenever another process used a core of this 2-core
-machine. Wall times still grow when other work shares the machine, so each child records the
-1-minute load average (the ``load`` column; the run itself counts for 1-2).
+Children run torch with ``OMP_NUM_THREADS`` threads (the core count when it is not set) and
+``OMP_WAIT_POLICY=PASSIVE`` (see ``_provenance.py``). Wall times still grow when other work
+shares the machine, so each child records the 1-minute load average (the ``load`` column; the
+run itself counts for 1-2). The results file carries the commit, date, core count and thread
+settings of the run (``provenance``, and each child's torch threads under ``threads``).
 
 Series in the history that a peer does not forecast are filled with 0, counted and reported;
 none is dropped.
@@ -54,6 +56,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+from _provenance import provenance, requested_threads, summary_line, thread_settings
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -67,9 +70,7 @@ DEFAULT_JSON = Path(__file__).parent / "results" / "peers.json"
 QUANTILES = [0.1, 0.5, 0.9]
 SEED = 0
 MONDAY = np.datetime64("1970-01-05")  # time_idx origin: weeks since a Monday
-# OpenMP threads that wait passively: with the default (spinning) policy, 2-thread torch was 30-100x
-# slower whenever another process used a core of this 2-core machine.
-PASSIVE = "PASSIVE"
+PASSIVE = "PASSIVE"  # OpenMP threads that wait without spinning (see _provenance.py)
 FILLED: list[int] = []  # series filled with 0 per predict call (adapters are cloned per window)
 EPOCHS: list[int] = []  # epochs trained per fit (pf_tft)
 
@@ -88,7 +89,7 @@ def _quiet() -> None:
 def _fill_missing(frame: pl.DataFrame, history: Panel, series: pl.DataFrame,
                   horizon: int) -> pl.DataFrame:
     """Every wanted series gets a forecast: missing ones are 0 (and counted in FILLED)."""
-    from salesfusion.features.calendar import periods_after
+    from salesfusion.data.frequency import periods_after
 
     missing = series.join(frame.select(SERIES_KEY).unique(), on=SERIES_KEY, how="anti")
     FILLED.append(missing.height)
@@ -327,17 +328,17 @@ class LoadSampler:
 
 # --- one model in this process ----------------------------------------------------------------
 def run_one(name: str, out: Path) -> dict[str, Any]:
-    os.environ.setdefault("OMP_WAIT_POLICY", PASSIVE)  # before torch loads libgomp
     import torch
 
-    from salesfusion.datasets.online_retail import OR_WEEKLY_PROTOCOL, or_weekly
+    from salesfusion.datasets.online_retail import OR_WEEKLY, or_weekly
     from salesfusion.evaluation.backtest import run_backtest
+    from salesfusion.evaluation.protocol import BacktestProtocol
     from salesfusion.models.registry import create_model
 
     _quiet()
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(requested_threads())
     panel = or_weekly()
-    protocol = OR_WEEKLY_PROTOCOL
+    protocol = BacktestProtocol.from_benchmark(OR_WEEKLY)
     model = (ADAPTERS[name]() if name in ADAPTERS
              else create_model(name, horizon=protocol.horizon))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -350,7 +351,7 @@ def run_one(name: str, out: Path) -> dict[str, Any]:
     return {"model": name, "seconds": seconds, "peak_mib": peak, "before_mib": before,
             "filled_series": int(sum(FILLED)) if name in ADAPTERS else 0,
             "params": model.params, "rows": forecasts.height, "epochs_per_window": EPOCHS,
-            "load_1min": load.summary()}
+            "load_1min": load.summary(), "series": panel.n_series, "threads": thread_settings()}
 
 
 # --- all models, one process each -------------------------------------------------------------
@@ -367,6 +368,7 @@ def main() -> None:
         return
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     console = Console(width=140)
+    console.print(summary_line())
     with tempfile.TemporaryDirectory() as scratch:
         out = args.out or Path(scratch)
         out.mkdir(parents=True, exist_ok=True)
@@ -411,8 +413,10 @@ def main() -> None:
                      "filled_series": run["filled_series"], "forecast_rows": run["rows"],
                      "load_1min": run["load_1min"],
                      "epochs_per_window": run["epochs_per_window"] or None,
-                     "params": run["params"]})
-    table = Table(title="OR-weekly (1,645 series, horizon 4, 3 windows, refit): ours and peers")
+                     "params": run["params"], "threads": run["threads"]})
+    series = next(iter(runs.values()))["series"]
+    table = Table(title=f"OR-weekly ({series:,} series, horizon 4, 3 windows, refit): ours and "
+                        "peers")
     for column in ("model", "WAPE", "MASE", "RMSE", "wall s", "peak MiB", "filled", "load"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for row in rows:
@@ -430,8 +434,8 @@ def main() -> None:
                           f"forecast from the library and were filled with 0")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "benchmark": "OR-weekly", "protocol": {"horizon": 4, "windows": 3, "step": 4,
-                                               "refit": True},
+        "benchmark": "OR-weekly", "provenance": provenance(),
+        "protocol": {"horizon": 4, "windows": 3, "step": 4, "refit": True},
         "metrics": "salesfusion.evaluation.backtest.metrics_table, window=all, segment=all",
         "cpu_threads": os.cpu_count(), "results": rows}, indent=2, default=str))
     console.print(f"wrote {args.json}")

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+from _provenance import summary_line
 from rich.console import Console
 from rich.table import Table
 
@@ -47,6 +48,7 @@ def main() -> None:
                         help="Generate a synthetic shop of this many items (40 weeks) instead.")
     args = parser.parse_args()
     console = Console(width=160)
+    console.print(summary_line())
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         source = ["--dataset", args.dataset]

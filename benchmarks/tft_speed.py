@@ -11,12 +11,14 @@ the same batch size, quantiles [0.1, 0.5, 0.9], encoder (lookback) 16 and horizo
   hidden_continuous_size=H, max_epochs=E, early-stopping patience above E.
 
 "train s" is the wall time of ``fit()`` (data preparation, training, the per-epoch validation);
-"predict s" the median of 3 wall times of forecasting every series for 4 periods after the
-panel's end, from the panel. The two libraries window differently (ours: every origin with a
-lookback of 16 and at least one target before the validation boundary, theirs: every (series,
-origin) with 1..16 encoder steps and 4 whole target steps), so samples per epoch and time per
-training sample are printed too. torch uses 2 threads on both sides, with passive OpenMP waiting
-(``OMP_WAIT_POLICY=PASSIVE``; see ``peers.py``), and the 1-minute load average is recorded.
+"predict s" the median of ``--repeats`` wall times of forecasting every series for 4 periods
+after the panel's end, from the panel. The two libraries window differently (ours: every origin
+with a lookback of 16 and at least one target before the validation boundary, theirs: every
+(series, origin) with 1..16 encoder steps and 4 whole target steps), so samples per epoch and time
+per training sample are printed too. torch uses the same thread count on both sides (``--threads``;
+by default ``OMP_NUM_THREADS``, else 2), with passive OpenMP waiting (``OMP_WAIT_POLICY=PASSIVE``,
+set by ``_provenance``), and the 1-minute load average is recorded. The results file carries the
+commit, date, core count and thread settings of the run (``provenance``).
 
 Run: .venv/bin/python benchmarks/tft_speed.py [--hidden 32] [--epochs 5] [--batch-size 256]
 """
@@ -32,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _provenance import provenance, requested_threads, summary_line
 from rich.console import Console
 from rich.table import Table
 
@@ -105,10 +108,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=requested_threads(2))
     args = parser.parse_args()
-    # Passive OpenMP waiting (see peers.py), set before torch loads libgomp.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from peers import LoadSampler, _quiet
 
@@ -117,6 +118,7 @@ def main() -> None:
     _quiet()
     torch.set_num_threads(args.threads)
     console = Console(width=140)
+    console.print(summary_line())
     panel = or_weekly()
     console.print(f"OR-weekly: {panel.n_series:,} series, {panel.data.height:,} rows; hidden "
                   f"{args.hidden}, {args.epochs} epochs, batch {args.batch_size}, "
@@ -139,7 +141,7 @@ def main() -> None:
             ("epochs run", "epochs", "{}"),
             ("train s (fit)", "train_s", "{:.1f}"),
             ("train µs / sample", "train_s_per_sample", "{:.1f}"),
-            ("predict s (median of 3)", "predict_s", "{:.3f}"),
+            (f"predict s (median of {args.repeats})", "predict_s", "{:.3f}"),
             ("forecast rows", "forecast_rows", "{:,}")]
     ratios = {}
     for label, key, fmt in rows:
@@ -156,7 +158,7 @@ def main() -> None:
                           f"{r['load_1min']['mean']}): its times are inflated")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "benchmark": "tft_speed", "panel": "OR-weekly",
+        "benchmark": "tft_speed", "panel": "OR-weekly", "provenance": provenance(),
         "settings": {"hidden": args.hidden, "epochs": args.epochs,
                      "batch_size": args.batch_size, "lookback": 16, "horizon": 4,
                      "quantiles": QUANTILES, "threads": torch.get_num_threads(),

@@ -1,20 +1,26 @@
 """Write the README's results tables from the files the runs produced (never by hand).
 
-Each table sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is
-rewritten only when its source exists:
+Each table sits between ``<!-- NAME-table:start -->`` and ``<!-- NAME-table:end -->`` markers
+and is rewritten from its source:
 
-- ``demo-table``: ``runs/demo/metrics.csv`` (``salesfusion demo``; ``make readme`` runs both);
-- ``neural-table``: ``runs/neural/<model>/metrics.csv`` (``make results``: the presets' OR-weekly
-  backtests, one folder per model);
-- ``peers-table``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``);
-- ``speed-table``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``);
-- ``ablation-table``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``).
+- ``demo``: ``runs/demo/metrics.csv`` (``salesfusion demo``; ``make readme`` runs both);
+- ``neural``: ``runs/neural/<model>/metrics.csv`` (``make results``: the presets' OR-weekly
+  backtests, one folder per model; ``--neural-models`` names the folders that must be there);
+- ``peers``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``, ``make results``);
+- ``speed``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``, ``make results``);
+- ``ablation``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``, ``make results``).
+
+A missing source is an error (exit 1, README untouched), never a silently kept stale table.
+The demo table comes from ``make readme`` (minutes) and the others from ``make results``
+(hours), so each target updates its own tables by naming them: ``--only demo`` or
+``--only neural,peers,speed,ablation``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,9 +63,11 @@ def demo_table(metrics_csv: Path) -> str:
     return _markdown(columns, [list(r) for r in overall.iter_rows()])
 
 
-def neural_table(folder: Path) -> str:
-    """One row per model from every backtest folder under ``folder`` (one per model)."""
-    parts = sorted(folder.glob("*/metrics.csv"))
+def neural_table(folder: Path, models: list[str] | None = None) -> str:
+    """One row per model from its backtest folder under ``folder``: the named ``models``, or
+    every folder there."""
+    parts = ([folder / m / "metrics.csv" for m in models] if models
+             else sorted(folder.glob("*/metrics.csv")))
     overall = pl.concat([_overall(p, (*METRICS, "coverage")) for p in parts],
                         how="diagonal").sort("WAPE")
     # Wall times stay in each folder's timings.csv: these runs share the machine with other
@@ -102,34 +110,82 @@ def ablation_table(path: Path) -> str:
                       for r in data["rows"]])
 
 
-def _replace(text: str, name: str, body: str) -> str:
-    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make results",
+               "speed": "make results", "ablation": "make results"}
+
+
+class SourceError(Exception):
+    """A table's source is missing or the README lacks the table's markers."""
+
+
+def _replace(text: str, name: str, body: str, readme: Path) -> str:
+    start, end = f"<!-- {name}-table:start -->", f"<!-- {name}-table:end -->"
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise SourceError(f"{readme}: expected one '{start}' and one '{end}' marker")
     head, rest = text.split(start)
     _, tail = rest.split(end)
     return f"{head}{start}\n{body}\n{end}{tail}"
 
 
+def _check_source(name: str, source: Path, neural_models: list[str]) -> None:
+    if name == "neural":
+        missing = [p for p in (source / m / "metrics.csv" for m in neural_models)
+                   if not p.is_file()]
+        if not neural_models and not any(source.glob("*/metrics.csv")):
+            missing = [source / "<model>" / "metrics.csv"]
+    else:
+        missing = [] if source.is_file() else [source]
+    if missing:
+        raise SourceError(f"{', '.join(map(str, missing))} not found (source of the README "
+                          f"{name} table); run `{MAKE_TARGET[name]}` to produce it, or leave "
+                          f"the table out with --only")
+
+
+def _names(value: str) -> list[str]:
+    names = [n.strip().removesuffix("-table") for n in value.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(MAKE_TARGET))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown table(s) {unknown or value!r}; choose from "
+                                         f"{', '.join(MAKE_TARGET)}")
+    return names
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(description="Rewrite the README's results tables.")
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--only", type=_names, default=list(MAKE_TARGET),
+                        help=f"comma-separated tables to update (default: all of "
+                             f"{', '.join(MAKE_TARGET)})")
     parser.add_argument("--metrics", type=Path, default=ROOT / "runs" / "demo" / "metrics.csv")
     parser.add_argument("--neural", type=Path, default=ROOT / "runs" / "neural")
+    parser.add_argument("--neural-models", default="",
+                        help="models whose runs/neural/<model>/metrics.csv must exist "
+                             "(space- or comma-separated)")
     results = ROOT / "benchmarks" / "results"
     parser.add_argument("--peers", type=Path, default=results / "peers.json")
     parser.add_argument("--speed", type=Path, default=results / "tft_speed.json")
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     args = parser.parse_args()
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    sources: list[tuple[str, Path, Callable[[Path], str]]] = [
-        ("demo-table", args.metrics, demo_table),
-        ("neural-table", args.neural, neural_table),
-        ("peers-table", args.peers, peers_table), ("speed-table", args.speed, speed_table),
-        ("ablation-table", args.ablation, ablation_table)]
-    for name, source, render in sources:
-        if source.is_file() or (source.is_dir() and any(source.glob("*/metrics.csv"))):
-            text = _replace(text, name, render(source))
-            print(f"README.md {name} updated from {source}")
-    readme.write_text(text)
+    neural_models = args.neural_models.replace(",", " ").split()
+    sources: dict[str, tuple[Path, Callable[[Path], str]]] = {
+        "demo": (args.metrics, demo_table),
+        "neural": (args.neural, lambda folder: neural_table(folder, neural_models)),
+        "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
+        "ablation": (args.ablation, ablation_table)}
+    try:
+        text = args.readme.read_text()
+        # Every source is checked before anything is rendered or written: all or nothing.
+        for name in args.only:
+            _check_source(name, sources[name][0], neural_models)
+        for name in args.only:
+            source, render = sources[name]
+            text = _replace(text, name, render(source), args.readme)
+    except (SourceError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    args.readme.write_text(text)
+    for name in args.only:
+        print(f"{args.readme.name} {name} table updated from {sources[name][0]}")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ def test_joint_space_retrieves_captions(catalogue, tmp_path):
     loaded = create_encoder("clip", image_root=shop.folder, image_encoder="color_texture",
                             weights=str(tmp_path / "heads.safetensors"))
     np.testing.assert_allclose(loaded.encode(refs[180:]).vectors, images, atol=1e-6)
+    np.testing.assert_allclose(loaded.encode_text(classes), texts, atol=1e-6)  # both heads
 
 
 def test_mismatched_heads_are_refused(catalogue, tmp_path):

@@ -1,8 +1,10 @@
 """Encoders on real inputs: Online Retail descriptions, scikit-image photos, synthetic images."""
 
+import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 from PIL import Image
@@ -11,7 +13,7 @@ from skimage import data as photos
 from salesfusion.datasets import online_retail
 from salesfusion.encoders.cache import EmbeddingCache
 from salesfusion.encoders.image.efficientnet import load_efficientnet_lite0
-from salesfusion.encoders.image.loading import imagenet_tensor
+from salesfusion.encoders.image.loading import imagenet_tensor, read_rgb
 from salesfusion.encoders.image.resnet import LAYOUTS, ImageProjection, ResNet
 from salesfusion.encoders.registry import create_encoder, registered_encoders
 from salesfusion.encoders.static import UNSEEN, StaticVocabulary
@@ -52,11 +54,10 @@ def _fitted(name: str, corpus: list):
 
 @pytest.mark.parametrize("name", TEXT_ENCODERS)
 def test_text_encoders_shapes_masks_determinism(name, descriptions):
-    first = _fitted(name, descriptions).encode(descriptions)
+    encoder = _fitted(name, descriptions)
+    first = encoder.encode(descriptions)
     second = _fitted(name, descriptions).encode(descriptions)
-    encoder = create_encoder(name)
-    assert first.vectors.shape == (len(descriptions), *encoder.__class__(**{}).output_shape()) \
-        if not encoder.needs_fit else first.vectors.shape[0] == len(descriptions)
+    assert first.vectors.shape == (len(descriptions), *encoder.output_shape())
     assert first.mask.tolist() == [True] * 40 + [False, False]
     assert set(first.problems) == {40, 41}
     assert np.all(first.vectors[~first.mask] == 0)
@@ -103,6 +104,9 @@ def test_interrupted_encoding_resumes(descriptions, tmp_path, monkeypatch):
     resumed = encoder.encode(descriptions, batch_size=10, cache=cache)
     assert resumed.cache_hits == 10  # the first batch survived the interruption
     assert not list(tmp_path.rglob("*.tmp"))
+    uninterrupted = encoder.encode(descriptions, batch_size=10)
+    np.testing.assert_array_equal(resumed.vectors, uninterrupted.vectors)
+    np.testing.assert_array_equal(resumed.mask, uninterrupted.mask)
 
 
 def test_text_encoders_capture_meaning():
@@ -139,8 +143,6 @@ def test_image_encoders_mask_bad_files_and_normalise_modes(name, image_root):
 
 
 def test_loading_applies_exif_orientation_and_converts_modes(image_root):
-    from salesfusion.encoders.image.loading import read_rgb
-
     upright = np.asarray(read_rgb(image_root / "coffee.png"), dtype=float)
     turned = np.asarray(read_rgb(image_root / "coffee_exif.jpg"), dtype=float)
     assert turned.shape == upright.shape  # rotated back by its EXIF orientation tag
@@ -205,27 +207,49 @@ def test_resnet_loads_a_torchvision_checkpoint_file(tmp_path, image_root):
     assert not create_encoder("resnet18").pretrained
     loaded = encoder.network().state_dict()
     assert torch.equal(loaded["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])
-    default = create_encoder("resnet18", image_root=image_root)
-    assert encoder.version() != default.version()  # the cache never mixes weights
-    assert not np.allclose(encoder.encode(["cat.png"]).vectors,
-                           default.encode(["cat.png"]).vectors)
+    # The file's weights are the ones used: pooled features equal a ResNet given the state
+    # directly, on the same preprocessed image.
+    reference = ResNet(18)
+    reference.load_state_dict(state)
+    pixels = torch.from_numpy(imagenet_tensor(read_rgb(image_root / "cat.png")))[None]
+    with torch.inference_mode():
+        expected = reference.eval().features(pixels).numpy()
+    assert np.isfinite(expected).all()
+    # The cache never mixes weights: vectors of the default (random-init) weights cached first
+    # are not served for the checkpoint's.
+    cache = EmbeddingCache(tmp_path / "cache")
+    create_encoder("resnet18", image_root=image_root).encode(["cat.png"], cache=cache)
+    result = encoder.encode(["cat.png"], cache=cache)
+    assert result.cache_hits == 0
+    np.testing.assert_allclose(result.vectors, expected, rtol=1e-4)
 
 
 def test_projection_of_seed_000():
+    """Eq. 11: h = ReLU(W^T x + b), computed here from the module's own W and b."""
     projection = ImageProjection(2048, 512)
-    out = projection(torch.randn(3, 2048))
-    assert out.shape == (3, 512) and (out >= 0).all()
+    features = torch.randn(3, 2048, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = projection(features)
+        expected = torch.clamp(features @ projection.linear.weight.T + projection.linear.bias,
+                               min=0)
+    assert out.shape == (3, 512)
+    torch.testing.assert_close(out, expected)
+    assert 0 < int((out == 0).sum()) < out.numel()  # the ReLU really cuts, not everywhere
 
 
 def test_static_vocabulary_reserves_unseen():
-    import polars as pl
-
     train = pl.DataFrame({"category": ["mug", "lamp", "mug"], "price": [1.0, 3.0, 2.0]})
     vocabulary = StaticVocabulary(["category"], ["price"]).fit(train)
     codes, numbers = vocabulary.transform(pl.DataFrame({"category": ["lamp", "sofa", None],
                                                         "price": [2.0, None, 4.0]}))
     assert codes[:, 0].tolist() == [vocabulary.levels["category"]["lamp"], UNSEEN, UNSEEN]
-    assert numbers[1, 0] == 0.0 and numbers[0, 0] == 0.0
+    # Training prices 1, 3, 2: mean 2, sample sd 1; a missing price is the mean (0 scaled).
+    assert numbers[:, 0].tolist() == [0.0, 0.0, 2.0]
+    # Saved as JSON and read back, it transforms identically.
+    again = StaticVocabulary.from_dict(json.loads(json.dumps(vocabulary.to_dict())))
+    new = pl.DataFrame({"category": ["mug", "lamp", "sofa"], "price": [5.0, None, 0.5]})
+    for got, want in zip(again.transform(new), vocabulary.transform(new), strict=True):
+        np.testing.assert_array_equal(got, want)
 
 
 def test_registry_lists_every_modality():

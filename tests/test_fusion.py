@@ -51,7 +51,22 @@ def test_absent_modality_values_are_ignored(name, missing):
     second = fusion(changed)
     rows = ~flags[missing]
     torch.testing.assert_close(first[rows], second[rows])
-    assert not torch.allclose(first[~rows], second[~rows])
+    # Every row where the modality is present uses its values: each such row moves.
+    moved = (first[~rows] - second[~rows]).abs().amax(dim=-1)
+    assert (moved > 1e-3).all(), moved
+
+
+@pytest.mark.parametrize("name", sorted(FUSIONS))
+def test_a_row_with_nothing_known_ignores_every_value(name):
+    torch.manual_seed(0)
+    fusion = FUSIONS[name](DIMS, 12).eval()
+    flags = {m: torch.tensor([True, True, False]) for m in DIMS}
+    first = fusion(_inputs(batch=3, present=flags, seed=3))
+    changed = _inputs(batch=3, present=flags, seed=4)
+    second = fusion(changed)
+    torch.testing.assert_close(first[2], second[2])
+    if fusion.nothing_known is not None:  # the learned "nothing known" vector, as it is
+        torch.testing.assert_close(second[2], fusion.nothing_known.detach())
 
 
 @pytest.mark.parametrize("name", sorted(FUSIONS))

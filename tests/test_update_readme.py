@@ -1,0 +1,99 @@
+"""scripts/update_readme.py: a missing source is a loud error that leaves the README untouched;
+tables are rewritten from their sources only, and only those named with --only."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "update_readme.py"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+def _table(text: str, name: str) -> str:
+    return text.split(f"<!-- {name}-table:start -->")[1].split(f"<!-- {name}-table:end -->")[0]
+
+
+@pytest.fixture
+def readme(tmp_path: Path) -> Path:
+    copy = tmp_path / "README.md"
+    copy.write_bytes((ROOT / "README.md").read_bytes())
+    return copy
+
+
+def _demo_metrics(path: Path) -> Path:
+    rows = []
+    for model, base in (("alpha", 10.0), ("beta", 20.0)):
+        for segment, shift in (("all", 0.0), ("United Kingdom", 1.0), ("France", 2.0),
+                               ("Germany", 4.0)):
+            for k, metric in enumerate(("WAPE", "MASE", "sMAPE", "MAE", "RMSE")):
+                rows.append({"model": model, "window": "all", "segment": segment,
+                             "metric": metric, "value": base + shift + k / 10})
+    pl.DataFrame(rows).write_csv(path)
+    return path
+
+
+def test_missing_source_is_one_clear_error_and_readme_is_untouched(readme, tmp_path):
+    before = readme.read_bytes()
+    missing = tmp_path / "runs" / "demo" / "metrics.csv"
+    done = _run("--readme", str(readme), "--only", "demo", "--metrics", str(missing))
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert str(missing) in lines[0] and "`make readme`" in lines[0]
+    assert readme.read_bytes() == before
+
+
+def test_one_missing_source_blocks_every_table(readme, tmp_path):
+    """All or nothing: the peers table's source exists, but the demo one is missing."""
+    before = readme.read_bytes()
+    done = _run("--readme", str(readme), "--only", "peers,demo", "--metrics",
+                str(tmp_path / "absent.csv"))
+    assert done.returncode == 1 and "absent.csv not found" in done.stderr
+    assert readme.read_bytes() == before
+
+
+def test_missing_neural_run_names_the_model_and_make_results(readme, tmp_path):
+    before = readme.read_bytes()
+    neural = tmp_path / "neural"
+    (neural / "gru").mkdir(parents=True)
+    _demo_metrics(neural / "gru" / "metrics.csv")
+    done = _run("--readme", str(readme), "--only", "neural", "--neural", str(neural),
+                "--neural-models", "gru lstm")
+    assert done.returncode == 1
+    assert str(neural / "lstm" / "metrics.csv") in done.stderr
+    assert str(neural / "gru" / "metrics.csv") not in done.stderr
+    assert "`make results`" in done.stderr
+    assert readme.read_bytes() == before
+
+
+def test_only_rewrites_the_named_table_from_its_source(readme, tmp_path):
+    before = readme.read_text()
+    metrics = _demo_metrics(tmp_path / "metrics.csv")
+    done = _run("--readme", str(readme), "--only", "demo", "--metrics", str(metrics))
+    assert done.returncode == 0, done.stderr
+    after = readme.read_text()
+    lines = _table(after, "demo").strip().splitlines()
+    assert lines[0] == ("| model | WAPE | MASE | sMAPE | MAE | RMSE | "
+                        "WAPE other countries (mean) |")
+    # Sorted by WAPE; the last column is the mean WAPE of France and Germany (not the UK).
+    assert lines[2] == "| alpha | 10.000 | 10.100 | 10.200 | 10.300 | 10.400 | 13.000 |"
+    assert lines[3] == "| beta | 20.000 | 20.100 | 20.200 | 20.300 | 20.400 | 23.000 |"
+    for name in ("neural", "peers", "speed", "ablation"):
+        assert _table(after, name) == _table(before, name)
+    outside = after.replace(_table(after, "demo"), "")
+    assert outside == before.replace(_table(before, "demo"), "")
+
+
+def test_unknown_table_name_is_refused(readme):
+    before = readme.read_bytes()
+    done = _run("--readme", str(readme), "--only", "demo,bogus")
+    assert done.returncode == 2 and "unknown table(s) ['bogus']" in done.stderr
+    assert readme.read_bytes() == before
