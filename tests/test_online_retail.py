@@ -6,7 +6,10 @@ import polars as pl
 import pytest
 
 from salesfusion.datasets import online_retail, or_weekly
-from salesfusion.datasets.online_retail import OR_WEEKLY_PROTOCOL
+from salesfusion.datasets.online_retail import OR_WEEKLY
+from salesfusion.evaluation.protocol import BacktestProtocol
+
+OR_WEEKLY_PROTOCOL = BacktestProtocol.from_benchmark(OR_WEEKLY)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from salesfusion.datasets.base import Dataset
+from salesfusion.datasets.base import Benchmark, Dataset
 from salesfusion.datasets.online_retail import online_retail, or_weekly
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
@@ -19,4 +19,5 @@ def load_dataset(name: str) -> Dataset:
     return DATASETS[name]()
 
 
-__all__ = ["DATASETS", "Dataset", "load_dataset", "online_retail", "or_weekly", "synthetic"]
+__all__ = ["DATASETS", "Benchmark", "Dataset", "load_dataset", "online_retail", "or_weekly",
+           "synthetic"]

@@ -8,26 +8,21 @@ from pathlib import Path
 from salesfusion.data.panel import Panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
-from salesfusion.datasets.base import Dataset
-from salesfusion.evaluation.protocol import BacktestProtocol, keep_active_series
+from salesfusion.datasets.base import Benchmark, Dataset
 
 DATA_DIR = Path(str(files("salesfusion.datasets") / "data"))
 
 # The OR-weekly benchmark (README, "The OR-weekly benchmark"): fixed so that results are
 # comparable across versions and with other libraries.
-OR_WEEKLY_PROTOCOL = BacktestProtocol(horizon=4, windows=3, step=4, refit=True)
-OR_WEEKLY_MIN_NONZERO = 20
-OR_WEEKLY_LOOKBACK = 40
+OR_WEEKLY = Benchmark(horizon=4, windows=3, step=4, refit=True, min_nonzero=20, lookback=40)
 
 
 def online_retail() -> Dataset:
     """The Online Retail transactions with their spec, items, markets and ECB rates."""
     spec = load_spec(DATA_DIR / "online_retail.yaml")
-    return Dataset(name="online_retail", spec=spec, tables=load_tables(spec))
+    return Dataset(name="online_retail", spec=spec, tables=load_tables(spec), benchmark=OR_WEEKLY)
 
 
 def or_weekly(dataset: Dataset | None = None) -> Panel:
     """The standard OR-weekly panel: weekly units per (product, country), active series only."""
-    panel = (dataset or online_retail()).panel("W")
-    return keep_active_series(panel, OR_WEEKLY_PROTOCOL, lookback=OR_WEEKLY_LOOKBACK,
-                              min_nonzero=OR_WEEKLY_MIN_NONZERO)
+    return OR_WEEKLY.select((dataset or online_retail()).panel("W"))

@@ -8,11 +8,16 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from salesfusion.registry import merged_params
+
+if TYPE_CHECKING:
+    from salesfusion.encoders.cache import EmbeddingCache
 
 Modality = Literal["text", "image", "static"]
 
@@ -87,11 +92,83 @@ class Encoder(ABC):
     def output_shape(self) -> tuple[int, ...]:
         return (self.dim,)
 
-    def encode(self, inputs: Sequence[Any], batch_size: int = 64, cache: Any = None,
-               progress: bool = False) -> Encoded:
-        """Encode inputs, masking missing ones; uses ``cache`` (an ``EmbeddingCache``) when
-        given so that content seen before is not encoded again."""
-        from salesfusion.encoders.cache import encode_with_cache
+    def cache_namespace(self) -> str:
+        """Where this encoder's vectors live in an ``EmbeddingCache``: one per version."""
+        return f"{self.name}/{self.version()}"
 
-        return encode_with_cache(self, list(inputs), batch_size=batch_size, cache=cache,
-                                 progress=progress)
+    def encode(self, inputs: Sequence[Any], batch_size: int = 64,
+               cache: EmbeddingCache | None = None, progress: bool = False) -> Encoded:
+        """Encode inputs, masking missing and unreadable ones. With ``cache``, content seen
+        before is read from it instead of encoded again, and each new batch is stored as soon
+        as it is encoded, so an interrupted run resumes where it stopped."""
+        inputs = list(inputs)
+        problems: dict[int, str] = {}
+        keys: list[str | None] = []
+        for index, item in enumerate(inputs):
+            key, problem = self.prepare_key(item)
+            keys.append(key)
+            if problem:
+                problems[index] = problem
+        unique = set(keys) - {None}
+        namespace = self.cache_namespace() if cache is not None else ""
+        known = cache.get(namespace, unique) if cache is not None else {}
+        todo: dict[str, int] = {}  # content key -> first input holding it
+        for index, key in enumerate(keys):
+            if key is not None and key not in known and key not in todo:
+                todo[key] = index
+        fresh, failed = self._encode_new(inputs, todo, batch_size, cache, namespace, progress)
+        shape = self.output_shape()
+        out = np.zeros((len(inputs), *shape), dtype=np.float32)
+        mask = np.zeros(len(inputs), dtype=bool)
+        for index, key in enumerate(keys):
+            if key is None:
+                continue
+            if key in failed:  # a corrupt file masks every input that shares its content
+                problems[index] = failed[key]
+                continue
+            vector = known[key] if key in known else fresh[key]
+            out[index] = vector.reshape(shape)
+            mask[index] = True
+        token_mask = np.any(out != 0, axis=-1) if self.output == "sequence" else None
+        return Encoded(vectors=out, mask=mask, problems=problems, token_mask=token_mask,
+                       cache_hits=len(known), unique=len(unique))
+
+    def _encode_new(self, inputs: list[Any], todo: dict[str, int], batch_size: int,
+                    cache: EmbeddingCache | None, namespace: str,
+                    progress: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        """Encode one input per content key in ``todo``, in batches; returns the vectors by key
+        and, for inputs that could not be read, why."""
+        fresh: dict[str, np.ndarray] = {}
+        failed: dict[str, str] = {}
+        pending = list(todo.items())
+        batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
+        bar = _progress_bar(f"{self.name} ({self.modality})") if progress and batches else None
+        task = bar.add_task("encode", total=len(pending)) if bar else None
+        if bar:
+            bar.start()
+        try:
+            for batch in batches:
+                loaded, good_keys = [], []
+                for key, index in batch:
+                    try:
+                        loaded.append(self.load_input(inputs[index]))
+                        good_keys.append(key)
+                    except (OSError, ValueError) as exc:
+                        failed[key] = f"unreadable: {exc}".splitlines()[0][:200]
+                if loaded:
+                    vectors = np.asarray(self._encode_batch(loaded), dtype=np.float32)
+                    fresh.update(zip(good_keys, vectors, strict=True))
+                    if cache is not None:
+                        cache.put(namespace, good_keys, vectors)
+                if bar:
+                    bar.advance(task, len(batch))
+        finally:
+            if bar:
+                bar.stop()
+        return fresh, failed
+
+
+def _progress_bar(description: str) -> Progress:
+    # On stderr, like every other progress display: stdout is for results.
+    return Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=Console(stderr=True))

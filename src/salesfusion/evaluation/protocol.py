@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.selection import holdout_length
 from salesfusion.errors import InputError
+
+if TYPE_CHECKING:
+    from salesfusion.datasets.base import Benchmark
 
 
 class BacktestProtocol(BaseModel):
@@ -25,6 +29,12 @@ class BacktestProtocol(BaseModel):
     step: int | None = Field(None, ge=1)  # defaults to the horizon (non-overlapping windows)
     refit: bool = True
 
+    @classmethod
+    def from_benchmark(cls, benchmark: Benchmark) -> BacktestProtocol:
+        """The protocol a bundled dataset declares (``Dataset.benchmark``)."""
+        return cls(horizon=benchmark.horizon, windows=benchmark.windows, step=benchmark.step,
+                   refit=benchmark.refit)
+
     @property
     def stride(self) -> int:
         return self.step or self.horizon
@@ -32,7 +42,7 @@ class BacktestProtocol(BaseModel):
     @property
     def test_length(self) -> int:
         """Periods from the first test period to the end of the panel."""
-        return self.horizon + self.stride * (self.windows - 1)
+        return holdout_length(self.horizon, self.windows, self.step)
 
     def origins(self, periods: pl.Series) -> list[datetime]:
         """The last training period of each window, oldest first."""
@@ -48,20 +58,3 @@ class BacktestProtocol(BaseModel):
         periods = periods.sort()
         return periods[len(periods) - self.test_length]
 
-
-def keep_active_series(panel: Panel, protocol: BacktestProtocol, lookback: int,
-                       min_nonzero: int) -> Panel:
-    """Keep series with at least ``min_nonzero`` non-zero periods among the ``lookback`` periods
-    before the protocol's test part (selection never looks at the test part)."""
-    periods = panel.periods.sort()
-    test_start = protocol.test_start(periods)
-    start_index = periods.to_list().index(test_start)
-    window_start = periods[max(0, start_index - lookback)]
-    counts = (panel.data.filter(pl.col("timestamp").is_between(window_start, test_start,
-                                                               closed="left"))
-              .group_by(SERIES_KEY).agg((pl.col("y") > 0).sum().alias("nonzero")))
-    active = counts.filter(pl.col("nonzero") >= min_nonzero)
-    kept = panel.select_series(active)
-    kept.log = {**panel.log, "series": kept.n_series, "rows": kept.data.height,
-                "series_dropped_inactive": panel.n_series - kept.n_series}
-    return kept

@@ -1,38 +1,13 @@
-"""Period arithmetic and calendar features for day, week (Monday start) and month panels."""
+"""Calendar features of period starts; the period arithmetic itself is ``data.frequency``."""
 
 from __future__ import annotations
-
-from datetime import datetime
 
 import numpy as np
 import polars as pl
 
-TRUNCATE_EVERY = {"D": "1d", "W": "1w", "M": "1mo"}  # polars' weeks start on Monday
-PERIOD_DAYS = {"D": 1, "W": 7, "M": 30}
-SEASON_LENGTH = {"D": 7, "W": 52, "M": 12}
-
-
-def truncate_to_period(expr: pl.Expr, freq: str) -> pl.Expr:
-    """The start of the period each timestamp falls in."""
-    return expr.dt.truncate(TRUNCATE_EVERY[freq])
-
-
-def offset(expr: pl.Expr, freq: str, periods: int) -> pl.Expr:
-    """Shift period starts by a whole number of periods."""
-    unit = {"D": "d", "W": "w", "M": "mo"}[freq]
-    return expr.dt.offset_by(f"{periods}{unit}")
-
-
-def period_range(start: object, end: object, freq: str) -> pl.Series:
-    """Every period start from ``start`` to ``end`` inclusive."""
-    return pl.datetime_range(start, end, TRUNCATE_EVERY[freq], eager=True, time_unit="us")
-
-
-def periods_after(last: datetime, freq: str, horizon: int) -> pl.Series:
-    """The ``horizon`` period starts that follow period ``last``."""
-    first = pl.select(offset(pl.lit(last), freq, 1)).item()
-    final = pl.select(offset(pl.lit(last), freq, horizon)).item()
-    return period_range(first, final, freq).alias("timestamp")
+# The channels a neural model's window step carries for the calendar (``year_position``).
+CALENDAR_CHANNELS: tuple[str, ...] = ("year_sin", "year_cos")
+CALENDAR_WIDTH = len(CALENDAR_CHANNELS)
 
 
 def calendar_features(timestamps: np.ndarray, freq: str) -> dict[str, np.ndarray]:
@@ -44,3 +19,13 @@ def calendar_features(timestamps: np.ndarray, freq: str) -> dict[str, np.ndarray
     if freq == "D":
         features["day_of_week"] = series.dt.weekday().to_numpy().astype(np.float32)
     return features
+
+
+def year_position(periods: np.ndarray, freq: str) -> np.ndarray:
+    """(T, ``CALENDAR_WIDTH``) sine/cosine of the position in the year of each period: the
+    ``CALENDAR_CHANNELS``, so that the last week of a year sits next to the first."""
+    features = calendar_features(periods, freq)
+    position = (features["week_of_year"] / 52.0 if "week_of_year" in features
+                else features["month"] / 12.0)
+    angle = 2 * np.pi * position
+    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)

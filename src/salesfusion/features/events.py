@@ -18,21 +18,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from salesfusion.features.calendar import truncate_to_period
-
 HALF_LIVES = (0.5, 1.0, 2.0, 4.0)
-
-
-def period_events(events: pl.DataFrame, freq: str) -> pl.DataFrame:
-    """Events per (market, period, item): ``market, timestamp, item_id, n_events, audience``."""
-    frame = events.with_columns(truncate_to_period(pl.col("timestamp"), freq))
-    if "item_id" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, pl.String).alias("item_id"))
-    audience = (pl.col("audience").cast(pl.Float64).fill_null(0.0).sum()
-                if "audience" in frame.columns else pl.lit(0.0))
-    return (frame.group_by("market", "timestamp", "item_id")
-            .agg(pl.len().alias("n_events"), audience.alias("audience"))
-            .sort("market", "timestamp"))
 
 
 def event_names(half_lives: tuple[float, ...] = HALF_LIVES) -> list[str]:
@@ -43,7 +29,8 @@ def event_names(half_lives: tuple[float, ...] = HALF_LIVES) -> list[str]:
 def event_cube(events: pl.DataFrame, keys: pl.DataFrame, periods: np.ndarray,
                half_lives: tuple[float, ...] = HALF_LIVES) -> np.ndarray:
     """(series, period, channel) event covariates for the series ``keys`` (item_id, market) over
-    ``periods``; ``events`` as returned by ``period_events``. Channels follow ``event_names``."""
+    ``periods``; ``events`` as returned by ``data.events.period_events``. Channels follow
+    ``event_names``."""
     n_series, n_periods = keys.height, len(periods)
     column = {p: i for i, p in enumerate(np.asarray(periods).astype("datetime64[us]"))}
     events = events.filter(pl.col("timestamp").is_in(pl.Series(periods).cast(pl.Datetime("us"))

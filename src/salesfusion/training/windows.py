@@ -19,11 +19,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from salesfusion.features.calendar import calendar_features, periods_after
+from salesfusion.data.frequency import periods_after
+from salesfusion.features.calendar import CALENDAR_WIDTH, year_position
 from salesfusion.features.covariates import Covariates
 from salesfusion.features.lags import WidePanel
-
-CALENDAR_WIDTH = 2
 
 
 def feature_widths(covariates: Covariates | None) -> tuple[int, int]:
@@ -71,15 +70,6 @@ class Windows:
         return replace(self, history=history, target=target)
 
 
-def _calendar(periods: np.ndarray, freq: str) -> np.ndarray:
-    """(T, 2) sine/cosine of the position in the year of each period."""
-    features = calendar_features(periods, freq)
-    position = (features["week_of_year"] / 52.0 if "week_of_year" in features
-                else features["month"] / 12.0)
-    angle = 2 * np.pi * position
-    return np.stack([np.sin(angle), np.cos(angle)], axis=1).astype(np.float32)
-
-
 def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
     """(series, period) mean level of the series' market at each origin (for cold start)."""
     values = np.where(np.isnan(wide.y), 0.0, wide.y)
@@ -108,7 +98,7 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
     launch = np.where(~np.isnan(y).all(axis=1), np.argmax(~np.isnan(y), axis=1), n_periods)
     if origins is None:
         origins = np.arange(n_periods - 1)
-    calendar = _calendar(extended_periods(wide, freq, horizon), freq)
+    calendar = year_position(extended_periods(wide, freq, horizon), freq)
     market_level = market_levels(wide, lookback)
     s_idx, t_idx = np.meshgrid(np.arange(n_series), origins, indexing="ij")
     s_idx, t_idx = s_idx.ravel(), t_idx.ravel()

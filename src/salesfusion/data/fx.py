@@ -6,7 +6,7 @@ import math
 
 import polars as pl
 
-from salesfusion.features.calendar import PERIOD_DAYS, truncate_to_period
+from salesfusion.data.frequency import PERIOD_DAYS, truncate_to_period
 
 
 def period_rates(fx: pl.DataFrame, freq: str, seller_currency: str,
