@@ -8,23 +8,39 @@ from typing import Annotated
 import typer
 
 from salesfusion.cli.common import check_freq, console, data_app, guarded, staged_folder
+from salesfusion.data.crosscheck import crosscheck
 from salesfusion.data.io import write_table
-from salesfusion.data.panel import build_panel
+from salesfusion.data.panel import Panel, build_panel
 from salesfusion.data.spec import load_spec
-from salesfusion.data.validate import load_tables
+from salesfusion.data.validate import Tables, load_tables
 from salesfusion.errors import InputError
+
+
+def _show_crosscheck(tables: Tables, panel: Panel, horizon: int = 4,
+                     forecasting: bool = False) -> None:
+    checked = crosscheck(tables, panel, horizon=horizon, forecasting=forecasting)
+    for line in checked.summary():
+        console.print(line, markup=False, highlight=False)
+    checked.raise_for_errors()
 
 
 @data_app.command("validate")
 @guarded
-def data_validate(spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")]) -> None:
-    """Check a spec and its tables; print what each table holds."""
+def data_validate(
+    spec: Annotated[Path, typer.Argument(help="A YAML dataset spec.")],
+    horizon: Annotated[int, typer.Option(
+        min=1, help="Periods after the data a forecast will need: future-known exogenous "
+                    "columns must have values for them.")] = 4,
+) -> None:
+    """Check a spec, its tables and how they agree; print what each table holds."""
     tables = load_tables(load_spec(spec))
     for name, table in tables.spec.tables().items():
         frame = getattr(tables, name)
         console.print(f"{name}: {frame.height:,} rows from {tables.spec.resolve(table.path)} "
                       f"(roles: {', '.join(table.columns)})")
     panel = build_panel(tables)
+    # validate answers "can I forecast from this?", so gaps in what a forecast needs are errors.
+    _show_crosscheck(tables, panel, horizon=horizon, forecasting=True)
     console.print(f"OK: panel at freq {panel.freq} would have {panel.n_series:,} series and "
                   f"{panel.data.height:,} rows")
 
@@ -40,9 +56,9 @@ def data_build(
     if out.suffix.lower() not in (".parquet", ".pq", ".csv", ".duckdb", ".db"):
         raise InputError(f"{out}: unknown output format '{out.suffix}'; use .parquet, .csv "
                          f"or .duckdb")
-    panel = build_panel(load_tables(load_spec(spec)), check_freq(freq) if freq else None)
+    tables = load_tables(load_spec(spec))
+    panel = build_panel(tables, check_freq(freq) if freq else None)
+    _show_crosscheck(tables, panel)
     with staged_folder(out.parent) as staging:
         write_table(panel.data, staging / out.name)
     console.print(f"Wrote {out}: {panel.n_series:,} series, {panel.data.height:,} rows")
-
-

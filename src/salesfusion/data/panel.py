@@ -2,8 +2,9 @@
 
 The rules, all declared in the spec's ``cleaning`` section and counted in ``Panel.log``:
 
-- Item ids are stripped and upper-cased (``normalize_item_ids``); ids not matching
-  ``item_id_pattern`` are not products (postage, fees, vouchers) and are dropped.
+- Item ids were stripped and upper-cased (``normalize_item_ids``) in every table when the
+  tables were loaded (``data.validate.normalize_ids``); ids not matching ``item_id_pattern`` are
+  not products (postage, fees, vouchers) and are dropped.
 - ``returns: drop`` drops cancelled invoices (``cancelled_invoice_prefix``) and every row with
   quantity <= 0, so demand counts gross sales. ``returns: net`` keeps them, so a period's units
   are sales minus returns; a period whose net units are negative is clipped to 0 (demand cannot
@@ -29,12 +30,12 @@ from pathlib import Path
 
 import polars as pl
 
+from salesfusion.data.events import period_events
+from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
+from salesfusion.data.fx import attach_fx, period_rates
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
-from salesfusion.features.calendar import offset, period_range, truncate_to_period
-from salesfusion.features.events import period_events
-from salesfusion.features.fx import attach_fx, period_rates
 
 SERIES_KEY = ["item_id", "market"]
 
@@ -60,7 +61,7 @@ class Panel:
     image_root: Path | None = None  # folder the items' image paths are relative to
     # Per-period tables kept whole (not cut by ``until``): events are schedules and future-known
     # exogenous columns are known ahead by declaration; consumers read past-only columns at
-    # history periods only. ``events``: see ``features.events.period_events``; ``exogenous``:
+    # history periods only. ``events``: see ``data.events.period_events``; ``exogenous``:
     # one row per timestamp[, market] with the declared columns.
     events: pl.DataFrame | None = None
     exogenous: pl.DataFrame | None = None
@@ -96,9 +97,6 @@ def clean_transactions(sales: pl.DataFrame, spec: DatasetSpec) -> tuple[pl.DataF
     policy = spec.cleaning
     log = {"rows_in": sales.height}
     frame = sales
-    if policy.normalize_item_ids:
-        frame = frame.with_columns(pl.col("item_id").str.strip_chars().str.to_uppercase(),
-                                   pl.col("market").str.strip_chars())
     if policy.item_id_pattern:
         keep = frame["item_id"].str.contains(f"^(?:{policy.item_id_pattern})$")
         log["dropped_not_a_product"] = int((~keep).sum())
@@ -148,8 +146,8 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
     """Aggregate the spec's sales into a regular panel at ``freq`` (the spec's when None)."""
     spec = tables.spec
     freq = (freq or spec.freq).upper()
-    if freq not in ("D", "W", "M"):
-        raise InputError(f"unknown frequency '{freq}'; use one of D, W, M")
+    if freq not in FREQUENCIES:
+        raise InputError(f"unknown frequency '{freq}'; use one of {', '.join(FREQUENCIES)}")
     frame, log = clean_transactions(tables.sales, spec)
     frame = frame.with_columns(truncate_to_period(pl.col("timestamp"), freq).alias("period"))
     first, last = frame["period"].min(), frame["period"].max()

@@ -8,13 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from salesfusion.data.frequency import FREQUENCIES, Frequency
+from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
 
-Frequency = Literal["D", "W", "M"]
-FREQUENCIES: tuple[str, ...] = ("D", "W", "M")
 TableFormat = Literal["csv", "parquet", "duckdb"]
 
 # Which roles each table must map, and which it may map (DESIGN.md section 2).
@@ -91,7 +90,9 @@ class CleaningPolicy(_Strict):
     returns: Literal["drop", "net"] = "drop"  # drop cancellations/negatives, or net them out
     require_positive_price: bool = True
     item_id_pattern: str | None = None  # regex an item id must match fully to count as a product
-    normalize_item_ids: bool = True  # strip whitespace and upper-case
+    # Strip and upper-case item ids (and strip market names) in every table that names them,
+    # so sales, items, reviews and events join whatever case the shop's SKUs use.
+    normalize_item_ids: bool = True
     drop_partial_periods: bool = True  # drop the first/last period if the data covers it partly
 
 
@@ -155,22 +156,10 @@ class DatasetSpec(_Strict):
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a YAML dataset spec; errors name the file and the offending field."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: spec file not found")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from exc
-    if not isinstance(raw, dict):
-        raise InputError(f"{path}: a dataset spec must be a YAML mapping")
+    raw = read_mapping(path, "dataset spec")
     if "freq" in raw and str(raw["freq"]).upper() not in FREQUENCIES:
         raise InputError(f"{path}: unknown frequency '{raw['freq']}' in field 'freq'; "
                          f"use one of {', '.join(FREQUENCIES)}")
-    try:
-        spec = DatasetSpec.model_validate(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        raise InputError(f"{path}: invalid spec at '{where}': {first['msg']}") from exc
+    spec = validated(DatasetSpec, raw, path, "spec")
     spec.base_dir = path.parent.resolve()
     return spec

@@ -1,5 +1,11 @@
 """Load the tables a spec names, map columns onto roles, and check them.
 
+Ids are normalised here, once for every table (``cleaning.normalize_item_ids``: item ids stripped
+and upper-cased, market names stripped), because this is the one place every table of every spec
+passes through before anything compares or joins ids: key uniqueness, the panel, the encoders and
+the cross-table checks all see the same ids, so a shop with lower-case SKUs in both its sales and
+its items tables keeps every product's text, image and attributes.
+
 Every failure is an ``InputError`` whose one-line message names the file, the column and the
 first offending rows (1-based data rows, header not counted), so a user can fix the input.
 """
@@ -100,6 +106,15 @@ def _check_unique(frame: pl.DataFrame, keys: tuple[str, ...], table: TableSpec,
                          f"share a key, first: {shown}")
 
 
+def normalize_ids(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
+    """Apply the spec's id rule to one loaded table (any table with ``item_id``/``market``)."""
+    if not spec.cleaning.normalize_item_ids:
+        return frame
+    rules = {"item_id": pl.col("item_id").str.strip_chars().str.to_uppercase(),
+             "market": pl.col("market").str.strip_chars()}
+    return frame.with_columns([rule for role, rule in rules.items() if role in frame.columns])
+
+
 def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...]) -> pl.DataFrame:
     """Read one table of the spec, rename role columns to role names and cast their types."""
     table: TableSpec = getattr(spec, name)
@@ -170,7 +185,7 @@ def load_tables(spec: DatasetSpec) -> Tables:
     """Load and check every table the spec names."""
     loaded: dict[str, pl.DataFrame] = {}
     for name in spec.tables():
-        loaded[name] = load_table(spec, name, REQUIRED_ROLES[name])
+        loaded[name] = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
     for name, keys in KEY_ROLES.items():
         if name in loaded:
             _check_unique(loaded[name], keys, getattr(spec, name), str(spec.resolve(
