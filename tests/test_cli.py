@@ -1,6 +1,7 @@
 """The CLI's happy paths and output contract."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -161,3 +162,24 @@ def test_train_then_predict_with_cold_start(shop_spec, tmp_path, monkeypatch):
                                   str(tmp_path / "x" / "f.parquet")])
     assert too_far.exit_code == 2 and "horizons up to 3" in too_far.output
     assert not (tmp_path / "x" / "f.parquet").exists()
+
+
+def test_encoder_loading_prints_no_third_party_output(shop_spec, tmp_path):
+    """Output to a pipe, as in a log file: loading MiniLM shows no transformers / tqdm bars or
+    Python warnings, and no log line is hard-wrapped at the console width."""
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "60"}
+    done = subprocess.run([sys.executable, "-m", "salesfusion.cli", "encode", "--spec",
+                           str(shop_spec), "--modality", "text", "--encoder", "minilm",
+                           "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    for noise in ("Loading", "Batches", "it/s", "%|", "Warning", "\r"):
+        assert not [line for line in lines if noise in line], done.stderr
+    # Both lines are longer than 60 columns.
+    assert any(re.fullmatch(r"minilm: 13 inputs \(13 unique contents\), 0 cache hits, "
+                            r"0 masked, .* inputs/s", line) for line in lines), done.stderr
+    unsold = [line for line in lines if "P012" in line]  # the item without sales
+    assert unsold and all(line.lstrip().startswith("warning:") for line in unsold)

@@ -99,15 +99,25 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(tmp_path, breaker, comma
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.")]
 
 
+def _one_error_line(result) -> str:
+    """Exit code 2 and one error line, the last thing printed (progress may precede it)."""
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert errors == lines[-1:], result.stderr
+    assert "Traceback" not in result.output
+    return errors[0]
+
+
 def test_unknown_model_and_frequency_options(tmp_path):
     spec = make_shop(tmp_path)
     out = tmp_path / "out"
     result = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "naive,prophet",
                                  "--out", str(out)])
-    assert result.exit_code == 2 and "unknown model 'prophet'" in result.stderr
+    assert "unknown model 'prophet'" in _one_error_line(result)
     result = runner.invoke(app, ["data", "build", str(spec), "--freq", "fortnight",
                                  "--out", str(out / "p.parquet")])
-    assert result.exit_code == 2 and "unknown frequency 'fortnight'" in result.stderr
+    assert "unknown frequency 'fortnight'" in _one_error_line(result)
     assert not out.exists()
 
 
@@ -116,5 +126,5 @@ def test_panel_too_short_for_protocol_writes_nothing(tmp_path):
     out = tmp_path / "out"
     result = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "naive",
                                  "--horizon", "4", "--windows", "3", "--out", str(out)])
-    assert result.exit_code == 2 and "too few" in result.stderr
+    assert "too few" in _one_error_line(result)
     assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.evaluation.progress import WindowDone
 from salesfusion.evaluation.protocol import BacktestProtocol
 
 if TYPE_CHECKING:
@@ -27,20 +29,23 @@ def origin_context(history: Panel) -> pl.DataFrame:
 
 
 def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
-                 on_window: Callable[[int], None] | None = None) -> pl.DataFrame:
+                 on_window: Callable[[WindowDone], None] | None = None) -> pl.DataFrame:
     """Forecast every window of the protocol; returns one row per forecast point.
 
     Columns: ``item_id, market, timestamp, model, window, y_true, y_pred``, any quantile
     columns, and ``y_last, mase_scale`` (so metrics can be recomputed from the file alone).
     Forecasts (and quantiles) are clipped at 0: demand is never negative. Series are forecast
-    when they have history at the origin and actuals in the window.
+    when they have history at the origin and actuals in the window. ``on_window`` hears of each
+    finished window (its origin, wall time and the fitted model's notes).
     """
     periods = panel.periods
     frames = []
     fitted: Forecaster | None = None
     for window, origin in enumerate(protocol.origins(periods)):
+        started = time.perf_counter()
         history = panel.until(origin)
-        if fitted is None or protocol.refit:
+        refitted = fitted is None or protocol.refit
+        if refitted:
             fitted = model.clone().fit(history)
         test_end = periods.filter(periods > origin).head(protocol.horizon).max()
         actuals = panel.data.filter((pl.col("timestamp") > origin)
@@ -57,7 +62,10 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
                                 pl.lit(window, dtype=pl.Int64).alias("window")))
         frames.append(joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS))
         if on_window:
-            on_window(window)
+            on_window(WindowDone(
+                model=model.name, window=window, windows=protocol.windows, origin=origin,
+                seconds=time.perf_counter() - started, refitted=refitted,
+                notes=tuple(getattr(fitted, "notes", ()))))
     return pl.concat(frames, how="diagonal")
 
 

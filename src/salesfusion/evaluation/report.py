@@ -77,6 +77,15 @@ def _market_figure(by_market: pl.DataFrame) -> go.Figure:
     return figure
 
 
+def _notes_section(run: BacktestRun) -> str:
+    windows = run.protocol.windows
+    items = [f"<li><b>{html.escape(model)}</b>: {html.escape(note.describe(windows))}</li>"
+             for model, kept in run.notes.items() for note in kept]
+    if not items:
+        return "<p>No model noted a fallback, a masked input or an unused modality.</p>"
+    return f"<ul>{''.join(items)}</ul>"
+
+
 def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> None:
     """Write the report to ``path``."""
     summary = run.summary()
@@ -117,6 +126,10 @@ else 'fitted once'}; forecasts clipped at 0.</p>
 {_table(summary, best_lowest=("WAPE", "MASE", "sMAPE", "RMSE"))}
 <p class="note">WAPE and sMAPE in percent; MASE scaled per series and window by the in-sample
 mean absolute one-step difference; seconds = wall time of fit + predict over all windows.</p>
+<h2>Model notes</h2>
+<p class="note">What the models reported while fitting: encoder fallbacks, masked images or
+texts, modalities configured but not used.</p>
+{_notes_section(run)}
 <h2>WAPE (%) per market</h2>
 {_table(per_market, best_lowest=tuple(market_order))}
 {plots[0]}

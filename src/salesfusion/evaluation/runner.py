@@ -1,18 +1,40 @@
-"""Backtest several models on one panel with progress, timing and the standard output files."""
+"""Backtest several models on one panel with progress, timing, notes and the output files."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from salesfusion.data.panel import Panel
 from salesfusion.evaluation.backtest import metrics_table, run_backtest
+from salesfusion.evaluation.progress import BacktestProgress, SilentProgress, WindowDone
 from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.registry import create_model, model_class
+
+if TYPE_CHECKING:
+    from salesfusion.models.base import Forecaster
+
+
+@dataclass
+class ModelNote:
+    """One thing a model noted while fitting (a fallback, masked inputs, epochs run) and the
+    backtest windows (0-based, as in ``forecasts.parquet``) whose fit noted it."""
+
+    text: str
+    windows: list[int]
+
+    def describe(self, of_windows: int) -> str:
+        """The note, with the windows it came from unless it came from every one."""
+        if len(self.windows) == of_windows:
+            return self.text
+        shown = ", ".join(str(w + 1) for w in self.windows)
+        return f"{self.text} (window{'s' if len(self.windows) > 1 else ''} {shown} "\
+               f"of {of_windows})"
 
 
 @dataclass
@@ -24,6 +46,7 @@ class BacktestRun:
     forecasts: pl.DataFrame
     metrics: pl.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, list[ModelNote]] = field(default_factory=dict)
 
     def summary(self, metrics: tuple[str, ...] = ("WAPE", "MASE", "sMAPE", "RMSE")) -> pl.DataFrame:
         """Overall metrics per model over all windows, best WAPE first, with wall time."""
@@ -37,32 +60,51 @@ class BacktestRun:
                 .sort(metrics[0], nulls_last=True))
 
     def write(self, folder: Path) -> None:
-        """``metrics.csv`` and ``forecasts.parquet`` (the output contract) and ``timings.csv``
-        (wall seconds of each model's fits and forecasts over every window)."""
+        """``metrics.csv`` and ``forecasts.parquet`` (the output contract), ``timings.csv``
+        (wall seconds of each model's fits and forecasts over every window) and ``notes.json``
+        (every model, with what it noted and in which windows:
+        ``{"model": [{"note": "...", "windows": [0, 1]}]}``)."""
         self.metrics.write_csv(folder / "metrics.csv", float_precision=6)
         self.forecasts.write_parquet(folder / "forecasts.parquet")
         pl.DataFrame({"model": list(self.seconds), "seconds": list(self.seconds.values())},
                      schema={"model": pl.String, "seconds": pl.Float64}).write_csv(
             folder / "timings.csv", float_precision=2)
+        notes = {model: [{"note": n.text, "windows": n.windows} for n in kept]
+                 for model, kept in self.notes.items()}
+        (folder / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
 
 
-def backtest_models(panel: Panel, model_names: list[str], protocol: BacktestProtocol,
-                    progress: Progress | None = None) -> BacktestRun:
-    """Backtest each named model on the panel under one protocol."""
-    for name in model_names:
-        model_class(name)  # fail on an unknown name before any work is done
-    progress = progress or Progress(
-        TextColumn("[bold]{task.description:<16}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("windows"), TimeElapsedColumn(), transient=False)
-    forecasts, seconds = [], {}
-    with progress:
-        for name in model_names:
-            task = progress.add_task(name, total=protocol.windows)
-            model = create_model(name, horizon=protocol.horizon)
-            started = time.perf_counter()
-            forecasts.append(run_backtest(model, panel, protocol,
-                                          on_window=lambda _w, t=task: progress.advance(t)))
-            seconds[name] = time.perf_counter() - started
+def backtest_models(panel: Panel, models: list[str | Forecaster], protocol: BacktestProtocol,
+                    progress: BacktestProgress | None = None) -> BacktestRun:
+    """Backtest each model on the panel under one protocol, telling ``progress`` (silent by
+    default) of every model and window.
+
+    A model is a registered name (built with its defaults and the protocol's horizon) or a
+    configured instance; results are keyed by model name, so give each name once.
+    """
+    for model in models:
+        if isinstance(model, str):
+            model_class(model)  # fail on an unknown name before any work is done
+    progress = progress or SilentProgress()
+    forecasts, seconds, notes = [], {}, {}
+    for given in models:
+        model = create_model(given, horizon=protocol.horizon) if isinstance(given, str) \
+            else given
+        progress.model_started(model.name, protocol.windows)
+        kept: dict[str, list[int]] = {}
+
+        def heard(done: WindowDone, kept: dict[str, list[int]] = kept) -> None:
+            # Notes usually repeat at every refit: each is kept once with its windows.
+            for note in dict.fromkeys(done.notes):
+                kept.setdefault(note, []).append(done.window)
+            progress.window_done(done)
+
+        started = time.perf_counter()
+        forecasts.append(run_backtest(model, panel, protocol, on_window=heard))
+        seconds[model.name] = time.perf_counter() - started
+        notes[model.name] = [ModelNote(text, windows) for text, windows in kept.items()]
+        progress.model_done(model.name, seconds[model.name],
+                            [n.describe(protocol.windows) for n in notes[model.name]])
     all_forecasts = pl.concat(forecasts, how="diagonal")
     return BacktestRun(panel=panel, protocol=protocol, forecasts=all_forecasts,
-                       metrics=metrics_table(all_forecasts), seconds=seconds)
+                       metrics=metrics_table(all_forecasts), seconds=seconds, notes=notes)

