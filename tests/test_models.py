@@ -9,9 +9,6 @@ from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.base import Forecaster
 from salesfusion.models.registry import create_model, model_class, registered_models
 
-FAST = {"lightgbm": {"max_rounds": 40}}
-NEURAL_FAST = {"epochs": 2, "lookback": 8, "hidden": 16, "fusion_dim": 16, "batch_size": 64}
-
 
 @pytest.fixture(scope="module")
 def _embedding_cache(tmp_path_factory):
@@ -32,11 +29,8 @@ MODELS = [pytest.param(n, marks=pytest.mark.xdist_group(n)) for n in registered_
 
 
 def _model(name: str) -> Forecaster:
-    from salesfusion.models.multimodal import MultimodalForecaster
-
-    fast = NEURAL_FAST if issubclass(model_class(name), MultimodalForecaster) else FAST.get(name,
-                                                                                            {})
-    return create_model(name, horizon=3, **fast)
+    """The model with its class's own fast test parameters."""
+    return create_model(name, horizon=3, **model_class(name).test_params())
 
 
 @pytest.fixture
@@ -69,7 +63,7 @@ def test_fit_predict_shapes_and_values(name, shop_panel, fitted):
     assert forecast["timestamp"].min() > last
     assert forecast["timestamp"].n_unique() == 3
     quantiles = [c for c in forecast.columns if c.startswith("q")]
-    assert bool(quantiles) == model_class(name).supports_quantiles
+    assert bool(quantiles) == fitted(name).supports_quantiles
     if quantiles:
         assert (forecast[quantiles[0]] <= forecast["y_pred"]).all()
         assert (forecast["y_pred"] <= forecast[quantiles[-1]]).all()
@@ -85,10 +79,38 @@ def test_save_load_gives_identical_forecasts(name, fitted, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_deterministic_under_a_seed(name, shop_panel, fitted):
+def test_deterministic_refit_and_parameters_kept(name, shop_panel, fitted):
+    """Under a seed, a new instance gives the same forecasts; and, as scikit-learn checks, fit
+    does not change the given parameters and fitting the same instance again reproduces."""
     first = fitted(name).predict(3)
-    second = _model(name).fit(shop_panel).predict(3)
-    assert first.equals(second)
+    model = _model(name)
+    given = model.params
+    assert model.fit(shop_panel).predict(3).equals(first)
+    assert model.params == given
+    assert model.fit(shop_panel).predict(3).equals(first)
+    assert model.clone().params == given
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_capabilities_belong_to_the_configured_instance(name):
+    model = _model(name)
+    fields = type(model).Config.model_fields
+    if "quantiles" in fields:
+        point = create_model(name, **{**type(model).test_params(), "quantiles": []})
+        assert not point.supports_quantiles
+        assert create_model(name, quantiles=[0.1, 0.5, 0.9]).supports_quantiles
+    assert model.min_history >= 1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_too_short_a_panel_is_refused_before_any_work(name, shop_panel):
+    model = _model(name)
+    if model.min_history <= 1:
+        pytest.skip("fits on a single period")
+    periods = shop_panel.periods.sort()
+    short = shop_panel.until(periods[model.min_history - 2])
+    with pytest.raises(InputError, match=f"needs at least {model.min_history} periods"):
+        model.fit(short)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -174,8 +196,7 @@ def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
     windows = windows.subset(windows.target_mask.any(axis=1))
     tensors = model._tensors(wide, windows.subset(np.arange(min(256, len(windows)))))
     tensors["items"][:2] = -1  # items with no content: the "nothing known" paths
-    output = net(tensors["history"], tensors["history_mask"], tensors["items"],
-                 tensors["markets"], tensors["log_level"], tensors["future"])
+    output = net(tensors)
     quantiles = tuple(float(q) for q in model.params["quantiles"])
     make_loss("pinball" if quantiles else model.params["loss"], quantiles)(
         output, tensors["target"], tensors["target_mask"]).backward()

@@ -1,8 +1,14 @@
-"""Named component registries (models, encoders) and parameter checking shared by components."""
+"""One registry type for every kind of component: models, encoders, fusions, temporal backbones,
+heads, losses and target transforms.
+
+A registry maps a name to a class (or, for losses, any object with a ``name``). ``load`` imports
+the modules that register the built-in components, lazily, so that importing a registry stays
+cheap; anything registered later (a user's own backbone) is listed and validated the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from salesfusion.errors import InputError
@@ -11,31 +17,54 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Classes by their ``name``; ``load`` imports the modules that register them, lazily, so
-    that importing a registry stays cheap."""
+    """Components of one kind by their ``name``."""
 
-    def __init__(self, kind: str, load: Callable[[], None]) -> None:
+    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
         self.kind = kind
-        self._load = load
-        self._classes: dict[str, type[T]] = {}
+        self._load = load or (lambda: None)
+        self._entries: dict[str, T] = {}
 
-    def register(self, cls: type[T]) -> type[T]:
-        name = cls.name  # type: ignore[attr-defined]
-        if name in self._classes:
+    def register(self, component: T) -> T:
+        """Register ``component`` under its ``name`` (usable as a class decorator)."""
+        name = component.name  # type: ignore[attr-defined]
+        if name in self._entries and self._entries[name] is not component:
             raise ValueError(f"{self.kind} name '{name}' is registered twice")
-        self._classes[name] = cls
-        return cls
+        self._entries[name] = component
+        return component
 
-    def get(self, name: str) -> type[T]:
-        self._load()
-        if name not in self._classes:
-            raise InputError(f"unknown {self.kind} '{name}'; registered {self.kind}s are "
-                             f"{sorted(self._classes)}")
-        return self._classes[name]
+    def unregister(self, name: str) -> None:
+        """Remove a component (for tests and plug-ins that register temporarily)."""
+        self._entries.pop(name, None)
 
-    def names(self, keep: Callable[[type[T]], bool] | None = None) -> list[str]:
+    def get(self, name: str) -> T:
         self._load()
-        return sorted(n for n, c in self._classes.items() if keep is None or keep(c))
+        if name not in self._entries:
+            raise InputError(f"unknown {self.kind} '{name}'; the valid choices are "
+                             f"{', '.join(sorted(self._entries))}")
+        return self._entries[name]
+
+    __getitem__ = get
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def names(self, keep: Callable[[T], bool] | None = None) -> list[str]:
+        self._load()
+        return sorted(n for n, c in self._entries.items() if keep is None or keep(c))
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(name, first line of its docstring) for every registered component."""
+        self._load()
+        return [(name, _summary(self._entries[name])) for name in sorted(self._entries)]
+
+
+def _summary(component: Any) -> str:
+    doc = (getattr(component, "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else ""
 
 
 def merged_params(kind: str, name: str, defaults: dict[str, Any],

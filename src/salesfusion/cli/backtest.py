@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +11,9 @@ from rich.table import Table
 
 from salesfusion.cli.common import app, check_freq, console, guarded, panel_from, staged_folder
 from salesfusion.data.panel import Panel
-from salesfusion.datasets.online_retail import OR_WEEKLY_PROTOCOL
+from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
+from salesfusion.evaluation.progress import ConsoleProgress
 from salesfusion.evaluation.protocol import BacktestProtocol
 
 BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
@@ -32,18 +32,19 @@ def _print_summary(summary: Any) -> None:
 
 
 def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol, out: Path,
-                  title: str) -> None:
+                  title: str, progress: ConsoleProgress) -> None:
     from salesfusion.evaluation.report import write_report
     from salesfusion.evaluation.runner import backtest_models
 
     protocol.origins(panel.periods)  # too short a panel fails before anything is written
     with staged_folder(out) as staging:
-        run = backtest_models(panel, models, protocol)
+        run = backtest_models(panel, models, protocol, progress=progress)
+        progress.close()  # the bars end before the report's own status line
         run.write(staging)
-        with console.status("Writing the report"):
+        with progress.stage("Writing the report"):
             write_report(run, staging / "report.html", title=title)
     _print_summary(run.summary())
-    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet and report.html")
+    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and report.html")
 
 
 @app.command()
@@ -51,11 +52,16 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol, o
 def demo(out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/demo")) -> None:
     """The main job on the bundled data: OR-weekly panel, every baseline and the multimodal
     model backtested, report."""
-    started = time.perf_counter()
-    panel = panel_from("online_retail", None, "W", OR_WEEKLY_PROTOCOL, None, None)
-    _run_backtest(panel, DEMO_MODELS, OR_WEEKLY_PROTOCOL, out,
-                  title="salesfusion demo: baselines and a multimodal model on OR-weekly")
-    console.print(f"Demo finished in {time.perf_counter() - started:,.0f} s")
+    progress = ConsoleProgress(console)
+    dataset = load_dataset("online_retail")
+    protocol = BacktestProtocol.from_benchmark(dataset.benchmark)
+    with progress:
+        # panel_from shows its own spinner on a terminal; a log file gets the start/end lines.
+        with progress.stage("Building the panel", spinner=False):
+            panel = panel_from(dataset, None, "W", protocol, None, None)
+        _run_backtest(panel, DEMO_MODELS, protocol, out, progress=progress,
+                      title="salesfusion demo: baselines and a multimodal model on OR-weekly")
+    progress.finished("Demo")
 
 
 @app.command()
@@ -84,8 +90,13 @@ def backtest(
     for name in names:
         model_class(name)
     protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
-    panel = panel_from(dataset, spec, check_freq(freq) if freq else None, protocol,
-                        min_nonzero, lookback)
-    _run_backtest(panel, names, protocol, out, title=f"salesfusion backtest: {dataset or spec}")
+    progress = ConsoleProgress(console)
+    with progress:
+        with progress.stage("Building the panel", spinner=False):
+            panel = panel_from(dataset, spec, check_freq(freq) if freq else None, protocol,
+                               min_nonzero, lookback)
+        _run_backtest(panel, names, protocol, out, progress=progress,
+                      title=f"salesfusion backtest: {dataset or spec}")
+    progress.finished("Backtest")
 
 

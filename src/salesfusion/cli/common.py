@@ -19,19 +19,22 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from salesfusion.data.crosscheck import crosscheck
+from salesfusion.data.frequency import FREQUENCIES
 from salesfusion.data.panel import Panel, build_panel
-from salesfusion.data.spec import FREQUENCIES, load_spec
+from salesfusion.data.selection import keep_active_series
+from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
-from salesfusion.datasets import load_dataset
-from salesfusion.datasets.online_retail import OR_WEEKLY_LOOKBACK, OR_WEEKLY_MIN_NONZERO
+from salesfusion.datasets import Dataset, load_dataset
 from salesfusion.errors import InputError
-from salesfusion.evaluation.protocol import BacktestProtocol, keep_active_series
+from salesfusion.evaluation.protocol import BacktestProtocol
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Multimodal demand forecasting for cross-border e-commerce.")
 data_app = typer.Typer(no_args_is_help=True, help="Check dataset specs and build panels.")
 app.add_typer(data_app, name="data")
-console = Console(stderr=True)
+# soft_wrap: a log line stays one line whatever the terminal width (and when piped).
+console = Console(stderr=True, soft_wrap=True)
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 
@@ -78,21 +81,32 @@ def check_freq(freq: str) -> str:
     return freq.upper()
 
 
-def panel_from(dataset: str | None, spec: Path | None, freq: str | None,
-                protocol: BacktestProtocol, min_nonzero: int | None,
+def panel_from(dataset: str | Dataset | None, spec: Path | None, freq: str | None,
+                protocol: BacktestProtocol | None, min_nonzero: int | None,
                 lookback: int | None) -> Panel:
+    """The panel of a bundled dataset (by name, or loaded) or of a spec. With ``min_nonzero``,
+    only series active before ``protocol``'s test part; a bundled dataset's ``benchmark``
+    supplies whichever of the protocol and the selection is not given."""
     if (dataset is None) == (spec is None):
         raise InputError("give exactly one of --dataset NAME or --spec SPEC")
     with console.status("Building the panel"):
         if dataset is not None:
-            panel = load_dataset(dataset).panel(freq)
-            if dataset == "online_retail":  # the standard OR-weekly selection
-                min_nonzero = OR_WEEKLY_MIN_NONZERO if min_nonzero is None else min_nonzero
-                lookback = OR_WEEKLY_LOOKBACK if lookback is None else lookback
+            bundled = load_dataset(dataset) if isinstance(dataset, str) else dataset
+            panel = bundled.panel(freq)
+            if (benchmark := bundled.benchmark) is not None:
+                protocol = protocol or BacktestProtocol.from_benchmark(benchmark)
+                min_nonzero = benchmark.min_nonzero if min_nonzero is None else min_nonzero
+                lookback = benchmark.lookback if lookback is None else lookback
         else:
-            panel = build_panel(load_tables(load_spec(spec)), freq)
+            tables = load_tables(load_spec(spec))
+            panel = build_panel(tables, freq)
+            checked = crosscheck(tables, panel)
+            for line in checked.summary():
+                console.print(line, markup=False, highlight=False)
+            checked.raise_for_errors()
         if min_nonzero:
-            panel = keep_active_series(panel, protocol, lookback=lookback or len(panel.periods),
+            holdout = (protocol or BacktestProtocol()).test_length
+            panel = keep_active_series(panel, holdout, lookback=lookback or len(panel.periods),
                                        min_nonzero=min_nonzero)
     console.print(f"Panel: {panel.n_series:,} series, {panel.data.height:,} rows, "
                   f"{len(panel.periods)} periods (freq {panel.freq})")

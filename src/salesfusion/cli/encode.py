@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 
 from salesfusion.cli.common import DEFAULT_CACHE, app, console, guarded, staged_folder
+from salesfusion.data.crosscheck import crosscheck
+from salesfusion.data.panel import build_panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets import load_dataset
@@ -29,8 +31,8 @@ def encode(
 ) -> None:
     """Encode one modality of the items table (cached), printing throughput and cache hits."""
     from salesfusion.encoders.cache import EmbeddingCache
-    from salesfusion.encoders.inputs import item_inputs
-    from salesfusion.encoders.registry import create_encoder, encoder_class
+    from salesfusion.encoders.inputs import Catalogue, build_encoder
+    from salesfusion.encoders.registry import encoder_class
 
     if encoder_class(encoder).modality != modality:
         raise InputError(f"encoder '{encoder}' encodes {encoder_class(encoder).modality}, "
@@ -39,14 +41,18 @@ def encode(
         raise InputError("give exactly one of --dataset NAME or --spec SPEC")
     source = load_dataset(dataset) if dataset else None
     tables = source.tables if source else load_tables(load_spec(spec))
-    ids, inputs, params = item_inputs(tables, modality)
-    model = create_encoder(encoder, **params)
-    if model.needs_fit:
-        corpus = inputs
-        if getattr(model, "fits_on_pairs", False):  # clip: (image, title) pairs
-            corpus = list(zip(inputs, item_inputs(tables, "text")[1], strict=True))
+    if source is None:  # the cross-table summary every command that loads a spec prints
+        checked = crosscheck(tables, build_panel(tables))
+        for line in checked.summary():
+            console.print(line, markup=False, highlight=False)
+        checked.raise_for_errors()
+    catalogue = Catalogue.from_tables(tables)
+    ids = catalogue.ids
+    inputs, _ = catalogue.inputs(modality)
+    model = build_encoder(catalogue, modality, encoder)
+    if model.needs_fit:  # the same corpus (and image-text pairing) a model fits on
         with console.status(f"Fitting {encoder} on {len(inputs):,} items"):
-            model.fit(corpus)
+            model.fit(catalogue.fit_corpus(model, inputs))
     started = time.perf_counter()
     result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
                           progress=True)

@@ -1,9 +1,18 @@
-"""Chronological splits. Tuning may look at the validation part only, never at the test part."""
+"""Chronological splits. Tuning may look at the validation part only, never at the test part.
+
+Two splits, both by whole periods in time order: ``chronological_split`` cuts a panel into
+train / validation / test parts (7:2:1 by default, seed 003), and ``ValidationPeriods`` is the
+one rule every model uses inside ``fit``: the last ``horizon`` periods of the data it is given
+are its validation part (early stopping, best-checkpoint choice, the tuning score), and no
+training target may fall in them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+import numpy as np
 
 from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
@@ -46,3 +55,29 @@ def chronological_split(panel: Panel, fractions: tuple[float, float, float] = (0
         train_end=train_end,
         validation_end=validation_end,
     )
+
+
+@dataclass(frozen=True)
+class ValidationPeriods:
+    """The validation part of a training panel of ``n_periods``: its last ``horizon``."""
+
+    n_periods: int
+    horizon: int
+
+    @property
+    def start(self) -> int:
+        """Index of the first validation period."""
+        return max(self.n_periods - self.horizon, 0)
+
+    def is_validation(self, period_index: np.ndarray) -> np.ndarray:
+        """Which target periods (indices into the panel's periods) are validation periods."""
+        return np.asarray(period_index) >= self.start
+
+    def split(self, panel: Panel) -> tuple[Panel, Panel]:
+        """(the periods before the validation part, the validation part)."""
+        periods = panel.periods.sort()
+        if self.start < 1:
+            raise InputError(f"a validation part of {self.horizon} periods leaves no training "
+                             f"period in a panel of {len(periods)}")
+        return (panel.until(periods[self.start - 1]),
+                panel.between(periods[self.start], periods[len(periods) - 1]))

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from salesfusion.components import ENCODERS
 from salesfusion.encoders.base import Encoder
-from salesfusion.registry import Registry
 
-
-def _load() -> None:
-    from salesfusion.encoders import clip, image, static, text  # noqa: F401
-
-
-ENCODERS: Registry[Encoder] = Registry("encoder", _load)
 register_encoder = ENCODERS.register
 encoder_class = ENCODERS.get
 

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from salesfusion.components import FUSIONS
 from salesfusion.fusion.base import Fusion, ModalityInput
 
 
@@ -17,6 +18,7 @@ def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(weights, nan=0.0)
 
 
+@FUSIONS.register
 class HierarchicalMMA(Fusion):
     """Seed 000 eq. 12-14. The abstract modalities (static attributes and text) are first encoded
     jointly, F_ab = [static ⊕ text] W (eq. 13), as keys and values; the image features are the
@@ -26,6 +28,9 @@ class HierarchicalMMA(Fusion):
     kept as two key/value tokens of F_ab so that attention can weigh them and mask a missing one.
     The output joins the attended vector with the query (the image) and the joint encoding.
     """
+
+    name = "hierarchical_mma"
+    required_modalities = frozenset({"image"})
 
     def __init__(self, dims: dict[str, int], out_dim: int, query: str = "image",
                  keys: tuple[str, ...] = ("static", "text")) -> None:
@@ -63,6 +68,7 @@ class HierarchicalMMA(Fusion):
         return self._fill_empty(fused, inputs)
 
 
+@FUSIONS.register
 class BidirectionalAttention(Fusion):
     """Seeds 003/004 eq. 1-3: text->image and image->text attention from inner products.
 
@@ -75,6 +81,9 @@ class BidirectionalAttention(Fusion):
     positions and added. With a missing modality the other one passes through alone. Any other
     modality given (static attributes) is joined to the result before the output layer.
     """
+
+    name = "bidirectional"
+    required_modalities = frozenset({"text", "image"})
 
     def __init__(self, dims: dict[str, int], out_dim: int, text: str = "text",
                  image: str = "image") -> None:

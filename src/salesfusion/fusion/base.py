@@ -10,6 +10,7 @@ known" vector.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -44,7 +45,16 @@ class ModalityInput:
 
 
 class Fusion(nn.Module):
-    """Base class: ``dims`` maps each modality the model may see to its embedding width."""
+    """Base class: ``dims`` maps each modality the model may see to its embedding width.
+
+    Subclasses declare what they consume, read by the network builder: the item modalities
+    they cannot work without (``required_modalities``) and the entities beyond the item's
+    content they attend over (``context_entities``: ``market`` and/or ``events`` tokens).
+    """
+
+    name: ClassVar[str]
+    required_modalities: ClassVar[frozenset[str]] = frozenset()
+    context_entities: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, dims: dict[str, int], out_dim: int) -> None:
         super().__init__()

@@ -13,10 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salesfusion.components import FUSIONS
 from salesfusion.fusion.base import Fusion, ModalityInput
 
 
+@FUSIONS.register
 class MultiEntityFusion(Fusion):
+    name = "multi_entity"
+    context_entities = ("market", "events")
+
     def __init__(self, dims: dict[str, int], out_dim: int, heads: int = 4) -> None:
         super().__init__(dims, out_dim)
         self.embed = nn.ModuleDict({m: nn.Linear(d, out_dim) for m, d in dims.items()})

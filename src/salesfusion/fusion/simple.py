@@ -5,11 +5,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salesfusion.components import FUSIONS
 from salesfusion.fusion.base import Fusion, ModalityInput
 
 
+@FUSIONS.register
 class ConcatFusion(Fusion):
     """[pooled_m * present_m, present_m for every m] -> Linear -> ReLU."""
+
+    name = "concat"
 
     def __init__(self, dims: dict[str, int], out_dim: int) -> None:
         super().__init__(dims, out_dim)
@@ -25,9 +29,12 @@ class ConcatFusion(Fusion):
         return self._fill_empty(self.projection(torch.cat(parts, dim=1)), inputs)
 
 
+@FUSIONS.register
 class GatedFusion(Fusion):
     """Each modality is projected (tanh) and weighted by a sigmoid gate computed from itself;
     the gated sum is normalised by the gates of the modalities present."""
+
+    name = "gated"
 
     def __init__(self, dims: dict[str, int], out_dim: int) -> None:
         super().__init__(dims, out_dim)

@@ -1,8 +1,12 @@
 """The common model interface: ``fit`` / ``predict`` / ``save`` / ``load`` and, once for every
 model, ``backtest``.
 
-A forecast frame has ``item_id, market, timestamp, y_pred`` and, for models that give them,
-quantile columns ``q<level>``.
+A forecast frame has ``item_id, market, timestamp, y_pred``, for models that give them quantile
+columns ``q<level>``, and two boolean columns that ``predict`` adds for every model:
+``cold_start`` (the series had no history in the panel the forecast was made from, so it is
+forecast from other series) and ``before_launch`` (the period starts before the item's launch: the
+period holding its items-table ``launch_date``, or its first sale when that is earlier). Demand
+is never forecast before launch: ``y_pred`` and the quantiles of ``before_launch`` rows are 0.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.registry import merged_params
+from salesfusion.models.config import ModelConfig, config_from_defaults, validate_config
 
 if TYPE_CHECKING:
     from salesfusion.evaluation.protocol import BacktestProtocol
@@ -31,18 +35,60 @@ class NotFittedError(RuntimeError):
 
 
 class Forecaster(ABC):
-    """Base class of every model. Subclasses set ``name`` and the capability flags."""
+    """Base class of every model. Subclasses set ``name``, their ``Config`` (a frozen pydantic
+    model of their parameters) and the capability flags; presets set ``preset_params``."""
 
     name: ClassVar[str]
-    supports_quantiles: ClassVar[bool] = False
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    # Values that replace the Config's defaults (a preset is configuration, not a new model).
+    preset_params: ClassVar[dict[str, Any]] = {}
     supports_cold_start: ClassVar[bool] = False  # can forecast series with no history
-    default_params: ClassVar[dict[str, Any]] = {}
 
-    def __init__(self, **params: Any) -> None:
-        self.params: dict[str, Any] = merged_params("model", self.name, self.default_params,
-                                                    params)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "default_params" in cls.__dict__ and "Config" not in cls.__dict__:
+            cls.Config = config_from_defaults(cls.__name__, cls.__dict__["default_params"])
+
+    def __init__(self, config: ModelConfig | None = None, **params: Any) -> None:
+        if config is None:
+            config = validate_config(self.Config, {**self.preset_params, **params},
+                                     owner=self.name)
+        elif params or not isinstance(config, self.Config):
+            raise InputError(f"model '{self.name}' takes either a {self.Config.__name__} or "
+                             f"keyword parameters")
+        self.config = config
         self.freq: str | None = None
         self._fitted = False
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The configuration as plain values (what the manifest stores)."""
+        return self.config.model_dump(mode="json")
+
+    @classmethod
+    def default_config(cls) -> ModelConfig:
+        return cls.Config.model_validate(cls.preset_params)
+
+    # --- capabilities of the configured instance ----------------------------------------------
+    @property
+    def supports_quantiles(self) -> bool:
+        """Whether forecasts carry quantile columns."""
+        return False
+
+    @property
+    def min_history(self) -> int:
+        """The fewest panel periods ``fit`` can learn from; checked before any work."""
+        return 1
+
+    @property
+    def notes(self) -> list[str]:
+        """What the run log and report should say about this model (fallbacks, masking)."""
+        return list(getattr(self, "_notes", []))
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        """Parameters that make the conformance suite fast (fewer rounds, epochs, units)."""
+        return {}
 
     # --- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -62,6 +108,10 @@ class Forecaster(ABC):
     def fit(self, panel: Panel) -> Self:
         if panel.data.height == 0:
             raise InputError(f"model '{self.name}': cannot fit on an empty panel")
+        if len(panel.periods) < self.min_history:
+            raise InputError(f"model '{self.name}' needs at least {self.min_history} periods "
+                             f"to fit with this configuration; the panel has "
+                             f"{len(panel.periods)}")
         self.freq = panel.freq
         self._fit(panel)
         self._history = panel
@@ -88,11 +138,13 @@ class Forecaster(ABC):
                                  f"({unseen.height}, e.g. item {first[0]!r} in {first[1]!r}); "
                                  f"use a cold-start model such as knn_analogue")
         forecast = self._predict(horizon, history, series)
+        items = history.items if history.items is not None else self._history.items
+        forecast = _flag_history_and_launch(forecast, history, items)
         return forecast.sort(*SERIES_KEY, "timestamp")
 
     def clone(self) -> Self:
         """An unfitted copy with the same parameters."""
-        return type(self)(**self.params)
+        return type(self)(self.config)
 
     def backtest(self, panel: Panel, protocol: BacktestProtocol) -> pl.DataFrame:
         """Rolling-origin backtest; returns the forecasts frame (see ``evaluation.backtest``)."""
@@ -162,3 +214,36 @@ _HISTORY_TABLES = ("events", "exogenous")  # the Panel's whole-period tables, sa
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _is_quantile(column: str) -> bool:
+    try:
+        return column.startswith("q") and 0 < float(column[1:]) < 1
+    except ValueError:
+        return False
+
+
+def _flag_history_and_launch(forecast: pl.DataFrame, history: Panel,
+                             items: pl.DataFrame | None) -> pl.DataFrame:
+    """Add ``cold_start`` and ``before_launch`` to a model's forecast and zero the demand of
+    periods before each item's launch (see the module docstring)."""
+    from salesfusion.data.frequency import truncate_to_period
+
+    first_seen = history.data.group_by(SERIES_KEY).agg(pl.col("timestamp").min().alias("_first"))
+    flagged = forecast.join(first_seen, on=SERIES_KEY, how="left").with_columns(
+        pl.col("_first").is_null().alias("cold_start"))
+    launch = pl.col("_first")
+    if items is not None and "launch_date" in items.columns:
+        declared = (items.select("item_id", truncate_to_period(pl.col("launch_date"), history.freq)
+                                 .alias("_declared"))
+                    .drop_nulls("_declared").unique("item_id", keep="first"))
+        flagged = flagged.join(declared, on="item_id", how="left")
+        # As in the panel: a series starts at its declared launch or its first sale if earlier.
+        launch = pl.min_horizontal("_first", "_declared")
+    flagged = flagged.with_columns(
+        (pl.col("timestamp") < launch).fill_null(False).alias("before_launch"))
+    demand = [c for c in flagged.columns if c == "y_pred" or _is_quantile(c)]
+    return flagged.with_columns(
+        [pl.when(pl.col("before_launch")).then(0.0).otherwise(pl.col(c))
+         .cast(flagged.schema[c]).alias(c) for c in demand]
+    ).drop("_first", "_declared", strict=False)

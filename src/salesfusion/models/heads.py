@@ -1,14 +1,25 @@
-"""Output heads: point forecasts, or ordered quantiles (non-crossing by construction)."""
+"""Output heads, registered by name: point forecasts, or ordered quantiles (non-crossing by
+construction). Every head is built as ``Head(in_dim, horizon, quantiles)`` and returns
+(B, horizon, K) with K = max(1, len(quantiles))."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional
 
+from salesfusion.components import HEADS
 
+
+@HEADS.register
 class PointHead(nn.Module):
-    def __init__(self, in_dim: int, horizon: int) -> None:
+    """One value per horizon step."""
+
+    name: ClassVar[str] = "point"
+
+    def __init__(self, in_dim: int, horizon: int, quantiles: tuple[float, ...] = ()) -> None:
         super().__init__()
         self.horizon = horizon
         self.linear = nn.Linear(in_dim, horizon)
@@ -19,8 +30,11 @@ class PointHead(nn.Module):
         return self.linear(features)[..., None]
 
 
+@HEADS.register
 class QuantileHead(nn.Module):
     """The lowest quantile plus non-negative increments, so q_1 <= q_2 <= ... always."""
+
+    name: ClassVar[str] = "quantile"
 
     def __init__(self, in_dim: int, horizon: int, quantiles: tuple[float, ...]) -> None:
         super().__init__()

@@ -1,83 +1,96 @@
 """The composed network: item content (encoders -> fusion) + market -> temporal backbone -> head.
 
-The forecast periods' known inputs (``future``: calendar, scheduled events, future-known
-exogenous columns) reach every model: the TFT and GTM decoders read them per step, the other
-backbones get them flattened next to their output, before the head. The multi-entity fusion
-also sees the market and an events entity (event channels of the window and the future inputs).
+Built from what each component declares (``Fusion.required_modalities`` and
+``context_entities``, ``TemporalBackbone.reads_future`` and ``selects_static``), never from a
+component's name, so a new fusion or backbone is one file and its registration:
 
-Item content (text/image vectors with presence masks, static attribute codes) is stored as
-buffers, indexed by item row, so the weights file carries everything needed to predict and a
-saved model needs no encoder at load time.
+- a backbone that selects static variables itself gets every modality, the market and the
+  level as separate static variables, and no fusion runs;
+- otherwise the fusion combines the item's modalities (plus the ``market`` and ``events``
+  entities when it declares them) and the backbone gets fused content + market + level;
+- a backbone that reads future inputs gets the forecast periods' known inputs per step; the
+  others get them flattened next to their output, before the head.
+
+A fusion whose required modality is absent (an ablation removed it) is replaced by the
+configured fallback fusion and ``notes`` says so. Item content (text/image vectors with
+presence masks, static attribute codes) is stored as buffers indexed by item row, so the
+weights file carries everything needed to predict and a saved model needs no encoder.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from salesfusion.encoders.static import StaticAttributeEncoder
+from salesfusion.features.calendar import CALENDAR_WIDTH
 from salesfusion.fusion import FUSIONS, ModalityInput
-from salesfusion.models.heads import PointHead, QuantileHead
-from salesfusion.models.temporal import BACKBONES, FUTURE_BACKBONES
-from salesfusion.models.temporal.tft import TFTBackbone
-from salesfusion.training.windows import CALENDAR_WIDTH
+from salesfusion.models.heads import HEADS
+from salesfusion.models.temporal import BACKBONES, BackboneShape
 
 MARKET_DIM = 8
+# The network's inputs, one tensor each in a batch mapping (see ``training.batches``).
+NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future")
+# Item content buffers, by modality (vectors, presence, optional token masks / codes).
+CONTENT_BUFFERS = {"text": ("text_values", "text_present", "text_tokens"),
+                   "image": ("image_values", "image_present", "image_tokens"),
+                   "static": ("static_codes", "static_numbers")}
 
 
 class MultimodalNet(nn.Module):
     def __init__(self, *, content: dict[str, torch.Tensor], static_cardinalities: list[int],
-                 n_numeric: int, n_markets: int, history_dim: int, horizon: int,
-                 fusion: str, fusion_dim: int, backbone: str, hidden: int, layers: int,
-                 dropout: float, quantiles: tuple[float, ...], static_dim: int = 16,
-                 future_dim: int = CALENDAR_WIDTH) -> None:
+                 n_numeric: int, n_markets: int, history_dim: int, future_dim: int,
+                 horizon: int, fusion: str | None, fallback_fusion: str, fusion_dim: int,
+                 backbone: str, head: str, hidden: int, layers: int, dropout: float,
+                 quantiles: tuple[float, ...], static_dim: int = 16) -> None:
         super().__init__()
-        dims: dict[str, int] = {}
-        for name in ("text", "image"):
-            if f"{name}_values" in content:
-                self.register_buffer(f"{name}_values", content[f"{name}_values"])
-                self.register_buffer(f"{name}_present", content[f"{name}_present"])
-                if f"{name}_tokens" in content:
-                    self.register_buffer(f"{name}_tokens", content[f"{name}_tokens"])
-                dims[name] = content[f"{name}_values"].shape[-1]
-        self.has_static = "static_codes" in content
-        if self.has_static:
-            self.register_buffer("static_codes", content["static_codes"])
-            self.register_buffer("static_numbers", content["static_numbers"])
+        self.notes: list[str] = []
+        for buffers in CONTENT_BUFFERS.values():
+            for buffer in buffers:
+                if buffer in content:
+                    self.register_buffer(buffer, content[buffer])
+        dims = {m: content[f"{m}_values"].shape[-1] for m in ("text", "image")
+                if f"{m}_values" in content}
+        if "static_codes" in content:
             self.static = StaticAttributeEncoder(static_cardinalities, n_numeric, static_dim)
             dims["static"] = static_dim
         self.modalities = list(dims)
         self.market = nn.Embedding(n_markets + 1, MARKET_DIM)  # index 0: unseen market
-        self.is_tft = backbone == "tft"
-        self.entities = fusion == "multi_entity" and not self.is_tft
-        self.backbone_reads_future = self.is_tft or backbone in FUTURE_BACKBONES
         # Event channels of a history step: everything after the value and the calendar.
         self.event_channels = history_dim - 1 - CALENDAR_WIDTH
-        if self.is_tft:
-            # The TFT's static variable selection weighs every modality itself: no fusion.
-            self.fusion = None
-            static_dims = [dims[m] + 1 for m in self.modalities] + [MARKET_DIM, 1]
-            self.backbone = TFTBackbone(history_dim, static_dims, horizon, hidden=hidden,
-                                        layers=layers, dropout=dropout, future_dim=future_dim)
+        backbone_type = BACKBONES.get(backbone)
+        self.reads_future = backbone_type.reads_future
+        self.selects_static = backbone_type.selects_static
+        self.fusion = None
+        self.entities: tuple[str, ...] = ()
+        context_dim = MARKET_DIM + 1
+        if self.selects_static:
+            if fusion is not None:
+                self.notes.append(f"fusion '{fusion}' not used: backbone '{backbone}' selects "
+                                  f"static variables itself")
         else:
-            needs = {"hierarchical_mma": {"image"},
-                     "bidirectional": {"text", "image"}}.get(fusion, set())
-            if needs - set(dims):
-                fusion = "concat"  # an ablation removed a modality the attention fusion needs
-            if self.entities:
-                dims = {**dims, "market": MARKET_DIM,
-                        "events": self.event_channels + horizon * future_dim}
-            self.fusion = FUSIONS[fusion](dims, fusion_dim) if dims else None
-            context_dim = (fusion_dim if dims else 0) + MARKET_DIM + 1
-            extra = ({"horizon": horizon, "future_dim": future_dim}
-                     if backbone in FUTURE_BACKBONES else {})
-            self.backbone = BACKBONES[backbone](input_dim=history_dim, context_dim=context_dim,
-                                                hidden=hidden, layers=layers, dropout=dropout,
-                                                **extra)
-        head_in = self.backbone.out_dim + (0 if self.backbone_reads_future
-                                           else horizon * future_dim)
-        self.head = (QuantileHead(head_in, horizon, quantiles) if quantiles
-                     else PointHead(head_in, horizon))
+            fusion_type = FUSIONS.get(fusion or fallback_fusion)
+            missing = fusion_type.required_modalities - set(dims)
+            if missing:
+                self.notes.append(f"fusion '{fusion_type.name}' needs {sorted(missing)}, which "
+                                  f"this model does not have: using '{fallback_fusion}'")
+                fusion_type = FUSIONS.get(fallback_fusion)
+            self.entities = fusion_type.context_entities
+            entity_dims = {"market": MARKET_DIM,
+                           "events": self.event_channels + horizon * future_dim}
+            fused_dims = {**dims, **{e: entity_dims[e] for e in self.entities}}
+            if fused_dims:
+                self.fusion = fusion_type(fused_dims, fusion_dim)
+                context_dim += fusion_dim
+        shape = BackboneShape(input_dim=history_dim, context_dim=context_dim, horizon=horizon,
+                              future_dim=future_dim,
+                              static_dims=(*[dims[m] + 1 for m in self.modalities],
+                                           MARKET_DIM, 1))
+        self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
+        head_in = self.backbone.out_dim + (0 if self.reads_future else horizon * future_dim)
+        self.head = HEADS.get(head)(head_in, horizon, quantiles)
 
     def content(self, items: torch.Tensor) -> dict[str, ModalityInput]:
         """The modality inputs of a batch of item rows (row -1: an item with no content)."""
@@ -91,33 +104,38 @@ class MultimodalNet(nn.Module):
                     getattr(self, f"{name}_values")[rows],
                     getattr(self, f"{name}_present")[rows] & known,
                     tokens[rows] if tokens is not None else None)
-        if self.has_static:
+        if "static" in self.modalities:
             vector = self.static(self.static_codes[rows] * known[:, None],
                                  self.static_numbers[rows] * known[:, None].float())
             out["static"] = ModalityInput(vector, known)
         return out
 
-    def forward(self, history: torch.Tensor, history_mask: torch.Tensor, items: torch.Tensor,
-                markets: torch.Tensor, log_level: torch.Tensor,
-                future: torch.Tensor) -> torch.Tensor:
-        market = self.market(markets)
-        parts = [market, log_level[:, None]]
-        if self.is_tft:
-            statics = [torch.cat([m.pooled() * m.present[:, None].float(),
-                                  m.present[:, None].float()], dim=1)
-                       for m in self.content(items).values()]
-            return self.head(self.backbone(history, history_mask, [*statics, *parts], future))
-        if self.fusion is not None:
-            content = self.content(items)
-            if self.entities:
-                always = torch.ones(len(items), dtype=torch.bool, device=items.device)
-                events = torch.cat([history[..., history.shape[-1] - self.event_channels:]
-                                    .mean(1), future.flatten(1)], dim=1)
-                content.update(market=ModalityInput(market, always),
-                               events=ModalityInput(events, always))
-            parts.insert(0, self.fusion(content))
-        context = torch.cat(parts, dim=1)
-        if self.backbone_reads_future:
-            return self.head(self.backbone(history, history_mask, context, future))
-        encoded = self.backbone(history, history_mask, context)
+    def _entities(self, batch: Mapping[str, torch.Tensor],
+                  market: torch.Tensor) -> dict[str, ModalityInput]:
+        history, future = batch["history"], batch["future"]
+        always = torch.ones(len(market), dtype=torch.bool, device=market.device)
+        events = torch.cat([history[..., history.shape[-1] - self.event_channels:].mean(1),
+                            future.flatten(1)], dim=1)
+        available = {"market": market, "events": events}
+        return {e: ModalityInput(available[e], always) for e in self.entities}
+
+    def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """``batch`` maps every name of ``NET_INPUTS`` to its tensor; returns (B, H, K)."""
+        history, mask, future = batch["history"], batch["history_mask"], batch["future"]
+        market = self.market(batch["markets"])
+        level = batch["log_level"][:, None]
+        content = self.content(batch["items"])
+        if self.selects_static:
+            context: torch.Tensor | list[torch.Tensor] = [
+                *(torch.cat([m.pooled() * m.present[:, None].float(),
+                             m.present[:, None].float()], dim=1) for m in content.values()),
+                market, level]
+        else:
+            parts = [market, level]
+            if self.fusion is not None:
+                parts.insert(0, self.fusion({**content, **self._entities(batch, market)}))
+            context = torch.cat(parts, dim=1)
+        if self.reads_future:
+            return self.head(self.backbone(history, mask, context, future))
+        encoded = self.backbone(history, mask, context)
         return self.head(torch.cat([encoded, future.flatten(1)], dim=1))

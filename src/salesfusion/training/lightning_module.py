@@ -1,16 +1,17 @@
-"""Lightning wrapper: loss, optimiser and learning-rate schedule around ``MultimodalNet``."""
+"""Lightning wrapper: loss, optimiser and learning-rate schedule around a network that takes a
+batch mapping (``models.network.NET_INPUTS``) and returns (B, horizon, K)."""
 
 from __future__ import annotations
 
 import lightning
 import torch
+from torch import nn
 
-from salesfusion.models.network import MultimodalNet
 from salesfusion.training.losses import make_loss
 
 
 class ForecastModule(lightning.LightningModule):
-    def __init__(self, net: MultimodalNet, loss: str, quantiles: tuple[float, ...], lr: float,
+    def __init__(self, net: nn.Module, loss: str, quantiles: tuple[float, ...], lr: float,
                  tweedie_power: float = 1.5, schedule_on_validation: bool = True) -> None:
         super().__init__()
         self.net = net
@@ -19,8 +20,7 @@ class ForecastModule(lightning.LightningModule):
         self.schedule_on_validation = schedule_on_validation
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.net(batch["history"], batch["history_mask"], batch["items"],
-                        batch["markets"], batch["log_level"], batch["future"])
+        return self.net(batch)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
         loss = self.loss_fn(self(batch), batch["target"], batch["target_mask"])

@@ -1,18 +1,18 @@
-"""Losses on (prediction, target, mask) with masked periods excluded from the mean.
+"""Losses on (prediction, target, mask) with masked periods excluded from the mean, registered
+by name so that configs validate them and ``salesfusion components`` lists them.
 
 ``mse``, ``mae``, ``rmse`` (seed 000 trains on RMSE) and ``pinball`` take predictions on the
 target's scale; ``poisson`` and ``tweedie`` take the log of the mean (the head's output), the
-usual parametrisation for counts, so that the mean stays positive.
+usual parametrisation for counts, so that the mean stays positive (``log_link``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 
-LOSSES = ("mse", "mae", "rmse", "pinball", "poisson", "tweedie")
-LOG_LINK = ("poisson", "tweedie")
+from salesfusion.components import LOSSES
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -23,6 +23,90 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum() / weights.sum().clamp(min=1.0)
 
 
+class Loss:
+    """A loss of (prediction (B, H, K), target (B, H), mask (B, H))."""
+
+    name: ClassVar[str]
+    log_link: ClassVar[bool] = False  # the head outputs the log of the mean
+
+    def __init__(self, quantiles: tuple[float, ...] = (), tweedie_power: float = 1.5) -> None:
+        self.quantiles = quantiles
+        self.tweedie_power = tweedie_power
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+        return _masked_mean(self.pointwise(prediction[..., 0], target), mask)
+
+    def pointwise(self, point: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+@LOSSES.register
+class MSE(Loss):
+    """Mean squared error."""
+
+    name = "mse"
+
+    def pointwise(self, point: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (point - target) ** 2
+
+
+@LOSSES.register
+class RMSE(Loss):
+    """Root mean squared error (seed 000)."""
+
+    name = "rmse"
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+        return _masked_mean((prediction[..., 0] - target) ** 2, mask).clamp(min=1e-12).sqrt()
+
+
+@LOSSES.register
+class MAE(Loss):
+    """Mean absolute error (the median forecast)."""
+
+    name = "mae"
+
+    def pointwise(self, point: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (point - target).abs()
+
+
+@LOSSES.register
+class Pinball(Loss):
+    """Quantile (pinball) loss averaged over the quantile levels."""
+
+    name = "pinball"
+
+    def __call__(self, prediction: torch.Tensor, target: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+        return pinball(prediction, target, mask, self.quantiles)
+
+
+@LOSSES.register
+class Poisson(Loss):
+    """Poisson negative log-likelihood of the log mean."""
+
+    name = "poisson"
+    log_link = True
+
+    def pointwise(self, point: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return point.exp() - target * point
+
+
+@LOSSES.register
+class Tweedie(Loss):
+    """Tweedie deviance of the log mean, variance power ``tweedie_power`` in (1, 2)."""
+
+    name = "tweedie"
+    log_link = True
+
+    def pointwise(self, point: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        p = self.tweedie_power
+        return (-target * torch.exp(point * (1 - p)) / (1 - p)
+                + torch.exp(point * (2 - p)) / (2 - p))
+
+
 def pinball(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
             quantiles: tuple[float, ...]) -> torch.Tensor:
     levels = torch.tensor(quantiles, dtype=prediction.dtype, device=prediction.device)
@@ -30,26 +114,6 @@ def pinball(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     return _masked_mean(torch.maximum(levels * error, (levels - 1) * error), mask)
 
 
-def make_loss(name: str, quantiles: tuple[float, ...] = (), tweedie_power: float = 1.5
-              ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """A loss of (prediction (B, H, K), target (B, H), mask (B, H))."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown loss '{name}'; use one of {LOSSES}")
-
-    def loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if name == "pinball":
-            return pinball(prediction, target, mask, quantiles)
-        point = prediction[..., 0]
-        if name == "mse":
-            return _masked_mean((point - target) ** 2, mask)
-        if name == "rmse":
-            return _masked_mean((point - target) ** 2, mask).clamp(min=1e-12).sqrt()
-        if name == "mae":
-            return _masked_mean((point - target).abs(), mask)
-        if name == "poisson":
-            return _masked_mean(point.exp() - target * point, mask)
-        p = tweedie_power
-        return _masked_mean(-target * torch.exp(point * (1 - p)) / (1 - p)
-                            + torch.exp(point * (2 - p)) / (2 - p), mask)
-
-    return loss
+def make_loss(name: str, quantiles: tuple[float, ...] = (), tweedie_power: float = 1.5) -> Loss:
+    """The registered loss ``name`` (an ``InputError`` listing the valid ones if unknown)."""
+    return LOSSES.get(name)(quantiles, tweedie_power)

@@ -13,30 +13,35 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
+from pydantic import Field
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
+from salesfusion.data.frequency import periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.features.calendar import periods_after
 from salesfusion.models.base import Forecaster
+from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
 
 
 @register
 class KNNAnalogue(Forecaster):
+    """Cold-start analogues: the k most similar other items by text and attributes."""
+
     name = "knn_analogue"
     supports_cold_start = True
-    default_params: ClassVar[dict[str, Any]] = {
-        "k": 10,
-        "level_window": 8,
-        "attribute_weight": 0.5,  # weight of the attribute block against the text block
-    }
+
+    class Config(ModelConfig):
+        k: int = Field(10, ge=1, description="Most similar items averaged.")
+        level_window: int = Field(8, ge=1, description=(
+            "Periods of an analogue's recent demand that make its level."))
+        attribute_weight: float = Field(0.5, ge=0, le=1, description=(
+            "Weight of the attribute block against the text block."))
 
     def _fit(self, panel: Panel) -> None:
         if panel.items is None or not (panel.static_text or panel.static_numeric
@@ -49,7 +54,20 @@ class KNNAnalogue(Forecaster):
                                                           maintain_order=True)
         self._roles = {"text": panel.static_text, "numeric": panel.static_numeric,
                        "categorical": panel.static_categorical}
+        self._check_analogues(panel.data)
         self._build_index()
+
+    def _check_analogues(self, sales: pl.DataFrame) -> None:
+        """An analogue needs both content and history: with no item in both tables every
+        forecast would be an average over nothing (NaN), so say why instead."""
+        sold = sales.select("item_id").unique().sort("item_id")
+        if sold.join(self._items.select("item_id"), on="item_id", how="semi").is_empty():
+            raise InputError(
+                "model 'knn_analogue': no item of the items table has sales history, so there "
+                "is no analogue to forecast from (sales item ids "
+                f"{sold['item_id'].head(3).to_list()}, items table "
+                f"{self._items['item_id'].head(3).to_list()}); check that both tables name "
+                "items the same way")
 
     def _build_index(self) -> None:
         items = self._items
@@ -63,7 +81,11 @@ class KNNAnalogue(Forecaster):
         attributes = []
         for column in self._roles["numeric"]:
             values = items[column].cast(pl.Float64).to_numpy()
-            values = np.where(np.isfinite(values), values, np.nanmedian(values))
+            known = np.isfinite(values)
+            # A column with no value at all tells items apart by nothing: a constant 0 (the
+            # median of no values would be NaN and poison every similarity).
+            fill = np.median(values[known]) if known.any() else 0.0
+            values = np.where(known, values, fill)
             spread = values.std() or 1.0
             attributes.append(((values - values.mean()) / spread)[:, None])
         for column in self._roles["categorical"]:
@@ -83,6 +105,7 @@ class KNNAnalogue(Forecaster):
                   .agg(pl.col("y").tail(window).mean().alias("level"))
                   .filter(pl.col("item_id").is_in(list(self._row)))
                   .sort(SERIES_KEY))  # a fixed candidate order keeps tie-breaking deterministic
+        self._check_analogues(history.data)
         rows = []
         for (market,), targets in series.group_by("market", maintain_order=True):
             candidates = levels.filter(pl.col("market") == market)

@@ -18,17 +18,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
+from pydantic import Field
 
+from salesfusion.data.frequency import periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.splits import ValidationPeriods
 from salesfusion.errors import InputError
-from salesfusion.features.calendar import calendar_features, periods_after
+from salesfusion.features.calendar import calendar_features
 from salesfusion.features.lags import origin_features, to_wide
 from salesfusion.models.base import Forecaster
+from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
 
 # Features measured in units, divided by the series level when the target is level-scaled.
@@ -37,23 +41,37 @@ LEVEL_FEATURES = ("lag_", "mean_", "std_", "item_mean")
 
 @register
 class LightGBMForecaster(Forecaster):
+    """One global LightGBM over every series, direct multi-horizon, lag features."""
+
     name = "lightgbm"
-    default_params: ClassVar[dict[str, Any]] = {
-        "horizon": 4,  # longest step trained for; longer forecasts are an error
-        "objective": "l1",
-        "target_scaling": True,
-        "tweedie_variance_power": 1.2,
-        "learning_rate": 0.05,
-        "num_leaves": 31,
-        "min_data_in_leaf": 50,
-        "feature_fraction": 0.8,
-        "bagging_fraction": 0.8,
-        "lambda_l2": 1.0,
-        "max_rounds": 500,
-        "early_stopping_rounds": 50,
-        "seed": 0,
-        "threads": 2,
-    }
+
+    class Config(ModelConfig):
+        horizon: int = Field(4, ge=1, description=(
+            "Longest step trained for; longer forecasts are an error."))
+        objective: Literal["l1", "l2", "tweedie", "poisson"] = Field("l1", description=(
+            "LightGBM objective; l1 on the level-scaled target minimises WAPE."))
+        target_scaling: bool = Field(True, description=(
+            "Divide units by the series' 13-period mean + 1 (rows weighted by it)."))
+        tweedie_variance_power: float = Field(1.2, gt=1, lt=2)
+        learning_rate: float = Field(0.05, gt=0, le=1)
+        num_leaves: int = Field(31, ge=2)
+        min_data_in_leaf: int = Field(50, ge=1)
+        feature_fraction: float = Field(0.8, gt=0, le=1)
+        bagging_fraction: float = Field(0.8, gt=0, le=1)
+        lambda_l2: float = Field(1.0, ge=0)
+        max_rounds: int = Field(500, ge=1, description="Most boosting rounds.")
+        early_stopping_rounds: int = Field(50, ge=1, description=(
+            "Rounds without improvement on the validation periods before stopping."))
+        seed: int = 0
+        threads: int = Field(2, ge=1, description="LightGBM threads.")
+
+    @property
+    def min_history(self) -> int:
+        return 2  # one origin and one target period
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return {"max_rounds": 40}
 
     def _booster_params(self) -> dict[str, Any]:
         p = self.params
@@ -130,8 +148,8 @@ class LightGBMForecaster(Forecaster):
         self._markets = {m: i for i, m in enumerate(sorted(panel.data["market"].unique()))}
         horizon = int(self.params["horizon"])
         _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
-        n_periods = panel.data["timestamp"].n_unique()
-        is_validation = side["target_index"] >= n_periods - horizon
+        validation = ValidationPeriods(panel.data["timestamp"].n_unique(), horizon)
+        is_validation = validation.is_validation(side["target_index"])
         params = self._booster_params()
         rounds = int(self.params["max_rounds"])
         label, weight = side["target"], None

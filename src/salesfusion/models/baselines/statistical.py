@@ -15,15 +15,25 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import polars as pl
+from pydantic import Field
 from statsforecast import StatsForecast
 from statsforecast import models as sf_models
 
+from salesfusion.data.frequency import OFFSET_UNIT, PANDAS_FREQ, SEASON_LENGTH
 from salesfusion.data.panel import SERIES_KEY, Panel
-from salesfusion.features.calendar import SEASON_LENGTH
 from salesfusion.models.base import Forecaster
+from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
 
-PANDAS_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
+
+class IntervalConfig(ModelConfig):
+    interval_level: int = Field(80, ge=1, le=99, description=(
+        "Central prediction interval (percent) whose bounds become the quantile columns."))
+
+
+class SeasonalConfig(IntervalConfig):
+    season_length: int | None = Field(None, ge=1, description=(
+        "Periods per season; None: the frequency's (7 daily, 52 weekly, 12 monthly)."))
 
 
 class StatsForecastModel(Forecaster):
@@ -36,7 +46,7 @@ class StatsForecastModel(Forecaster):
         raise NotImplementedError
 
     def _season_length(self, freq: str) -> int:
-        return int(self.params.get("season_length") or SEASON_LENGTH[freq])
+        return int(getattr(self.config, "season_length", None) or SEASON_LENGTH[freq])
 
     def _fit(self, panel: Panel) -> None:
         """Nothing global to learn: per-series parameters are estimated at predict time."""
@@ -94,7 +104,7 @@ class Naive(StatsForecastModel):
 
     name = "naive"
     supports_quantiles = True
-    default_params: ClassVar[dict[str, Any]] = {"interval_level": 80}
+    Config = IntervalConfig
 
     def _model(self, season_length: int) -> Any:
         return sf_models.Naive()
@@ -107,7 +117,7 @@ class SeasonalNaive(StatsForecastModel):
     name = "seasonal_naive"
     supports_quantiles = True
     seasons_needed = 1
-    default_params: ClassVar[dict[str, Any]] = {"season_length": None, "interval_level": 80}
+    Config = SeasonalConfig
 
     def _model(self, season_length: int) -> Any:
         return (sf_models.SeasonalNaive(season_length=season_length) if season_length > 1
@@ -119,7 +129,9 @@ class MovingAverage(StatsForecastModel):
     """Mean of the last ``window`` periods (fewer when the series is shorter)."""
 
     name = "moving_average"
-    default_params: ClassVar[dict[str, Any]] = {"window": 4}
+
+    class Config(ModelConfig):
+        window: int = Field(4, ge=1, description="Periods averaged.")
 
     def _model(self, season_length: int) -> Any:
         return sf_models.WindowAverage(window_size=int(self.params["window"]))
@@ -139,7 +151,7 @@ class MovingAverage(StatsForecastModel):
                        .agg(pl.col("y").mean().alias("y_pred"),
                             pl.col("timestamp").max().alias("last")))
         steps = pl.DataFrame({"step": np.arange(1, horizon + 1)})
-        unit = {"D": "d", "W": "w", "M": "mo"}[freq]
+        unit = OFFSET_UNIT[freq]
         flat = short_means.join(steps, how="cross").with_columns(
             pl.col("last").dt.offset_by(pl.format("{}" + unit, pl.col("step"))).alias("timestamp"))
         parts.append(flat.select(*SERIES_KEY, "timestamp", "y_pred"))
@@ -153,8 +165,10 @@ class ETS(StatsForecastModel):
     name = "ets"
     supports_quantiles = True
     seasons_needed = 2
-    default_params: ClassVar[dict[str, Any]] = {"season_length": None, "model": "ZZZ",
-                                                "interval_level": 80}
+
+    class Config(SeasonalConfig):
+        model: str = Field("ZZZ", pattern="^[ZAM][ZANM][ZANM]$", description=(
+            "statsforecast ETS spec: error, trend, season, each Z (selected), A, M or N."))
 
     def _model(self, season_length: int) -> Any:
         spec = self.params["model"] if season_length > 1 else self.params["model"][:2] + "N"
@@ -196,7 +210,10 @@ class TSB(StatsForecastModel):
     """Teunter-Syntetos-Babai: separately smoothed demand probability and size."""
 
     name = "tsb"
-    default_params: ClassVar[dict[str, Any]] = {"alpha_d": 0.2, "alpha_p": 0.2}
+
+    class Config(ModelConfig):
+        alpha_d: float = Field(0.2, gt=0, le=1, description="Smoothing of the demand size.")
+        alpha_p: float = Field(0.2, gt=0, le=1, description="Smoothing of the probability.")
 
     def _model(self, season_length: int) -> Any:
         return sf_models.TSB(alpha_d=float(self.params["alpha_d"]),

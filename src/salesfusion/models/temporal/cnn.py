@@ -7,11 +7,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salesfusion.components import BACKBONES
+from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
 
-class ConvolutionalBackbone(nn.Module):
-    def __init__(self, input_dim: int, context_dim: int, hidden: int = 64, layers: int = 2,
+
+@BACKBONES.register
+class ConvolutionalBackbone(TemporalBackbone):
+    """Stacked causal 1-D convolutions, mean over observed steps (BERT-CNN baseline)."""
+
+    name = "cnn"
+
+    def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.1, kernel: int = 3) -> None:
         super().__init__()
+        input_dim, context_dim = shape.input_dim, shape.context_dim
         blocks: list[nn.Module] = []
         width = input_dim + 1
         for _ in range(max(1, layers)):

@@ -17,14 +17,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salesfusion.components import BACKBONES
+from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
 
-class GTMBackbone(nn.Module):
-    takes_future = True
 
-    def __init__(self, input_dim: int, context_dim: int, horizon: int, future_dim: int,
-                 hidden: int = 64, layers: int = 1, dropout: float = 0.1, heads: int = 4,
-                 max_length: int = 512) -> None:
+@BACKBONES.register
+class GTMBackbone(TemporalBackbone):
+    """GTM-style transformer encoder-decoder with content queries (Skenderi et al. 2022)."""
+
+    name = "gtm"
+    reads_future = True
+
+    def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 1,
+                 dropout: float = 0.1, heads: int = 4, max_length: int = 512) -> None:
         super().__init__()
+        input_dim, context_dim, horizon, future_dim = (shape.input_dim, shape.context_dim,
+                                                       shape.horizon, shape.future_dim)
         self.horizon = horizon
         self.embed = nn.Linear(input_dim + 1, hidden)  # + the observed mask channel
         self.context_token = nn.Linear(context_dim, hidden)

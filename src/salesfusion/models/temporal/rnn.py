@@ -8,16 +8,25 @@ hidden state and is joined to the final state, so a zero-history item is forecas
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from salesfusion.components import BACKBONES
+from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
 
-class RecurrentBackbone(nn.Module):
-    def __init__(self, input_dim: int, context_dim: int, hidden: int = 64, layers: int = 1,
-                 dropout: float = 0.0, cell: str = "gru", bidirectional: bool = False) -> None:
+
+class RecurrentBackbone(TemporalBackbone):
+    cell: ClassVar[str] = "gru"
+    bidirectional: ClassVar[bool] = False
+
+    def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 1,
+                 dropout: float = 0.0) -> None:
         super().__init__()
+        input_dim, context_dim, cell, bidirectional = (shape.input_dim, shape.context_dim,
+                                                       self.cell, self.bidirectional)
         rnn = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
-        self.cell = cell
         self.layers = layers
         self.directions = 2 if bidirectional else 1
         self.hidden = hidden
@@ -38,3 +47,35 @@ class RecurrentBackbone(nn.Module):
         # The top layer's final state of each direction.
         top = last.view(self.layers, self.directions, batch, self.hidden)[-1]
         return torch.cat([top.transpose(0, 1).reshape(batch, -1), context], dim=1)
+
+
+@BACKBONES.register
+class LSTMBackbone(RecurrentBackbone):
+    """LSTM over the history, initial state from the context."""
+
+    name = "lstm"
+    cell = "lstm"
+
+
+@BACKBONES.register
+class GRUBackbone(RecurrentBackbone):
+    """GRU over the history, initial state from the context."""
+
+    name = "gru"
+
+
+@BACKBONES.register
+class BiLSTMBackbone(RecurrentBackbone):
+    """Bidirectional LSTM (seeds 003/004)."""
+
+    name = "bilstm"
+    cell = "lstm"
+    bidirectional = True
+
+
+@BACKBONES.register
+class BiGRUBackbone(RecurrentBackbone):
+    """Bidirectional GRU (seed 000: three layers)."""
+
+    name = "bigru"
+    bidirectional = True

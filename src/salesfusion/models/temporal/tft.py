@@ -21,6 +21,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from salesfusion.components import BACKBONES
+from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
+
 
 class GatedLinearUnit(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, dropout: float = 0.0) -> None:
@@ -102,16 +105,20 @@ class InterpretableAttention(nn.Module):
         return self.output(mixed), attention.mean(dim=1)
 
 
-class TFTBackbone(nn.Module):
+@BACKBONES.register
+class TFTBackbone(TemporalBackbone):
     """``forward(history (B, T, F), mask (B, T), static: list of (B, d_i))`` -> (B, horizon *
     hidden): one state per forecast step, flattened for the head."""
 
-    takes_static_list = True
+    name = "tft"
+    reads_future = True
+    selects_static = True
 
-    def __init__(self, input_dim: int, static_dims: list[int], horizon: int, hidden: int = 32,
-                 layers: int = 1, dropout: float = 0.1, heads: int = 4,
-                 future_dim: int = 0) -> None:
+    def __init__(self, shape: BackboneShape, hidden: int = 32, layers: int = 1,
+                 dropout: float = 0.1, heads: int = 4) -> None:
         super().__init__()
+        input_dim, static_dims, horizon, future_dim = (shape.input_dim, list(shape.static_dims),
+                                                       shape.horizon, shape.future_dim)
         self.horizon = horizon
         self.hidden = hidden
         self.static_selection = VariableSelection(static_dims, hidden, dropout)

@@ -8,11 +8,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from salesfusion.components import BACKBONES
+from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
 
-class TransformerBackbone(nn.Module):
-    def __init__(self, input_dim: int, context_dim: int, hidden: int = 64, layers: int = 2,
+
+@BACKBONES.register
+class TransformerBackbone(TemporalBackbone):
+    """Transformer encoder over the history with a context token (seed 001)."""
+
+    name = "transformer"
+
+    def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.1, heads: int = 4, max_length: int = 512) -> None:
         super().__init__()
+        input_dim, context_dim = shape.input_dim, shape.context_dim
         self.embed = nn.Linear(input_dim, hidden)
         self.context_token = nn.Linear(context_dim, hidden)
         self.position = nn.Embedding(max_length + 1, hidden)

@@ -1,0 +1,99 @@
+"""The multimodal model's configuration: every parameter typed, ranged and documented.
+
+Presets (``models/presets/*.yaml``) and ``--config`` files are validated against it when they
+are loaded, and the tuning issue declares search spaces over its fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from salesfusion.components import BACKBONES, ENCODERS, FUSIONS, LOSSES, TARGET_TRANSFORMS
+from salesfusion.models.config import ModelConfig, registered_in
+
+Modality = Literal["text", "image", "static"]
+
+
+def _encoder_of(modality: str) -> AfterValidator:
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        names = ENCODERS.names(lambda c: c.modality == modality)
+        if value not in names:
+            raise ValueError(f"unknown {modality} encoder '{value}'; the valid choices are "
+                             f"{', '.join(names)}")
+        return value
+
+    return AfterValidator(check)
+
+
+class MultimodalConfig(ModelConfig):
+    """Encoders -> fusion -> temporal backbone -> head, trained with Lightning."""
+
+    modalities: list[Modality] = Field(["text", "image", "static"], description=(
+        "Item content the model reads; drop one to ablate it."))
+    covariates: bool = Field(True, description=(
+        "Events and exogenous columns as dynamic inputs (False: ablate them)."))
+    text_encoder: Annotated[str, _encoder_of("text")] = Field("tfidf", description=(
+        "Registered text encoder of titles and descriptions."))
+    image_encoder: Annotated[str, _encoder_of("image")] = Field("color_texture", description=(
+        "Registered image encoder."))
+    image_encoder_fallback: Annotated[str | None, _encoder_of("image")] = Field(None, description=(
+        "Used when image_encoder has no pretrained weights on this machine."))
+    image_weights: str | None = Field(None, description=(
+        "A local weights file for the image encoder (a torchvision ResNet checkpoint)."))
+    fusion: Annotated[str | None, registered_in(FUSIONS)] = Field(None, description=(
+        "Registered fusion; None: fallback_fusion, or none at all for a backbone that selects "
+        "static variables itself (tft)."))
+    fallback_fusion: Annotated[str, registered_in(FUSIONS)] = Field("concat", description=(
+        "Used when the fusion's required modalities are absent (the run log says so)."))
+    fusion_dim: int = Field(32, ge=1, description="Width of the fused item representation.")
+    backbone: Annotated[str, registered_in(BACKBONES)] = Field("gru", description=(
+        "Registered temporal backbone."))
+    hidden: int = Field(32, ge=1, description="Hidden units of the backbone.")
+    layers: int = Field(1, ge=1, description="Backbone layers.")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    lookback: int = Field(16, ge=1, description="History periods in each window.")
+    horizon: int = Field(4, ge=1, description="Forecast periods the head emits.")
+    quantiles: list[float] = Field([0.1, 0.5, 0.9], description=(
+        "Quantile levels of the head (must include 0.5); empty: a point head trained on loss."))
+    loss: Annotated[str, registered_in(LOSSES)] = Field("mae", description=(
+        "Registered loss of the point head (quantile heads train on pinball)."))
+    tweedie_power: float = Field(1.5, gt=1, lt=2)
+    target_transform: Annotated[str, registered_in(TARGET_TRANSFORMS)] = Field(
+        "none", description="Registered transform of the level-scaled target.")
+    epochs: int = Field(30, ge=1)
+    patience: int = Field(5, ge=1, description="Epochs without validation improvement.")
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(0.003, gt=0, description="AdamW learning rate.")
+    gradient_clip: float = Field(1.0, ge=0)
+    max_train_windows: int = Field(100_000, ge=1, description=(
+        "Training windows sampled (seeded) when there are more."))
+    seed: int = 0
+    accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", description=(
+        "auto: a GPU when one is present, else the CPU."))
+    cache_dir: str | None = Field(None, description=(
+        "Embedding cache folder (default ~/.cache/salesfusion/embeddings)."))
+    checkpoint_dir: str | None = Field(None, description=(
+        "Set it to resume a killed training from its last checkpoint."))
+    progress: bool = Field(False, description="Lightning's progress bar while training.")
+
+    @field_validator("modalities")
+    @classmethod
+    def _unique_modalities(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"modalities are listed twice: {value}")
+        return value
+
+    @field_validator("quantiles")
+    @classmethod
+    def _quantile_levels(cls, value: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in value):
+            raise ValueError(f"quantile levels must lie strictly between 0 and 1: {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"quantile levels are listed twice: {value}")
+        if value and 0.5 not in value:
+            raise ValueError("quantiles must include 0.5 (the point forecast)")
+        return sorted(value)

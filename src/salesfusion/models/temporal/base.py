@@ -1,0 +1,39 @@
+"""What every temporal backbone declares and receives.
+
+A backbone encodes a history window (with its observed mask) and the item/market context into
+features for the head. The network builder reads two declarations, never a backbone's name:
+
+- ``reads_future``: ``forward`` takes the forecast periods' known inputs (B, H, G) as a fourth
+  argument; otherwise the builder joins them, flattened, to the backbone's output.
+- ``selects_static``: the backbone weighs the static variables itself (the TFT's variable
+  selection), so it receives them as a list of (B, d_i) tensors and no fusion runs before it;
+  otherwise it receives the fused content + market + level as one (B, context_dim) tensor.
+
+Every backbone is built as ``Backbone(shape, hidden=..., layers=..., dropout=...)`` and sets
+``out_dim``. A new backbone is one file with a subclass and ``@BACKBONES.register``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class BackboneShape:
+    """The widths a backbone is built for."""
+
+    input_dim: int  # one history step: value, calendar, dynamic covariates
+    context_dim: int  # the fused context vector (backbones that do not select statics)
+    horizon: int = 1
+    future_dim: int = 0  # one forecast step's known inputs
+    static_dims: tuple[int, ...] = field(default_factory=tuple)  # for selects_static
+
+
+class TemporalBackbone(nn.Module):
+    name: ClassVar[str]
+    reads_future: ClassVar[bool] = False
+    selects_static: ClassVar[bool] = False
+    out_dim: int

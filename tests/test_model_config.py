@@ -1,0 +1,197 @@
+"""Model configurations validated at the edge, components composed by their declarations."""
+
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+import pytest
+import torch
+import yaml
+from torch import nn
+from typer.testing import CliRunner
+
+from salesfusion.cli import app
+from salesfusion.components import ALL, BACKBONES, FUSIONS, HEADS, LOSSES, TARGET_TRANSFORMS
+from salesfusion.errors import InputError
+from salesfusion.models.multimodal import MultimodalForecaster
+from salesfusion.models.presets import PRESET_DIR, load_preset, read_preset
+from salesfusion.models.registry import create_model
+from salesfusion.models.temporal import BackboneShape, TemporalBackbone
+
+FAST = MultimodalForecaster.test_params()
+
+
+@pytest.mark.parametrize(("param", "value", "expected"), [
+    ("backbone", "bigruu", "unknown backbone 'bigruu'; the valid choices are bigru, bilstm"),
+    ("fusion", "hierarchical", "unknown fusion 'hierarchical'; the valid choices are "
+                               "bidirectional, concat"),
+    ("loss", "huber", "unknown loss 'huber'; the valid choices are mae, mse, pinball"),
+    ("text_encoder", "resnet18", "unknown text encoder 'resnet18'; the valid choices are "
+                                 "doc2vec, e5, minilm"),
+    ("image_encoder", "minilm", "unknown image encoder 'minilm'"),
+    ("target_transform", "sqrt", "unknown target transform 'sqrt'; the valid choices are "
+                                 "boxcox, log1p, none"),
+    ("hiden", 16, "has no parameter 'hiden' \\(did you mean 'hidden'\\?\\)"),
+    ("dropout", 1.5, "parameter 'dropout': Input should be less than 1"),
+    ("quantiles", [0.1, 0.9], "must include 0.5"),
+    ("modalities", ["text", "video"], "parameter 'modalities.1'"),
+])
+def test_bad_parameters_fail_when_the_model_is_created(param, value, expected):
+    with pytest.raises(InputError, match=expected):
+        create_model("multimodal", **{param: value})
+
+
+def test_baseline_configs_are_typed_and_ranged():
+    with pytest.raises(InputError, match="parameter 'objective'"):
+        create_model("lightgbm", objective="l3")
+    with pytest.raises(InputError, match="parameter 'window': Input should be greater"):
+        create_model("moving_average", window=0)
+    with pytest.raises(InputError, match="parameter 'k': Input should be a valid integer"):
+        create_model("knn_analogue", k="many")
+    assert create_model("lightgbm", learning_rate="0.1").config.learning_rate == 0.1
+
+
+def test_configuration_is_frozen_and_round_trips():
+    model = create_model("msrl_bigru", hidden=24)
+    with pytest.raises(Exception, match="frozen"):
+        model.config.hidden = 8
+    again = create_model("msrl_bigru", **model.params)
+    assert again.config == model.config and again.config.layers == 3  # the preset's value
+
+
+def test_capabilities_follow_the_configuration():
+    assert not create_model("multimodal", quantiles=[]).supports_quantiles
+    assert create_model("multimodal").supports_quantiles
+    assert not create_model("msrl_bigru").supports_quantiles  # its preset has quantiles: []
+    assert create_model("multimodal", horizon=6).min_history == 8
+
+
+def test_every_bundled_preset_validates():
+    for path in PRESET_DIR.glob("*.yaml"):
+        preset = read_preset(path)
+        assert preset.name == path.stem
+
+
+def _preset_file(folder: Path, **params) -> Path:
+    path = folder / "my_preset.yaml"
+    path.write_text(yaml.safe_dump({"name": "my_preset", "seed_paper": "none",
+                                    "description": "a test preset", "deviations": "none",
+                                    "params": params}))
+    return path
+
+
+def test_a_misspelt_preset_key_names_the_file_and_the_key(tmp_path):
+    path = _preset_file(tmp_path, backbone="gru", hiddn=8)
+    with pytest.raises(InputError, match=f"{path}: model 'my_preset' has no parameter 'hiddn'"):
+        read_preset(path)
+    good = load_preset(_preset_file(tmp_path, backbone="lstm", hidden=8))
+    assert good().config.backbone == "lstm" and good().config.hidden == 8
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_cli_misspelt_preset_key_exits_2_and_writes_nothing(tmp_path, shop_spec):
+    path = _preset_file(tmp_path, backbone="gru", hiddn=8)
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "--preset", str(path), "--spec", str(shop_spec),
+                                      "--out", str(out)])
+    _one_line_error(result, str(path), "'hiddn'", "did you mean 'hidden'")
+    assert not out.exists()
+    assert not any(p.name.startswith(".model") for p in tmp_path.iterdir())  # no staging
+
+
+def test_cli_unknown_backbone_in_config_exits_2_before_reading_data(tmp_path):
+    config = tmp_path / "model.yaml"
+    config.write_text(yaml.safe_dump({"model": "multimodal", "params": {"backbone": "lstmm"}}))
+    out = tmp_path / "model"
+    # The spec does not exist: the configuration must fail first, before any data is read.
+    result = CliRunner().invoke(app, ["train", "--config", str(config), "--spec",
+                                      str(tmp_path / "missing.yaml"), "--out", str(out)])
+    _one_line_error(result, str(config), "unknown backbone 'lstmm'",
+                    "the valid choices are bigru, bilstm, cnn, gru, gtm, lstm, tft, transformer")
+    assert not out.exists()
+
+
+def test_components_command_lists_every_registry():
+    result = CliRunner().invoke(app, ["components"])
+    assert result.exit_code == 0, result.output
+    for registry in ALL.values():
+        assert f"{registry.kind}s" in result.stdout or registry.kind in result.stdout
+        for name in registry.names():
+            assert name in result.stdout
+
+
+def test_network_builder_names_no_component():
+    source = (Path(__file__).parents[1] / "src/salesfusion/models/network.py").read_text()
+    for registry in (FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS):
+        for name in registry.names():
+            assert f'"{name}"' not in source and f"'{name}'" not in source, name
+
+
+class FutureMeanBackbone(TemporalBackbone):
+    """A toy backbone declared to read future inputs: mean-pools the history and each
+    forecast step's known inputs, with the context."""
+
+    name = "toy_future_mean"
+    reads_future = True
+    seen_future: ClassVar[list[tuple[int, ...]]] = []
+
+    def __init__(self, shape: BackboneShape, hidden: int = 8, layers: int = 1,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.history = nn.Linear(shape.input_dim, hidden)
+        self.future = nn.Linear(shape.future_dim, hidden)
+        self.context = nn.Linear(shape.context_dim, hidden)
+        self.out_dim = shape.horizon * hidden
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor, context: torch.Tensor,
+                future: torch.Tensor) -> torch.Tensor:
+        type(self).seen_future.append(tuple(future.shape))
+        weights = mask.float()[..., None]
+        pooled = (self.history(history) * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        steps = torch.relu(self.future(future) + (pooled + self.context(context))[:, None])
+        return steps.flatten(1)
+
+
+@pytest.fixture
+def toy_backbone():
+    BACKBONES.register(FutureMeanBackbone)
+    FutureMeanBackbone.seen_future = []
+    yield FutureMeanBackbone
+    BACKBONES.unregister(FutureMeanBackbone.name)
+
+
+def test_a_new_backbone_from_the_test_file_alone_trains(toy_backbone, shop_panel, tmp_path,
+                                                        monkeypatch):
+    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    model = create_model("multimodal", backbone=toy_backbone.name, horizon=3,
+                         **FAST).fit(shop_panel)
+    assert isinstance(model._net.backbone, toy_backbone)
+    # Reads future inputs itself: the head sees only its output, not flattened future inputs.
+    assert model._net.head.linear.in_features == model._net.backbone.out_dim
+    horizon, width = toy_backbone.seen_future[-1][1:]
+    assert horizon == 3 and width >= 2  # calendar + the shop's future-known covariates
+    forecast = model.predict(3)
+    assert forecast.height == shop_panel.n_series * 3
+    assert forecast["y_pred"].is_finite().all()
+
+
+def test_missing_modality_for_an_attention_fusion_is_said(shop_panel, tmp_path, monkeypatch):
+    """The tiny shop has no images: hierarchical MMA (queried by the image) cannot run, and
+    the model says which fusion it used instead."""
+    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    model = create_model("multimodal", fusion="hierarchical_mma", horizon=3,
+                         **{**FAST, "epochs": 1}).fit(shop_panel)
+    assert type(model._net.fusion).name == "concat"
+    assert any("fusion 'hierarchical_mma' needs ['image']" in n and "using 'concat'" in n
+               for n in model.notes)
+    assert any(n.startswith("trained 1 epoch(s)") for n in model.notes)
+    assert any(n.startswith("inputs used: modalities text, static") for n in model.notes)
+    frame = model.predict(3)
+    assert isinstance(frame, pl.DataFrame) and frame["y_pred"].is_finite().all()
