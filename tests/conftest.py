@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+
+# Before numpy/torch start their thread pools: two test workers share two cores.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 import yaml
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def make_shop(folder: Path, n_items: int = 12, weeks: int = 30, seed: int = 0,

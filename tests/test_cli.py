@@ -1,6 +1,5 @@
 """The CLI's happy paths and output contract."""
 
-import json
 import re
 import subprocess
 import sys
@@ -109,7 +108,6 @@ def test_demo_end_to_end(tmp_path):
     forecasts = pl.read_parquet(out / "forecasts.parquet")
     assert forecasts.filter(pl.col("model") == "naive").height == 1645 * 12
     assert Path(out / "report.html").stat().st_size > 100_000
-    json.dumps(wape)
 
 
 def test_encode_reports_throughput_and_cache_hits(tmp_path):
