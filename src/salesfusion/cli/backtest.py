@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -13,6 +15,7 @@ from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
 from salesfusion.data.panel import Panel
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
+from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.progress import ConsoleProgress
 from salesfusion.evaluation.protocol import BacktestProtocol
 
@@ -31,20 +34,41 @@ def _print_summary(summary: Any) -> None:
     Console().print(table)
 
 
-def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol, out: Path,
-                  title: str, progress: ConsoleProgress) -> None:
+def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | LaunchProtocol,
+                  out: Path, title: str, progress: ConsoleProgress) -> None:
     from salesfusion.evaluation.report import write_report
     from salesfusion.evaluation.runner import backtest_models
 
-    protocol.origins(panel.periods)  # too short a panel fails before anything is written
+    # Too short a panel, or a cutoff with no train or test item, fails before anything is written.
+    launch = isinstance(protocol, LaunchProtocol)
+    if launch:
+        for cutoff in protocol.cutoff_periods(panel):
+            protocol.split(panel, cutoff)
+    else:
+        protocol.origins(panel.periods)
     with staged_folder(out) as staging:
         run = backtest_models(panel, models, protocol, progress=progress)
         progress.close()  # the bars end before the report's own status line
         run.write(staging)
-        with progress.stage("Writing the report"):
-            write_report(run, staging / "report.html", title=title)
+        if not launch:  # the HTML report describes rolling windows only
+            with progress.stage("Writing the report"):
+                write_report(run, staging / "report.html", title=title)
     _print_summary(run.summary())
-    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and report.html")
+    written = "metrics_since_launch.csv" if launch else "report.html"
+    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and {written}")
+
+
+def _launch_protocol(horizon: int, cutoffs: list[datetime] | None, test_fraction: float,
+                     validation_periods: int, min_observed: int | None) -> LaunchProtocol:
+    try:
+        return LaunchProtocol(horizon=horizon, cutoffs=tuple(c.date() for c in cutoffs or ()),
+                              test_fraction=test_fraction, validation_periods=validation_periods,
+                              min_observed=min_observed)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise InputError(f"launch protocol: {where + ': ' if where else ''}"
+                         f"{error['msg'].removeprefix('Value error, ')}") from None
 
 
 @app.command()
@@ -80,8 +104,22 @@ def backtest(
         help="Keep series with this many non-zero periods before the test part.")] = None,
     lookback: Annotated[int | None, typer.Option(
         help="Periods before the test part that --min-nonzero counts in.")] = None,
+    protocol_name: Annotated[str, typer.Option("--protocol", help=(
+        "rolling: rolling-origin windows over series with history; launch: items held out by "
+        "launch date, each scored on its first --horizon periods from launch."))] = "rolling",
+    cutoff: Annotated[list[datetime] | None, typer.Option(
+        formats=["%Y-%m-%d"], help=("Launch protocol: first period of the test part; repeat "
+                                    "for one window per cutoff."))] = None,
+    test_fraction: Annotated[float, typer.Option(help=(
+        "Launch protocol without --cutoff: share of the launches left to test."))] = 0.2,
+    validation_periods: Annotated[int, typer.Option(min=0, help=(
+        "Launch protocol: periods before the cutoff whose launches form the validation "
+        "part."))] = 0,
+    min_observed: Annotated[int | None, typer.Option(min=1, help=(
+        "Launch protocol: periods a test series needs observed (the horizon by "
+        "default)."))] = None,
 ) -> None:
-    """Rolling-origin backtest of models on a bundled dataset or a spec."""
+    """Backtest models on a bundled dataset or a spec: rolling-origin (default) or by launch."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise InputError("--models names no model")
@@ -89,11 +127,23 @@ def backtest(
 
     for name in names:
         model_class(name)
-    protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
+    if protocol_name not in ("rolling", "launch"):
+        raise InputError(f"unknown protocol '{protocol_name}'; use rolling or launch")
+    protocol: BacktestProtocol | LaunchProtocol
+    if protocol_name == "launch":
+        if min_nonzero is not None or lookback is not None:
+            raise InputError("--min-nonzero and --lookback select series active before a "
+                             "rolling test part; they do not apply to --protocol launch")
+        protocol = _launch_protocol(horizon, cutoff, test_fraction, validation_periods,
+                                    min_observed)
+        min_nonzero = 0  # a bundled benchmark's selection would drop the new items
+    else:
+        protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
     progress = ConsoleProgress(console)
     with progress:
         with progress.stage("Building the panel", spinner=False):
-            panel = panel_from(dataset, spec, check_freq(freq) if freq else None, protocol,
+            panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
+                               protocol if isinstance(protocol, BacktestProtocol) else None,
                                min_nonzero, lookback)
         _run_backtest(panel, names, protocol, out, progress=progress,
                       title=f"salesfusion backtest: {dataset or spec}")

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from salesfusion.data.panel import Panel
+from salesfusion.errors import InputError
 from salesfusion.evaluation.backtest import metrics_table, run_backtest
+from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest, since_launch_metrics
 from salesfusion.evaluation.progress import BacktestProgress, SilentProgress, WindowDone
 from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.registry import create_model, model_class
@@ -42,7 +44,7 @@ class BacktestRun:
     """Everything a backtest of several models produced."""
 
     panel: Panel
-    protocol: BacktestProtocol
+    protocol: BacktestProtocol | LaunchProtocol
     forecasts: pl.DataFrame
     metrics: pl.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
@@ -65,6 +67,9 @@ class BacktestRun:
         (every model, with what it noted and in which windows:
         ``{"model": [{"note": "...", "windows": [0, 1]}]}``)."""
         self.metrics.write_csv(folder / "metrics.csv", float_precision=6)
+        if "period_since_launch" in self.forecasts.columns:
+            since_launch_metrics(self.forecasts).write_csv(
+                folder / "metrics_since_launch.csv", float_precision=6)
         self.forecasts.write_parquet(folder / "forecasts.parquet")
         pl.DataFrame({"model": list(self.seconds), "seconds": list(self.seconds.values())},
                      schema={"model": pl.String, "seconds": pl.Float64}).write_csv(
@@ -74,17 +79,24 @@ class BacktestRun:
         (folder / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
 
 
-def backtest_models(panel: Panel, models: list[str | Forecaster], protocol: BacktestProtocol,
+def backtest_models(panel: Panel, models: list[str | Forecaster],
+                    protocol: BacktestProtocol | LaunchProtocol,
                     progress: BacktestProgress | None = None) -> BacktestRun:
     """Backtest each model on the panel under one protocol, telling ``progress`` (silent by
     default) of every model and window.
 
     A model is a registered name (built with its defaults and the protocol's horizon) or a
-    configured instance; results are keyed by model name, so give each name once.
+    configured instance; results are keyed by model name, so give each name once. A
+    ``LaunchProtocol`` runs the launch backtest (``evaluation.launch``) and takes only models
+    that forecast from a launch date.
     """
+    launch = isinstance(protocol, LaunchProtocol)
     for model in models:
-        if isinstance(model, str):
-            model_class(model)  # fail on an unknown name before any work is done
+        # An unknown name, or a model the protocol cannot run, fails before any work is done.
+        cls = model_class(model) if isinstance(model, str) else type(model)
+        if launch and not cls.supports_launch:
+            raise InputError(f"model '{cls.name}' cannot forecast from a launch date, so the "
+                             f"launch protocol cannot score it")
     progress = progress or SilentProgress()
     forecasts, seconds, notes = [], {}, {}
     for given in models:
@@ -100,7 +112,8 @@ def backtest_models(panel: Panel, models: list[str | Forecaster], protocol: Back
             progress.window_done(done)
 
         started = time.perf_counter()
-        forecasts.append(run_backtest(model, panel, protocol, on_window=heard))
+        run = run_launch_backtest if launch else run_backtest
+        forecasts.append(run(model, panel, protocol, on_window=heard))
         seconds[model.name] = time.perf_counter() - started
         notes[model.name] = [ModelNote(text, windows) for text, windows in kept.items()]
         progress.model_done(model.name, seconds[model.name],

@@ -43,6 +43,7 @@ class Forecaster(ABC):
     # Values that replace the Config's defaults (a preset is configuration, not a new model).
     preset_params: ClassVar[dict[str, Any]] = {}
     supports_cold_start: ClassVar[bool] = False  # can forecast series with no history
+    supports_launch: ClassVar[bool] = False  # can forecast a series' first periods from launch
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -141,6 +142,49 @@ class Forecaster(ABC):
         items = history.items if history.items is not None else self._history.items
         forecast = _flag_history_and_launch(forecast, history, items)
         return forecast.sort(*SERIES_KEY, "timestamp")
+
+    def predict_launch(self, launches: pl.DataFrame, horizon: int,
+                       history: Panel | None = None) -> pl.DataFrame:
+        """Forecast each launched series' first ``horizon`` periods from its launch.
+
+        ``launches`` has ``item_id, market, launch`` (a date, past or future: the period holding
+        it is the first forecast period). Returns ``item_id, market, timestamp,
+        period_since_launch, y_pred`` (and quantile columns where the model gives them), the
+        timestamps being that launch's own periods. A launch whose series ``history`` (the
+        training panel when None) already holds is refused: its launch is history, so forecast
+        it with ``predict``; a series the history lacks is forecast from the launch as asked,
+        however early the date (that is how the launch backtest scores past launches).
+        """
+        if not self.supports_launch:
+            from salesfusion.models.registry import model_class, registered_models
+
+            able = [n for n in registered_models() if model_class(n).supports_launch]
+            raise InputError(f"model '{self.name}' cannot forecast from a launch date; "
+                             f"launch-anchored models: {', '.join(able)}")
+        if not self._fitted:
+            raise NotFittedError(f"model '{self.name}' is not fitted; call fit() or load()")
+        if horizon < 1:
+            raise InputError(f"horizon must be at least 1, got {horizon}")
+        from salesfusion.data.launches import covered_launches, launch_grid
+
+        history = history if history is not None else self._history
+        grid = launch_grid(launches, horizon, history.freq)
+        covered = covered_launches(grid, history)
+        if covered.height:
+            item, market, start = covered.row(0)
+            raise InputError(f"model '{self.name}': item {item!r} already sells in {market!r} "
+                             f"in the history (since {start:%Y-%m-%d}); a launch forecast is "
+                             f"for a series the history does not hold: forecast it with "
+                             f"predict, or pass a history without it")
+        forecast = self._predict_launch(grid, history)
+        quantiles = [c for c in forecast.columns if _is_quantile(c)]
+        return forecast.select(*SERIES_KEY, "timestamp", "period_since_launch", "y_pred",
+                               *quantiles).sort(*SERIES_KEY, "timestamp")
+
+    def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
+        """``grid`` (``item_id, market, launch, period_since_launch, timestamp``) with ``y_pred``
+        added; only models with ``supports_launch`` implement it."""
+        raise NotImplementedError
 
     def clone(self) -> Self:
         """An unfitted copy with the same parameters."""

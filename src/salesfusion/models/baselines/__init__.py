@@ -1,1 +1,1 @@
-from salesfusion.models.baselines import knn, lightgbm, statistical  # noqa: F401
+from salesfusion.models.baselines import knn, launch_curves, lightgbm, statistical  # noqa: F401

@@ -7,6 +7,12 @@ demand level (mean of the last ``level_window`` periods at the origin) of the ``
 *other* items sold in the same market; the item's own history is never used, so the backtest
 measures what the forecast would have been had the item been new. A market with no other item
 falls back to candidates from every market.
+
+Launch-anchored (``predict_launch``): a launch is forecast as the similarity-weighted mean of the
+``k`` most similar other items' own launch curves (their first H periods since launch in the
+history, left-censored series left out as in ``data.launches``), in the same market or, with
+fewer than two launched analogues there, each analogue's curve averaged over markets. At an age
+where some analogues were not yet observed the weights of the observed ones are used.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
 from salesfusion.data.frequency import periods_after
+from salesfusion.data.launches import launch_rows
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
@@ -35,6 +42,7 @@ class KNNAnalogue(Forecaster):
 
     name = "knn_analogue"
     supports_cold_start = True
+    supports_launch = True
 
     class Config(ModelConfig):
         k: int = Field(10, ge=1, description="Most similar items averaged.")
@@ -119,10 +127,49 @@ class KNNAnalogue(Forecaster):
         return forecast.join(pl.DataFrame({"timestamp": future}), how="cross").select(
             *SERIES_KEY, "timestamp", "y_pred")
 
-    def _analogue_levels(self, targets: pl.Series, candidates: pl.DataFrame) -> np.ndarray:
-        candidate_items = candidates["item_id"].to_list()
+    def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
+        horizon = int(grid["period_since_launch"].max())
+        self._check_analogues(history.data)
+        rows, _ = launch_rows(history, horizon)
+        curves = (rows.filter(pl.col("item_id").is_in(list(self._row)))
+                  .pivot(on="period_since_launch", index=SERIES_KEY, values="y",
+                         sort_columns=True).sort(SERIES_KEY))
+        ages = [str(a) for a in range(1, horizon + 1)]
+        curves = curves.with_columns(pl.lit(None, dtype=pl.Float64).alias(a) for a in ages
+                                     if a not in curves.columns).select(*SERIES_KEY, *ages)
+        parts = []
+        for (market,), targets in grid.select(SERIES_KEY).unique(maintain_order=True).group_by(
+                "market", maintain_order=True):
+            candidates = curves.filter(pl.col("market") == market)
+            if candidates.height < 2:
+                candidates = curves.group_by("item_id").agg(pl.col(ages).mean()).sort("item_id")
+            if candidates.is_empty():
+                raise InputError("model 'knn_analogue': the history holds no launch of an item "
+                                 "with content, so there is no launch curve to forecast from")
+            nearest, weights = self._neighbours(targets["item_id"], candidates["item_id"])
+            values = candidates.select(ages).to_numpy().astype(float)[nearest]  # (t, k, H)
+            known = np.isfinite(values)
+            weight = np.where(known, weights[:, :, None], 0.0)
+            total = weight.sum(axis=1)
+            seen = known.sum(axis=1)
+            mean = np.where(seen > 0, np.nan_to_num(values).sum(axis=1) / np.maximum(seen, 1),
+                            np.nan)
+            curve = np.where(total > 0, (weight * np.nan_to_num(values)).sum(axis=1)
+                             / np.where(total > 0, total, 1.0), mean)
+            parts.append(targets.join(pl.DataFrame({"period_since_launch": np.arange(
+                1, horizon + 1)}), how="cross").with_columns(pl.Series(
+                    "y_pred", curve.reshape(-1))))
+        # An age no analogue reached keeps the last age one did.
+        forecast = pl.concat(parts).with_columns(
+            pl.col("y_pred").fill_nan(None).forward_fill().over(SERIES_KEY).fill_null(0.0))
+        return grid.join(forecast, on=[*SERIES_KEY, "period_since_launch"], how="left")
+
+    def _neighbours(self, targets: pl.Series, candidate_items: pl.Series
+                    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per target, the ``k`` most similar candidates other than itself (indices) and their
+        similarities clipped at 0 as weights."""
+        candidate_items = candidate_items.to_list()
         candidate_rows = np.array([self._row[i] for i in candidate_items])
-        candidate_levels = candidates["level"].to_numpy()
         empty = sparse.csr_matrix((1, self._vectors.shape[1]))
         target_vectors = sparse.vstack([self._vectors[self._row[i]] if i in self._row else empty
                                         for i in targets.to_list()]).tocsr()
@@ -134,7 +181,11 @@ class KNNAnalogue(Forecaster):
         nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
         weights = np.clip(np.take_along_axis(similarity, nearest, axis=1), 0.0, None)
         weights[~np.isfinite(weights)] = 0.0
-        neighbour_levels = candidate_levels[nearest]
+        return nearest, weights
+
+    def _analogue_levels(self, targets: pl.Series, candidates: pl.DataFrame) -> np.ndarray:
+        nearest, weights = self._neighbours(targets, candidates["item_id"])
+        neighbour_levels = candidates["level"].to_numpy()[nearest]
         total = weights.sum(axis=1)
         weighted = (weights * neighbour_levels).sum(axis=1) / np.where(total > 0, total, 1.0)
         return np.where(total > 0, weighted, neighbour_levels.mean(axis=1))

@@ -1,0 +1,189 @@
+"""The cold-start (launch) backtest: hold products out by launch date and score their first
+H periods from launch.
+
+An item's launch is its first period in any market of the panel. At a cutoff, items split into
+three parts, no item in two: **test**, the items launched on or after the cutoff with at least
+``min_observed`` periods (the horizon by default) observed in some market before the panel
+ends; **validation**, the items launched in the ``validation_periods`` periods before the
+cutoff (for model selection; ``LaunchSplit.validation_fit_panel`` is what a selection fits on);
+**train**, the items launched before that. The model is fitted on the train and validation
+items' rows before the cutoff only (no row of a test item, no row at or after the cutoff), then
+forecasts every test series (item, market) for its first H periods from its own launch in that
+market. Items launched after the cutoff with too few periods observed are in no part.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from typing import TYPE_CHECKING
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from salesfusion.data.frequency import offset, truncate_to_period
+from salesfusion.data.launches import item_launches, with_period_since_launch
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.errors import InputError
+from salesfusion.evaluation.backtest import FORECAST_COLUMNS
+from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.evaluation.progress import WindowDone
+
+if TYPE_CHECKING:
+    from salesfusion.models.base import Forecaster
+
+
+class LaunchProtocol(BaseModel):
+    """Score each test item's first ``horizon`` periods from launch, at each of ``cutoffs``
+    (one backtest window each) or, without cutoffs, at one cutoff that leaves about the last
+    ``test_fraction`` of the datable launches to the test part."""
+
+    model_config = ConfigDict(frozen=True)
+    horizon: int = Field(8, ge=1)
+    cutoffs: tuple[date, ...] = ()
+    test_fraction: float = Field(0.2, gt=0, lt=1)
+    validation_periods: int = Field(0, ge=0)
+    min_observed: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LaunchProtocol:
+        if list(self.cutoffs) != sorted(set(self.cutoffs)):
+            raise ValueError("cutoffs must be distinct and in increasing order")
+        if self.min_observed is not None and self.min_observed > self.horizon:
+            raise ValueError(f"min_observed ({self.min_observed}) cannot exceed the horizon "
+                             f"({self.horizon})")
+        return self
+
+    @property
+    def windows(self) -> int:
+        return max(1, len(self.cutoffs))
+
+    @property
+    def observed(self) -> int:
+        """Periods a test series needs observed from its launch."""
+        return self.min_observed or self.horizon
+
+    def cutoff_periods(self, panel: Panel) -> list[datetime]:
+        """The first period of each window's test part."""
+        if self.cutoffs:
+            frame = pl.DataFrame({"c": list(self.cutoffs)}).select(
+                truncate_to_period(pl.col("c").cast(pl.Datetime("us")), panel.freq))
+            return frame["c"].to_list()
+        candidates = item_launches(self._observable(panel)).filter(
+            pl.col("launch") > panel.data["timestamp"].min())["launch"].sort()
+        if candidates.is_empty():
+            raise InputError(f"no item launches after the panel's first period with "
+                             f"{self.observed} periods observed: the launch protocol needs "
+                             f"new items")
+        return [candidates[min(int(len(candidates) * (1 - self.test_fraction)),
+                               len(candidates) - 1)]]
+
+    def _observable(self, panel: Panel) -> pl.DataFrame:
+        """The rows of series with at least ``observed`` periods."""
+        lengths = panel.data.group_by(SERIES_KEY).agg(pl.len().alias("_n"))
+        enough = lengths.filter(pl.col("_n") >= self.observed).select(SERIES_KEY)
+        return panel.data.join(enough, on=SERIES_KEY, how="semi")
+
+    def split(self, panel: Panel, cutoff: datetime) -> LaunchSplit:
+        """The three parts at ``cutoff``; refuses a cutoff that leaves no train or test item."""
+        launches = item_launches(panel.data)
+        validation_start = pl.select(offset(pl.lit(cutoff), panel.freq,
+                                            -self.validation_periods)).item()
+        test_series = (with_period_since_launch(self._observable(panel))
+                       .filter(pl.col("period_since_launch") == 1)
+                       .join(launches.filter(pl.col("launch") >= cutoff).select("item_id"),
+                             on="item_id", how="semi")
+                       .select(*SERIES_KEY, pl.col("timestamp").alias("launch"))
+                       .sort(SERIES_KEY))
+        if test_series.is_empty():
+            raise InputError(f"cutoff {cutoff:%Y-%m-%d}: no item launched on or after it has "
+                             f"{self.observed} periods observed before the panel ends "
+                             f"({panel.data['timestamp'].max():%Y-%m-%d}); choose an earlier "
+                             f"cutoff")
+        train = launches.filter(pl.col("launch") < validation_start)["item_id"]
+        if train.is_empty():
+            raise InputError(f"cutoff {cutoff:%Y-%m-%d}: no item launched before "
+                             f"{validation_start:%Y-%m-%d} to train on (the panel starts "
+                             f"{panel.data['timestamp'].min():%Y-%m-%d}); choose a later cutoff")
+        validation = launches.filter(pl.col("launch").is_between(
+            validation_start, cutoff, closed="left"))["item_id"]
+        return LaunchSplit(cutoff=cutoff, validation_start=validation_start,
+                           train_items=train, validation_items=validation,
+                           test_items=test_series["item_id"].unique().sort(),
+                           test_series=test_series)
+
+
+@dataclass(frozen=True)
+class LaunchSplit:
+    """Items by part at one cutoff, and the test series with their launch periods."""
+
+    cutoff: datetime
+    validation_start: datetime
+    train_items: pl.Series
+    validation_items: pl.Series
+    test_items: pl.Series
+    test_series: pl.DataFrame  # item_id, market, launch
+
+    def fit_panel(self, panel: Panel) -> Panel:
+        """What the test forecasts are fitted on: train and validation items before the
+        cutoff."""
+        items = pl.concat([self.train_items, self.validation_items])
+        return _restrict(panel, items, self.cutoff)
+
+    def validation_fit_panel(self, panel: Panel) -> Panel:
+        """What a model selected on the validation items is fitted on: train items before the
+        validation part."""
+        return _restrict(panel, self.train_items, self.validation_start)
+
+
+def _restrict(panel: Panel, items: pl.Series, before: datetime) -> Panel:
+    return replace(panel, data=panel.data.filter(
+        pl.col("item_id").is_in(items.to_list()) & (pl.col("timestamp") < before)))
+
+
+def run_launch_backtest(model: Forecaster, panel: Panel, protocol: LaunchProtocol,
+                        on_window: Callable[[WindowDone], None] | None = None) -> pl.DataFrame:
+    """Forecast every test series' first H periods from launch at each cutoff.
+
+    Columns as the rolling backtest's (``item_id, market, timestamp, model, window, y_true,
+    y_pred``, quantiles) plus ``period_since_launch``; a launch has no history, so MASE and the
+    direction metrics, which need one, are null. Forecasts are clipped at 0.
+    """
+    frames = []
+    for window, cutoff in enumerate(protocol.cutoff_periods(panel)):
+        started = time.perf_counter()
+        split = protocol.split(panel, cutoff)
+        train = split.fit_panel(panel)
+        fitted = model.clone().fit(train)
+        forecast = fitted.predict_launch(split.test_series, protocol.horizon, history=train)
+        quantiles = quantile_columns(forecast.columns)
+        forecast = forecast.with_columns(pl.col("y_pred", *quantiles).clip(lower_bound=0.0))
+        actuals = (with_period_since_launch(panel.data.join(split.test_series, on=SERIES_KEY,
+                                                            how="semi"))
+                   .filter(pl.col("period_since_launch") <= protocol.horizon)
+                   .select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")))
+        joined = (actuals.join(forecast, on=[*SERIES_KEY, "timestamp"], how="inner")
+                  .with_columns(pl.lit(model.name).alias("model"),
+                                pl.lit(window, dtype=pl.Int64).alias("window")))
+        frames.append(joined.select(*FORECAST_COLUMNS, "period_since_launch", *quantiles))
+        if on_window:
+            on_window(WindowDone(
+                model=model.name, window=window, windows=protocol.windows, origin=cutoff,
+                seconds=time.perf_counter() - started, refitted=True,
+                notes=tuple(getattr(fitted, "notes", ()))))
+    return pl.concat(frames, how="diagonal")
+
+
+def since_launch_metrics(forecasts: pl.DataFrame) -> pl.DataFrame:
+    """Metrics per model and period since launch over every window (long form: ``model,
+    period_since_launch, metric, value``)."""
+    parts = []
+    for name in forecasts["model"].unique(maintain_order=True):
+        rows = forecasts.filter(pl.col("model") == name)
+        rows = rows.select([c for c in rows.columns if rows[c].null_count() < rows.height])
+        parts.append(evaluate(rows, ["period_since_launch"])
+                     .with_columns(pl.lit(name).alias("model")))
+    return (pl.concat(parts).select("model", "period_since_launch", "metric", "value")
+            .sort("model", "period_since_launch", "metric"))
