@@ -15,10 +15,13 @@ from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
 from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
 from salesfusion.evaluation.runner import backtest_models
+from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.launch_curves import MedianLaunchCurve
 from salesfusion.models.registry import create_model
+from tests.conftest import make_shop
 
-LAUNCH_MODELS = ["median_launch_curve", "category_launch_curve", "knn_analogue"]
+LAUNCH_MODELS = ["median_launch_curve", "category_launch_curve", "knn_analogue",
+                 "lightgbm_launch"]
 START = datetime(2024, 1, 1)  # a Monday
 
 
@@ -184,3 +187,98 @@ def test_cli_launch_protocol_writes_metrics_and_refuses_a_bad_cutoff(shop, tmp_p
         errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and why in errors[0]
         assert not bad.exists()
+
+
+def _planted_panel(n_items: int = 80, seed: int = 0) -> Panel:
+    """Launches over 40 weeks whose volume follows the items' ``size`` (and nothing else), in
+    two markets, beside one series running from the first week (not a launch)."""
+    rng = np.random.default_rng(seed)
+    sizes = [*rng.uniform(0, 1, n_items), 0.9, 0.1]  # the last two items never sell
+    series = {("OLD", "GB"): (0, [10] * 50)}
+    for i in range(n_items):
+        for market, scale in (("GB", 1.0), ("DE", 0.5)):
+            series[(f"I{i:02d}", market)] = (
+                1 + i % 40, rng.poisson(scale * (1 + 40 * sizes[i]), 10).tolist())
+    ids = [f"I{i:02d}" for i in range(n_items + 2)]
+    rows = [{"item_id": item, "market": market, "timestamp": START + timedelta(weeks=week + i),
+             "y": float(y)}
+            for (item, market), (week, values) in series.items() for i, y in enumerate(values)]
+    items = pl.DataFrame({"item_id": ["OLD", *ids], "size": [0.5, *sizes],
+                          "title": ["OLD ITEM", *[f"ITEM {i}" for i in ids]]})
+    return Panel(data=pl.DataFrame(rows).sort("item_id", "market", "timestamp"), freq="W",
+                 items=items, static_numeric=["size"], static_text=["title"])
+
+
+def test_lightgbm_launch_learns_a_planted_attribute_and_beats_the_median_curve():
+    panel = _planted_panel()
+    run = backtest_models(panel, ["median_launch_curve", "lightgbm_launch"],
+                          LaunchProtocol(horizon=4, cutoffs=(date(2024, 7, 29),)))
+    wape = {r["model"]: r["value"] for r in run.metrics.filter(
+        (pl.col("metric") == "WAPE") & (pl.col("window") == "all")
+        & (pl.col("segment") == "all")).iter_rows(named=True)}
+    assert wape["lightgbm_launch"] < 0.7 * wape["median_launch_curve"], wape
+
+
+def test_lightgbm_launch_save_load_gives_identical_launch_forecasts(tmp_path):
+    panel = _planted_panel()
+    model = create_model("lightgbm_launch", max_rounds=60).fit(panel)
+    launches = pl.DataFrame({"item_id": ["I80", "I81"], "market": ["GB", "GB"],
+                             "launch": [date(2025, 6, 4)] * 2})
+    before = model.predict_launch(launches, horizon=5)
+    model.save(tmp_path / "m")
+    after = Forecaster.load(tmp_path / "m").predict_launch(launches, horizon=5)
+    assert before.equals(after)
+    big, small = (before.filter(pl.col("item_id") == i)["y_pred"].mean() for i in ("I80", "I81"))
+    assert big > 2 * small  # size 0.9 against 0.1: about 37 units a week against 5
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny shop (item P012 is in the items table and never sold) and a lightgbm_launch and
+    a naive model trained on it through the CLI."""
+    folder = tmp_path_factory.mktemp("predict_launch")
+    spec = make_shop(folder, covariates=False)
+    models = {}
+    for name in ("lightgbm_launch", "naive"):
+        models[name] = folder / name
+        result = CliRunner().invoke(app, ["train", "--spec", str(spec), "--preset", name,
+                                          "--out", str(models[name])])
+        assert result.exit_code == 0, result.output
+    return spec, models
+
+
+def test_cli_predict_launch_forecasts_a_future_launch_dates_periods(trained, tmp_path):
+    spec, models = trained
+    out = tmp_path / "launch.parquet"
+    result = CliRunner().invoke(app, ["predict", "--model", str(models["lightgbm_launch"]),
+                                      "--spec", str(spec), "--launch", "--launch-date",
+                                      "2031-03-05", "--markets", "GB", "--horizon", "3",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    forecast = pl.read_parquet(out)
+    assert forecast.select("item_id", "market").unique().rows() == [("P012", "GB")]
+    monday = datetime(2031, 3, 3)  # the week holding Wednesday 5 March 2031
+    assert forecast["timestamp"].to_list() == [monday + timedelta(weeks=w) for w in range(3)]
+    assert forecast["period_since_launch"].to_list() == [1, 2, 3]
+    assert forecast["y_pred"].is_finite().all()
+    assert set(forecast["model"]) == {"lightgbm_launch"}
+
+
+@pytest.mark.parametrize(("model", "extra", "why"), [
+    ("naive", ["--launch-date", "2031-03-05"], "'naive' cannot forecast from a launch date"),
+    ("lightgbm_launch", ["--items", "P999", "--launch-date", "2031-03-05"],
+     "item 'P999' is not in the items table"),
+    ("lightgbm_launch", [], "no launch date"),
+    ("lightgbm_launch", ["--items", "P001", "--launch-date", "2031-03-05"],
+     "item 'P001' already sells in"),
+])
+def test_cli_predict_launch_errors_are_one_line_and_write_nothing(trained, tmp_path, model,
+                                                                   extra, why):
+    spec, models = trained
+    out = tmp_path / "out" / "launch.parquet"
+    result = CliRunner().invoke(app, ["predict", "--model", str(models[model]), "--spec",
+                                      str(spec), "--launch", *extra, "--out", str(out)])
+    assert result.exit_code == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and why in errors[0], result.stderr
+    assert not out.parent.exists()

@@ -84,6 +84,18 @@ def predict(
     cold_start: Annotated[bool, typer.Option(
         help="Also forecast every item of the items table that has no sales yet, in every "
              "market.")] = False,
+    launch: Annotated[bool, typer.Option(
+        help="Forecast items' first H periods from their launch (a launch-capable model), "
+             "dated by the items table's launch_date or --launch-date.")] = False,
+    launch_date: Annotated[str | None, typer.Option(
+        help="YYYY-MM-DD: the launch of the --launch items, instead of the items "
+             "table's.")] = None,
+    items: Annotated[str | None, typer.Option(
+        help="ID,ID: the items --launch forecasts (every item of the items table without "
+             "sales when omitted).")] = None,
+    markets: Annotated[str | None, typer.Option(
+        help="A,B: the markets --launch forecasts in (every market of the panel when "
+             "omitted).")] = None,
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
@@ -93,7 +105,15 @@ def predict(
 
     if out.suffix.lower() not in (".parquet", ".pq"):
         raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name")
+    if not launch and (launch_date or items or markets):
+        raise InputError("--launch-date, --items and --markets go with --launch")
+    if launch and cold_start:
+        raise InputError("give one of --launch or --cold-start: a launch forecast is already "
+                         "for items without sales")
     forecaster = Forecaster.load(model)
+    if launch and not forecaster.supports_launch:
+        raise InputError(f"{model}: model '{forecaster.name}' cannot forecast from a launch "
+                         f"date; train a launch-anchored model ({', '.join(_launch_models())})")
     if freq is not None and forecaster.freq and check_freq(freq) != forecaster.freq:
         raise InputError(f"{model}: the model was trained at frequency '{forecaster.freq}' "
                          f"and cannot forecast at --freq '{check_freq(freq)}'; leave --freq out "
@@ -101,6 +121,17 @@ def predict(
     # The model's own frequency, not the spec's default: a weekly model forecasts weeks.
     panel = panel_from(dataset, spec, check_freq(freq) if freq else forecaster.freq,
                         None, None, None)
+    if launch:
+        launches = _launches(panel, launch_date, items, markets)
+        forecast = forecaster.predict_launch(launches, horizon, history=panel)
+        with staged_folder(out.parent) as staging:
+            forecast.with_columns(pl.lit(forecaster.name).alias("model")).write_parquet(
+                staging / out.name)
+        console.print(f"Wrote {out}: {forecast.height:,} rows for {launches.height:,} launches "
+                      f"({launches['item_id'].n_unique():,} items in "
+                      f"{launches['market'].n_unique():,} markets), periods 1-{horizon} from "
+                      f"launch")
+        return
     series = panel.data.select(SERIES_KEY).unique(maintain_order=True)
     if cold_start:
         if panel.items is None:
@@ -119,3 +150,66 @@ def predict(
                   f"before launch, forecast as 0)")
 
 
+
+
+def _launch_models() -> list[str]:
+    from salesfusion.models.registry import model_class, registered_models
+
+    return [n for n in registered_models() if model_class(n).supports_launch]
+
+
+def _names(option: str, value: str) -> list[str]:
+    names = list(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    if not names:
+        raise InputError(f"{option}: give one or more names separated by commas")
+    return names
+
+
+def _launches(panel: Any, launch_date: str | None, items: str | None,
+              markets: str | None) -> Any:
+    """``item_id, market, launch`` of the launches ``predict --launch`` asks for."""
+    from datetime import datetime
+
+    import polars as pl
+
+    if panel.items is None:
+        raise InputError("--launch needs an items table in the dataset")
+    catalogue = panel.items.unique("item_id", keep="first", maintain_order=True)
+    if items is not None:
+        wanted = _names("--items", items)
+        unknown = [i for i in wanted if i not in set(catalogue["item_id"].to_list())]
+        if unknown:
+            raise InputError(f"--items: item {unknown[0]!r} is not in the items table "
+                             f"({catalogue.height:,} items, e.g. "
+                             f"{catalogue['item_id'].head(3).to_list()})")
+    else:
+        wanted = catalogue.join(panel.data.select("item_id").unique(), on="item_id",
+                                how="anti")["item_id"].to_list()
+        if not wanted:
+            raise InputError("every item of the items table has sales: name the items to "
+                             "launch with --items")
+    known = panel.data["market"].unique(maintain_order=True).to_list()
+    chosen = known if markets is None else _names("--markets", markets)
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise InputError(f"--markets: market {unknown[0]!r} is not in the panel (markets: "
+                         f"{', '.join(known)})")
+    frame = pl.DataFrame({"item_id": wanted})
+    if launch_date is not None:
+        try:
+            when = datetime.strptime(launch_date, "%Y-%m-%d")
+        except ValueError:
+            raise InputError(f"--launch-date: {launch_date!r} is not a date YYYY-MM-DD") from None
+        frame = frame.with_columns(pl.lit(when).alias("launch"))
+    else:
+        if "launch_date" not in catalogue.columns:
+            raise InputError("no launch date: the items table maps no launch_date; give "
+                             "--launch-date YYYY-MM-DD")
+        frame = frame.join(catalogue.select("item_id", pl.col("launch_date").alias("launch")),
+                           on="item_id", how="left", maintain_order="left")
+        undated = frame.filter(pl.col("launch").is_null())
+        if undated.height:
+            raise InputError(f"item {undated['item_id'][0]!r} has no launch_date in the items "
+                             f"table ({undated.height:,} items without one); give "
+                             f"--launch-date YYYY-MM-DD")
+    return frame.join(pl.DataFrame({"market": chosen}), how="cross")

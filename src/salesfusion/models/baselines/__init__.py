@@ -1,1 +1,7 @@
-from salesfusion.models.baselines import knn, launch_curves, lightgbm, statistical  # noqa: F401
+from salesfusion.models.baselines import (  # noqa: F401
+    knn,
+    launch_curves,
+    lightgbm,
+    lightgbm_launch,
+    statistical,
+)

@@ -1,0 +1,247 @@
+"""The LightGBM launch reference: one global LightGBM that forecasts a launch from content.
+
+Each training row is one period of a launched series (its first ``max_age`` periods, the series
+chosen by the rule of ``data.launches.launch_rows``): the item's static attributes (categorical
+ones as LightGBM categories, numeric ones as they are), a text embedding of its title and
+description (a registered text encoder, ``tfidf`` by default, fitted on the items table), the
+calendar of its launch period and of the forecast period, the market and the period since
+launch; the target is that period's units. Nothing of the series' own sales is a feature, so a
+product that has never sold is forecast the same way as one in training.
+
+Text vectors and attribute values are kept for every item of the items table seen at ``fit``
+(in a launch backtest and in ``predict --launch`` that table holds the items still to launch);
+an item first seen later has its attributes read from the history's items table and no text
+vector (missing to LightGBM), and a note says so. The number of boosting rounds is chosen by
+early stopping on the latest-launched fifth of the launched series, then the model is refit on
+all of them. ``predict`` forecasts a series by its age in each forecast period (a series the
+history lacks launches at the first forecast period), as the launch curves do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from pydantic import AfterValidator, Field
+
+from salesfusion.components import ENCODERS
+from salesfusion.data.frequency import periods_after
+from salesfusion.data.launches import launch_rows, with_period_since_launch
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
+from salesfusion.features.calendar import calendar_features
+from salesfusion.models.base import Forecaster
+from salesfusion.models.config import ModelConfig
+from salesfusion.models.registry import register
+
+MIN_EARLY_STOPPING_SERIES = 10  # fewer launched series: train max_rounds without a probe
+
+
+def _text_encoder(value: str | None) -> str | None:
+    names = ENCODERS.names(lambda c: c.modality == "text")
+    if value is not None and value not in names:
+        raise ValueError(f"unknown text encoder '{value}'; the valid choices are "
+                         f"{', '.join(names)}")
+    return value
+
+
+@register
+class LightGBMLaunch(Forecaster):
+    """One global LightGBM over attributes, text, launch calendar, market and age."""
+
+    name = "lightgbm_launch"
+    supports_cold_start = True
+    supports_launch = True
+
+    class Config(ModelConfig):
+        max_age: int = Field(26, ge=1, description=(
+            "Periods since launch trained on; older ages are forecast as this one."))
+        text_encoder: Annotated[str | None, AfterValidator(_text_encoder)] = Field(
+            "tfidf", description="Registered text encoder of titles and descriptions (None: "
+                                 "no text).")
+        text_dim: int = Field(16, ge=1, description=(
+            "Embedding size, for text encoders that take one (tfidf)."))
+        objective: Literal["l1", "l2", "poisson", "tweedie"] = Field("l1", description=(
+            "LightGBM objective; l1 minimises the absolute error, so WAPE."))
+        learning_rate: float = Field(0.05, gt=0, le=1)
+        num_leaves: int = Field(15, ge=2)
+        min_data_in_leaf: int = Field(20, ge=1)
+        feature_fraction: float = Field(0.8, gt=0, le=1)
+        bagging_fraction: float = Field(0.8, gt=0, le=1)
+        lambda_l2: float = Field(1.0, ge=0)
+        max_rounds: int = Field(400, ge=1, description="Most boosting rounds.")
+        early_stopping_rounds: int = Field(40, ge=1, description=(
+            "Rounds without improvement on the latest launches before stopping."))
+        seed: int = 0
+        threads: int = Field(2, ge=1, description="LightGBM threads.")
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return {"max_rounds": 40}
+
+    # --- item content -------------------------------------------------------------------------
+    def _item_table(self, panel: Panel) -> pl.DataFrame:
+        """``item_id``, the raw attribute values and ``text_<i>`` (null where an item has no
+        text) of every item of the panel's items table."""
+        if panel.items is None:
+            return pl.DataFrame({"item_id": []}, schema={"item_id": pl.String})
+        catalogue = Catalogue.from_panel(panel)
+        table = catalogue.items.select("item_id", *self._categorical, *self._numeric)
+        encoder_name = self.params["text_encoder"]
+        if encoder_name is None:
+            return table
+        if not catalogue.has("text"):
+            self._notes.append("the items table has no title or description: no text features")
+            return table
+        params = ({"dim": int(self.params["text_dim"])}
+                  if "dim" in ENCODERS.get(encoder_name).default_params else {})
+        encoded = encode_catalogue(catalogue, "text",
+                                   build_encoder(catalogue, "text", encoder_name, **params))
+        vectors = np.where(encoded.mask[:, None], encoded.vectors, np.nan)
+        return table.with_columns(pl.Series(f"text_{i}", vectors[:, i], dtype=pl.Float64)
+                                  for i in range(vectors.shape[1]))
+
+    def _items_for(self, history: Panel) -> pl.DataFrame:
+        """The fitted item table, with the attributes of items only ``history`` knows."""
+        table = self._items
+        if history.items is None:
+            return table
+        attributes = [c for c in (*self._categorical, *self._numeric) if c in history.items.columns]
+        later = (history.items.select("item_id", *attributes)
+                 .unique("item_id", keep="first").join(table.select("item_id"), on="item_id",
+                                                       how="anti"))
+        note = (f"{later.height} item(s) not in the items table at fit have no text "
+                f"features")
+        if later.height and self._text_columns and note not in self._notes:
+            self._notes.append(note)
+        return pl.concat([table, later.cast({c: table.schema[c] for c in attributes})],
+                         how="diagonal")
+
+    # --- design -------------------------------------------------------------------------------
+    def _design(self, rows: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
+        """The feature matrix of ``rows`` (``item_id, market, launch, period_since_launch,
+        timestamp``)."""
+        # Rows and features must stay aligned with the labels and the grid: keep rows' order.
+        joined = rows.join(items, on="item_id", how="left", maintain_order="left")
+        columns: dict[str, np.ndarray] = {
+            "market": joined["market"].replace_strict(self._markets, default=None,
+                                                      return_dtype=pl.Float64).to_numpy(),
+            "period_since_launch": joined["period_since_launch"].to_numpy().astype(float)}
+        for name in self._categorical:
+            columns[f"cat_{name}"] = (joined[name].cast(pl.String).replace_strict(
+                self._vocabulary[name], default=None, return_dtype=pl.Float64).to_numpy())
+        for name in self._numeric:
+            columns[f"num_{name}"] = joined[name].cast(pl.Float64).to_numpy()
+        for name in self._text_columns:
+            columns[name] = joined[name].cast(pl.Float64).to_numpy()
+        for prefix, stamps in (("launch_", joined["launch"]), ("", joined["timestamp"])):
+            for key, values in calendar_features(stamps.to_numpy(), self.freq).items():
+                columns[prefix + key] = values.astype(float)
+        self._feature_names = list(columns)
+        return np.column_stack(list(columns.values())).astype(float)
+
+    def _booster_params(self) -> dict[str, Any]:
+        p = self.params
+        return {"objective": p["objective"], "learning_rate": p["learning_rate"],
+                "num_leaves": p["num_leaves"], "min_data_in_leaf": p["min_data_in_leaf"],
+                "feature_fraction": p["feature_fraction"],
+                "bagging_fraction": p["bagging_fraction"], "bagging_freq": 1,
+                "lambda_l2": p["lambda_l2"], "seed": p["seed"], "num_threads": p["threads"],
+                "deterministic": True, "force_row_wise": True, "verbosity": -1}
+
+    # --- fit / predict ------------------------------------------------------------------------
+    def _fit(self, panel: Panel) -> None:
+        self._notes: list[str] = []
+        self._markets = {m: float(i) for i, m in enumerate(sorted(panel.data["market"].unique()))}
+        items = panel.items
+        self._categorical = [c for c in panel.static_categorical
+                             if items is not None and c in items.columns]
+        self._numeric = [c for c in panel.static_numeric
+                         if items is not None and c in items.columns]
+        self._vocabulary = {
+            c: {v: float(i) for i, v in enumerate(
+                items[c].cast(pl.String).drop_nulls().unique().sort().to_list())}
+            for c in self._categorical}
+        self._items = self._item_table(panel)
+        self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
+        rows, launched = launch_rows(panel, int(self.params["max_age"]))
+        if not launched:
+            self._notes.append("every series starts at the panel's first period: trained on "
+                               "running series as if launched there")
+        starts = panel.series().select(*SERIES_KEY, pl.col("start").alias("launch"))
+        dated = with_period_since_launch(panel.data.select(*SERIES_KEY, "timestamp"))
+        rows = (rows.join(starts, on=SERIES_KEY, how="left", maintain_order="left")
+                .join(dated, on=[*SERIES_KEY, "period_since_launch"], how="left",
+                      maintain_order="left"))
+        matrix = self._design(rows, self._items)
+        label = rows["y"].to_numpy().astype(float)
+        categorical = ["market", *[f"cat_{c}" for c in self._categorical]]
+        params, rounds = self._booster_params(), int(self.params["max_rounds"])
+        latest = _latest_launches(rows)
+        if latest is not None:
+            train = lgb.Dataset(matrix[~latest], label[~latest], feature_name=self._feature_names,
+                                categorical_feature=categorical)
+            valid = lgb.Dataset(matrix[latest], label[latest], reference=train)
+            probe = lgb.train(params, train, num_boost_round=rounds, valid_sets=[valid],
+                              callbacks=[lgb.early_stopping(
+                                  int(self.params["early_stopping_rounds"]), verbose=False)])
+            rounds = max(1, probe.best_iteration)
+        full = lgb.Dataset(matrix, label, feature_name=self._feature_names,
+                           categorical_feature=categorical)
+        self._booster = lgb.train(params, full, num_boost_round=rounds)
+
+    def _forecast(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
+        max_age = int(self.params["max_age"])
+        rows = grid.with_columns(pl.col("period_since_launch").clip(upper_bound=max_age))
+        values = self._booster.predict(self._design(rows, self._items_for(history)))
+        return grid.with_columns(pl.Series("y_pred", values, dtype=pl.Float64))
+
+    def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
+        return self._forecast(grid, history)
+
+    def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
+        future = periods_after(history.data["timestamp"].max(), history.freq, horizon)
+        seen = history.series().select(*SERIES_KEY, pl.col("length").cast(pl.Int64).alias("_seen"),
+                                       pl.col("start").alias("launch"))
+        steps = pl.DataFrame({"timestamp": future,
+                              "_step": pl.int_range(1, horizon + 1, eager=True)})
+        grid = (series.join(seen, on=SERIES_KEY, how="left").join(steps, how="cross")
+                .with_columns((pl.col("_seen").fill_null(0) + pl.col("_step"))
+                              .alias("period_since_launch"),
+                              pl.col("launch").fill_null(future[0])))
+        return self._forecast(grid, history).select(*SERIES_KEY, "timestamp", "y_pred")
+
+    # --- persistence --------------------------------------------------------------------------
+    def _save_state(self, folder: Path) -> None:
+        self._booster.save_model(str(folder / "booster.txt"))
+        self._items.write_parquet(folder / "launch_items.parquet")
+        (folder / "lightgbm_launch.json").write_text(json.dumps(
+            {"markets": self._markets, "categorical": self._categorical,
+             "numeric": self._numeric, "vocabulary": self._vocabulary,
+             "features": self._feature_names, "notes": self._notes}))
+
+    def _load_state(self, folder: Path) -> None:
+        state = json.loads((folder / "lightgbm_launch.json").read_text())
+        self._markets, self._vocabulary = state["markets"], state["vocabulary"]
+        self._categorical, self._numeric = state["categorical"], state["numeric"]
+        self._feature_names, self._notes = state["features"], state["notes"]
+        self._items = pl.read_parquet(folder / "launch_items.parquet")
+        self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
+        self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
+
+
+def _latest_launches(rows: pl.DataFrame) -> np.ndarray | None:
+    """A mask of the rows of the latest-launched fifth of the series (the early-stopping part),
+    or None when there are too few series to spare one."""
+    launches = rows.select(*SERIES_KEY, "launch").unique().sort("launch", *SERIES_KEY)
+    if launches.height < MIN_EARLY_STOPPING_SERIES:
+        return None
+    latest = launches.tail(max(1, launches.height // 5)).select(
+        *SERIES_KEY, pl.lit(True).alias("_latest"))
+    return (rows.select(SERIES_KEY).join(latest, on=SERIES_KEY, how="left",
+                                         maintain_order="left")["_latest"]
+            .fill_null(False).to_numpy())
