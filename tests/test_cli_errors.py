@@ -128,3 +128,17 @@ def test_panel_too_short_for_protocol_writes_nothing(tmp_path):
                                  "--horizon", "4", "--windows", "3", "--out", str(out)])
     assert "too few" in _one_error_line(result)
     assert not out.exists()
+
+
+def test_output_never_deletes_a_users_folder(shop_spec, tmp_path):
+    """`data build --out d/panel.parquet` where d/panel.parquet/ is a user's partitioned
+    dataset: refused with one line, the user's files untouched, no staging left behind."""
+    users = tmp_path / "d" / "panel.parquet"
+    users.mkdir(parents=True)
+    (users / "part-0.parquet").write_bytes(b"user data")
+    result = runner.invoke(app, ["data", "build", str(shop_spec), "--out", str(users)])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("error: ") and "is left alone" in lines[-1]
+    assert (users / "part-0.parquet").read_bytes() == b"user data"
+    assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["panel.parquet"]

@@ -66,12 +66,16 @@ def staged_folder(out: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    # No command writes a folder into its output, so a folder in the way is the user's: refuse
+    # (and drop only our staging) rather than delete it.
+    in_the_way = [out / item.name for item in staging.iterdir() if (out / item.name).is_dir()]
+    if in_the_way:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise InputError(f"{in_the_way[0]}: a folder is in the way of the output; it was not "
+                         f"written by salesfusion, so it is left alone: choose another --out")
     out.mkdir(exist_ok=True)
     for item in staging.iterdir():
-        target = out / item.name
-        if target.is_dir():
-            shutil.rmtree(target)
-        item.replace(target)
+        item.replace(out / item.name)
     staging.rmdir()
 
 
