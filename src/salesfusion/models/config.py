@@ -36,6 +36,21 @@ def registered_in(registry: Registry[Any]) -> AfterValidator:
     return AfterValidator(check)
 
 
+def encoder_of(modality: str) -> AfterValidator:
+    """A field validator: the value (or None) must name a registered encoder of ``modality``."""
+
+    def check(value: str | None) -> str | None:
+        from salesfusion.components import ENCODERS
+
+        names = ENCODERS.names(lambda c: c.modality == modality)
+        if value is not None and value not in names:
+            raise ValueError(f"unknown {modality} encoder '{value}'; the valid choices are "
+                             f"{', '.join(names)}")
+        return value
+
+    return AfterValidator(check)
+
+
 def validate_config(config_type: type[ModelConfig], params: dict[str, Any], *, owner: str,
                     source: str | None = None) -> ModelConfig:
     """``params`` as a ``config_type``; any problem is one ``InputError`` line naming the

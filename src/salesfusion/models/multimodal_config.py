@@ -8,25 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import Field, field_validator
 
-from salesfusion.components import BACKBONES, ENCODERS, FUSIONS, LOSSES, TARGET_TRANSFORMS
-from salesfusion.models.config import ModelConfig, registered_in
+from salesfusion.components import BACKBONES, FUSIONS, LOSSES, TARGET_TRANSFORMS
+from salesfusion.models.config import ModelConfig, encoder_of, registered_in
 
 Modality = Literal["text", "image", "static"]
-
-
-def _encoder_of(modality: str) -> AfterValidator:
-    def check(value: str | None) -> str | None:
-        if value is None:
-            return value
-        names = ENCODERS.names(lambda c: c.modality == modality)
-        if value not in names:
-            raise ValueError(f"unknown {modality} encoder '{value}'; the valid choices are "
-                             f"{', '.join(names)}")
-        return value
-
-    return AfterValidator(check)
 
 
 class MultimodalConfig(ModelConfig):
@@ -36,11 +23,11 @@ class MultimodalConfig(ModelConfig):
         "Item content the model reads; drop one to ablate it."))
     covariates: bool = Field(True, description=(
         "Events and exogenous columns as dynamic inputs (False: ablate them)."))
-    text_encoder: Annotated[str, _encoder_of("text")] = Field("tfidf", description=(
+    text_encoder: Annotated[str, encoder_of("text")] = Field("tfidf", description=(
         "Registered text encoder of titles and descriptions."))
-    image_encoder: Annotated[str, _encoder_of("image")] = Field("color_texture", description=(
+    image_encoder: Annotated[str, encoder_of("image")] = Field("color_texture", description=(
         "Registered image encoder."))
-    image_encoder_fallback: Annotated[str | None, _encoder_of("image")] = Field(None, description=(
+    image_encoder_fallback: Annotated[str | None, encoder_of("image")] = Field(None, description=(
         "Used when image_encoder has no pretrained weights on this machine."))
     image_weights: str | None = Field(None, description=(
         "A local weights file for the image encoder (a torchvision ResNet checkpoint)."))

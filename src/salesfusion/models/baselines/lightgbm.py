@@ -32,7 +32,7 @@ from salesfusion.errors import InputError
 from salesfusion.features.calendar import calendar_features
 from salesfusion.features.lags import origin_features, to_wide
 from salesfusion.models.base import Forecaster
-from salesfusion.models.config import ModelConfig
+from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
 from salesfusion.models.registry import register
 
 # Features measured in units, divided by the series level when the target is level-scaled.
@@ -45,7 +45,7 @@ class LightGBMForecaster(Forecaster):
 
     name = "lightgbm"
 
-    class Config(ModelConfig):
+    class Config(BoosterConfig):
         horizon: int = Field(4, ge=1, description=(
             "Longest step trained for; longer forecasts are an error."))
         objective: Literal["l1", "l2", "tweedie", "poisson"] = Field("l1", description=(
@@ -53,17 +53,6 @@ class LightGBMForecaster(Forecaster):
         target_scaling: bool = Field(True, description=(
             "Divide units by the series' 13-period mean + 1 (rows weighted by it)."))
         tweedie_variance_power: float = Field(1.2, gt=1, lt=2)
-        learning_rate: float = Field(0.05, gt=0, le=1)
-        num_leaves: int = Field(31, ge=2)
-        min_data_in_leaf: int = Field(50, ge=1)
-        feature_fraction: float = Field(0.8, gt=0, le=1)
-        bagging_fraction: float = Field(0.8, gt=0, le=1)
-        lambda_l2: float = Field(1.0, ge=0)
-        max_rounds: int = Field(500, ge=1, description="Most boosting rounds.")
-        early_stopping_rounds: int = Field(50, ge=1, description=(
-            "Rounds without improvement on the validation periods before stopping."))
-        seed: int = 0
-        threads: int = Field(2, ge=1, description="LightGBM threads.")
 
     @property
     def min_history(self) -> int:
@@ -72,20 +61,6 @@ class LightGBMForecaster(Forecaster):
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         return {"max_rounds": 40}
-
-    def _booster_params(self) -> dict[str, Any]:
-        p = self.params
-        params = {
-            "objective": p["objective"], "learning_rate": p["learning_rate"],
-            "num_leaves": p["num_leaves"], "min_data_in_leaf": p["min_data_in_leaf"],
-            "feature_fraction": p["feature_fraction"], "bagging_fraction": p["bagging_fraction"],
-            "bagging_freq": 1, "lambda_l2": p["lambda_l2"], "seed": p["seed"],
-            "num_threads": p["threads"], "deterministic": True, "force_row_wise": True,
-            "verbosity": -1,
-        }
-        if p["objective"] == "tweedie":
-            params["tweedie_variance_power"] = p["tweedie_variance_power"]
-        return params
 
     def _design(self, history: Panel, target_steps: range | None,
                 horizon: int) -> tuple[pl.DataFrame, np.ndarray, dict[str, np.ndarray]]:
@@ -150,27 +125,14 @@ class LightGBMForecaster(Forecaster):
         _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
         validation = ValidationPeriods(panel.data["timestamp"].n_unique(), horizon)
         is_validation = validation.is_validation(side["target_index"])
-        params = self._booster_params()
-        rounds = int(self.params["max_rounds"])
         label, weight = side["target"], None
         if self.params["target_scaling"]:
             label, weight = label / side["scale"], side["scale"]
-
-        def subset(mask: np.ndarray, **kwargs: Any) -> lgb.Dataset:
-            return lgb.Dataset(matrix[mask], label[mask],
-                               weight=None if weight is None else weight[mask], **kwargs)
-
-        if is_validation.any() and (~is_validation).any():
-            train = subset(~is_validation, feature_name=self._feature_names,
-                           categorical_feature=["market"])
-            valid = subset(is_validation, reference=train)
-            probe = lgb.train(params, train, num_boost_round=rounds, valid_sets=[valid],
-                              callbacks=[lgb.early_stopping(
-                                  int(self.params["early_stopping_rounds"]), verbose=False)])
-            rounds = max(1, probe.best_iteration)
-        full = subset(np.ones(len(label), dtype=bool), feature_name=self._feature_names,
-                      categorical_feature=["market"])
-        self._booster = lgb.train(params, full, num_boost_round=rounds)
+        extra = ({"tweedie_variance_power": self.config.tweedie_variance_power}
+                 if self.config.objective == "tweedie" else {})
+        self._booster = fit_booster(booster_params(self.config, **extra), self.config, matrix,
+                                    label, is_validation, feature_names=self._feature_names,
+                                    categorical=["market"], weight=weight)
 
     def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
         if horizon > int(self.params["horizon"]):

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from salesfusion.components import ENCODERS
 from salesfusion.data.frequency import periods_after
@@ -35,18 +35,11 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
 from salesfusion.features.calendar import calendar_features
 from salesfusion.models.base import Forecaster
-from salesfusion.models.config import ModelConfig
+from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
+from salesfusion.models.config import encoder_of
 from salesfusion.models.registry import register
 
 MIN_EARLY_STOPPING_SERIES = 10  # fewer launched series: train max_rounds without a probe
-
-
-def _text_encoder(value: str | None) -> str | None:
-    names = ENCODERS.names(lambda c: c.modality == "text")
-    if value is not None and value not in names:
-        raise ValueError(f"unknown text encoder '{value}'; the valid choices are "
-                         f"{', '.join(names)}")
-    return value
 
 
 @register
@@ -57,27 +50,19 @@ class LightGBMLaunch(Forecaster):
     supports_cold_start = True
     supports_launch = True
 
-    class Config(ModelConfig):
+    class Config(BoosterConfig):
         max_age: int = Field(26, ge=1, description=(
             "Periods since launch trained on; older ages are forecast as this one."))
-        text_encoder: Annotated[str | None, AfterValidator(_text_encoder)] = Field(
+        text_encoder: Annotated[str | None, encoder_of("text")] = Field(
             "tfidf", description="Registered text encoder of titles and descriptions (None: "
                                  "no text).")
         text_dim: int = Field(16, ge=1, description=(
             "Embedding size, for text encoders that take one (tfidf)."))
-        objective: Literal["l1", "l2", "poisson", "tweedie"] = Field("l1", description=(
-            "LightGBM objective; l1 minimises the absolute error, so WAPE."))
-        learning_rate: float = Field(0.05, gt=0, le=1)
         num_leaves: int = Field(15, ge=2)
         min_data_in_leaf: int = Field(20, ge=1)
-        feature_fraction: float = Field(0.8, gt=0, le=1)
-        bagging_fraction: float = Field(0.8, gt=0, le=1)
-        lambda_l2: float = Field(1.0, ge=0)
         max_rounds: int = Field(400, ge=1, description="Most boosting rounds.")
         early_stopping_rounds: int = Field(40, ge=1, description=(
             "Rounds without improvement on the latest launches before stopping."))
-        seed: int = 0
-        threads: int = Field(2, ge=1, description="LightGBM threads.")
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
@@ -144,15 +129,6 @@ class LightGBMLaunch(Forecaster):
         self._feature_names = list(columns)
         return np.column_stack(list(columns.values())).astype(float)
 
-    def _booster_params(self) -> dict[str, Any]:
-        p = self.params
-        return {"objective": p["objective"], "learning_rate": p["learning_rate"],
-                "num_leaves": p["num_leaves"], "min_data_in_leaf": p["min_data_in_leaf"],
-                "feature_fraction": p["feature_fraction"],
-                "bagging_fraction": p["bagging_fraction"], "bagging_freq": 1,
-                "lambda_l2": p["lambda_l2"], "seed": p["seed"], "num_threads": p["threads"],
-                "deterministic": True, "force_row_wise": True, "verbosity": -1}
-
     # --- fit / predict ------------------------------------------------------------------------
     def _fit(self, panel: Panel) -> None:
         self._notes: list[str] = []
@@ -180,19 +156,9 @@ class LightGBMLaunch(Forecaster):
         matrix = self._design(rows, self._items)
         label = rows["y"].to_numpy().astype(float)
         categorical = ["market", *[f"cat_{c}" for c in self._categorical]]
-        params, rounds = self._booster_params(), int(self.params["max_rounds"])
-        latest = _latest_launches(rows)
-        if latest is not None:
-            train = lgb.Dataset(matrix[~latest], label[~latest], feature_name=self._feature_names,
-                                categorical_feature=categorical)
-            valid = lgb.Dataset(matrix[latest], label[latest], reference=train)
-            probe = lgb.train(params, train, num_boost_round=rounds, valid_sets=[valid],
-                              callbacks=[lgb.early_stopping(
-                                  int(self.params["early_stopping_rounds"]), verbose=False)])
-            rounds = max(1, probe.best_iteration)
-        full = lgb.Dataset(matrix, label, feature_name=self._feature_names,
-                           categorical_feature=categorical)
-        self._booster = lgb.train(params, full, num_boost_round=rounds)
+        self._booster = fit_booster(booster_params(self.config), self.config, matrix, label,
+                                    _latest_launches(rows), feature_names=self._feature_names,
+                                    categorical=categorical)
 
     def _forecast(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         max_age = int(self.params["max_age"])

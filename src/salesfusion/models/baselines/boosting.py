@@ -1,0 +1,60 @@
+"""What the LightGBM models share: the booster settings and the fit (rounds chosen by early
+stopping on a validation part, then a refit on every row with that many rounds)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+from pydantic import Field
+
+from salesfusion.models.config import ModelConfig
+
+
+class BoosterConfig(ModelConfig):
+    objective: Literal["l1", "l2", "tweedie", "poisson"] = Field("l1", description=(
+        "LightGBM objective; l1 minimises the absolute error, so WAPE."))
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    num_leaves: int = Field(31, ge=2)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    max_rounds: int = Field(500, ge=1, description="Most boosting rounds.")
+    early_stopping_rounds: int = Field(50, ge=1, description=(
+        "Rounds without improvement on the validation part before stopping."))
+    seed: int = 0
+    threads: int = Field(2, ge=1, description="LightGBM threads.")
+
+
+def booster_params(config: BoosterConfig, **extra: Any) -> dict[str, Any]:
+    return {"objective": config.objective, "learning_rate": config.learning_rate,
+            "num_leaves": config.num_leaves, "min_data_in_leaf": config.min_data_in_leaf,
+            "feature_fraction": config.feature_fraction,
+            "bagging_fraction": config.bagging_fraction, "bagging_freq": 1,
+            "lambda_l2": config.lambda_l2, "seed": config.seed, "num_threads": config.threads,
+            "deterministic": True, "force_row_wise": True, "verbosity": -1, **extra}
+
+
+def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarray,
+                label: np.ndarray, validation: np.ndarray | None, *, feature_names: list[str],
+                categorical: list[str], weight: np.ndarray | None = None) -> lgb.Booster:
+    """Early stopping on the rows of ``validation`` (when it and the rest are both non-empty)
+    picks the number of rounds; the returned booster is refit on every row."""
+
+    def rows(mask: np.ndarray, **kwargs: Any) -> lgb.Dataset:
+        return lgb.Dataset(matrix[mask], label[mask],
+                           weight=None if weight is None else weight[mask], **kwargs)
+
+    rounds = config.max_rounds
+    if validation is not None and validation.any() and (~validation).any():
+        train = rows(~validation, feature_name=feature_names, categorical_feature=categorical)
+        probe = lgb.train(params, train, num_boost_round=rounds,
+                          valid_sets=[rows(validation, reference=train)],
+                          callbacks=[lgb.early_stopping(config.early_stopping_rounds,
+                                                        verbose=False)])
+        rounds = max(1, probe.best_iteration)
+    everything = np.ones(len(label), dtype=bool)
+    return lgb.train(params, rows(everything, feature_name=feature_names,
+                                  categorical_feature=categorical), num_boost_round=rounds)
