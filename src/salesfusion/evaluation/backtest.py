@@ -53,13 +53,10 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
         wanted = actuals.select(SERIES_KEY).unique().join(
             history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
         forecast = fitted.predict(protocol.horizon, history=history, series=wanted)
-        quantiles = quantile_columns(forecast.columns)
-        clipped = forecast.with_columns(pl.col("y_pred", *quantiles).clip(lower_bound=0.0))
-        joined = (actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true"))
-                  .join(clipped, on=[*SERIES_KEY, "timestamp"], how="inner")
-                  .join(origin_context(history), on=SERIES_KEY, how="left")
-                  .with_columns(pl.lit(model.name).alias("model"),
-                                pl.lit(window, dtype=pl.Int64).alias("window")))
+        joined, quantiles = scored_window(
+            actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")), forecast,
+            model.name, window)
+        joined = joined.join(origin_context(history), on=SERIES_KEY, how="left")
         frames.append(joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS))
         if on_window:
             on_window(WindowDone(
@@ -69,16 +66,32 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
     return pl.concat(frames, how="diagonal")
 
 
+def scored_window(actuals: pl.DataFrame, forecast: pl.DataFrame, model_name: str,
+                  window: int) -> tuple[pl.DataFrame, list[str]]:
+    """``actuals`` (keys, timestamp, ``y_true``) joined to ``forecast`` clipped at 0 (demand is
+    never negative), labelled with the model and window; and the forecast's quantile columns."""
+    quantiles = quantile_columns(forecast.columns)
+    clipped = forecast.with_columns(pl.col("y_pred", *quantiles).clip(lower_bound=0.0))
+    joined = (actuals.join(clipped, on=[*SERIES_KEY, "timestamp"], how="inner")
+              .with_columns(pl.lit(model_name).alias("model"),
+                            pl.lit(window, dtype=pl.Int64).alias("window")))
+    return joined, quantiles
+
+
+def model_rows(forecasts: pl.DataFrame, model_name: str) -> pl.DataFrame:
+    """One model's rows with its own columns only: quantile columns of one model must not leak
+    into another's rows after a diagonal concat."""
+    rows = forecasts.filter(pl.col("model") == model_name)
+    return rows.select([c for c in rows.columns if rows[c].null_count() < rows.height
+                        or c in FORECAST_COLUMNS])
+
+
 def metrics_table(forecasts: pl.DataFrame, segment_column: str = "market") -> pl.DataFrame:
     """Metrics per model, window (each and ``all``) and segment (``all`` and each value of
     ``segment_column``), long form: ``model, window, segment, metric, value``."""
     parts = []
     for model_name in forecasts["model"].unique(maintain_order=True):
-        # Each model is scored on its own columns: quantile columns of one model must not leak
-        # into another's rows after a diagonal concat.
-        rows = forecasts.filter(pl.col("model") == model_name)
-        rows = rows.select([c for c in rows.columns if rows[c].null_count() < rows.height
-                            or c in FORECAST_COLUMNS])
+        rows = model_rows(forecasts, model_name)
         parts.extend(_grouped(rows, model_name, segment_column))
     columns = ["model", "window", "segment", "metric", "value"]
     return (pl.concat([part.select(columns) for part in parts])

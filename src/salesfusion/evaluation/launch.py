@@ -27,8 +27,8 @@ from salesfusion.data.frequency import offset, truncate_to_period
 from salesfusion.data.launches import item_launches, with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import FORECAST_COLUMNS
-from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.evaluation.backtest import FORECAST_COLUMNS, model_rows, scored_window
+from salesfusion.evaluation.metrics import evaluate
 from salesfusion.evaluation.progress import WindowDone
 
 if TYPE_CHECKING:
@@ -158,15 +158,11 @@ def run_launch_backtest(model: Forecaster, panel: Panel, protocol: LaunchProtoco
         train = split.fit_panel(panel)
         fitted = model.clone().fit(train)
         forecast = fitted.predict_launch(split.test_series, protocol.horizon, history=train)
-        quantiles = quantile_columns(forecast.columns)
-        forecast = forecast.with_columns(pl.col("y_pred", *quantiles).clip(lower_bound=0.0))
         actuals = (with_period_since_launch(panel.data.join(split.test_series, on=SERIES_KEY,
                                                             how="semi"))
                    .filter(pl.col("period_since_launch") <= protocol.horizon)
                    .select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")))
-        joined = (actuals.join(forecast, on=[*SERIES_KEY, "timestamp"], how="inner")
-                  .with_columns(pl.lit(model.name).alias("model"),
-                                pl.lit(window, dtype=pl.Int64).alias("window")))
+        joined, quantiles = scored_window(actuals, forecast, model.name, window)
         frames.append(joined.select(*FORECAST_COLUMNS, "period_since_launch", *quantiles))
         if on_window:
             on_window(WindowDone(
@@ -181,8 +177,7 @@ def since_launch_metrics(forecasts: pl.DataFrame) -> pl.DataFrame:
     period_since_launch, metric, value``)."""
     parts = []
     for name in forecasts["model"].unique(maintain_order=True):
-        rows = forecasts.filter(pl.col("model") == name)
-        rows = rows.select([c for c in rows.columns if rows[c].null_count() < rows.height])
+        rows = model_rows(forecasts, name)
         parts.append(evaluate(rows, ["period_since_launch"])
                      .with_columns(pl.lit(name).alias("model")))
     return (pl.concat(parts).select("model", "period_since_launch", "metric", "value")
