@@ -69,3 +69,22 @@ def covered_launches(launches: pl.DataFrame, history: Panel) -> pl.DataFrame:
     """The launched series that ``history`` already holds, with their first period there."""
     starts = history.series().select(*SERIES_KEY, "start")
     return launches.select(SERIES_KEY).unique().join(starts, on=SERIES_KEY, how="inner")
+
+
+POOLED = "<all>"  # the group of every market (or category) pooled
+MIN_LAUNCHES = 3  # launched series a market needs for a level of its own
+
+
+def launch_levels(panel: Panel, length: int) -> dict[str, float]:
+    """Mean demand over the first ``length`` periods of the panel's launches (``launch_rows``),
+    per market with at least ``MIN_LAUNCHES`` of them, and pooled over every market
+    (``POOLED``): the scale of a launch, which a market's running series do not give."""
+    rows, _ = launch_rows(panel, length)
+    levels = {POOLED: float(rows["y"].mean() or 0.0)}
+    per_market = (rows.group_by("market")
+                  .agg(pl.col("y").mean().alias("level"),
+                       (pl.col("period_since_launch") == 1).sum().alias("launches"))
+                  .filter(pl.col("launches") >= MIN_LAUNCHES))
+    levels.update(zip(per_market["market"].to_list(), per_market["level"].to_list(),
+                      strict=True))
+    return levels

@@ -7,9 +7,17 @@ training loop in ``training.trainer`` (shared by every neural model), the valida
 ``data.splits``. Windows whose targets fall in the last ``horizon`` periods are the validation
 part (early stopping, best weights, learning-rate schedule); every other window trains with its
 targets cut at that boundary, so nothing is learnt from the validation periods. Windows are
-scaled by a level known at their origin (``training.windows``); ``target_transform`` acts on
-the scaled values, inverted exactly. Encoders run frozen, through the embedding cache; their
-vectors are stored with the weights, so a saved model predicts without them.
+scaled by a level known at their origin (``training.windows``); a window with no history (a
+launch) by its market's launch level, the mean demand of the training launches' first
+``horizon`` periods (``launch_scale: launch_level``), or by the market's running level at the
+origin (``market_level``). ``target_transform`` acts on the scaled values, inverted exactly.
+
+A launch forecast (``predict_launch``) is a window at the period before the launch with no
+history: its future steps carry the calendar and known covariates (events) of the launch's own
+periods, so a launch next season is forecast with that season's calendar.
+
+Encoders run frozen, through the embedding cache; their vectors are stored with the weights, so
+a saved model predicts without them.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from salesfusion.components import LOSSES
-from salesfusion.data.frequency import periods_after
+from salesfusion.data.frequency import offset, period_range, periods_after
+from salesfusion.data.launches import POOLED, launch_levels
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.data.splits import ValidationPeriods
 from salesfusion.encoders.cache import EmbeddingCache
@@ -39,7 +48,13 @@ from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.batches import batch_loader, window_tensors
 from salesfusion.training.transforms import TargetTransform
-from salesfusion.training.windows import Windows, extended_periods, feature_widths, make_windows
+from salesfusion.training.windows import (
+    Windows,
+    extended_periods,
+    feature_widths,
+    make_windows,
+    market_levels,
+)
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
@@ -51,6 +66,7 @@ class MultimodalForecaster(Forecaster):
     name = "multimodal"
     Config = MultimodalConfig
     supports_cold_start = True
+    supports_launch = True
 
     @property
     def supports_quantiles(self) -> bool:
@@ -172,7 +188,10 @@ class MultimodalForecaster(Forecaster):
         covariates = self._covariates(panel, wide)
         self._covariate_names = covariates.names if covariates is not None else []
         self._widths = feature_widths(covariates)
-        windows = make_windows(wide, panel.freq, c.lookback, c.horizon, covariates=covariates)
+        self._launch_levels = (launch_levels(panel, c.horizon)
+                               if c.launch_scale == "launch_level" else None)
+        windows = make_windows(wide, panel.freq, c.lookback, c.horizon, covariates=covariates,
+                               cold_level=self._cold_level(wide.keys))
         holdout = ValidationPeriods(wide.y.shape[1], c.horizon)
         target_index = windows.origin[:, None] + np.arange(1, c.horizon + 1)[None, :]
         validation = windows.subset(windows.origin == holdout.start - 1)
@@ -188,6 +207,12 @@ class MultimodalForecaster(Forecaster):
             chosen = np.random.default_rng(c.seed).choice(len(train), c.max_train_windows,
                                                           replace=False)
             train = train.subset(np.sort(chosen))
+        if c.launch_weight > 1:
+            # Launch windows are one per series among dozens of running ones: repeat them so
+            # that the content pathway is trained for what launches need.
+            launches = np.flatnonzero(~train.history_mask.any(axis=1))
+            train = train.subset(np.sort(np.concatenate(
+                [np.arange(len(train)), np.repeat(launches, c.launch_weight - 1)])))
         if len(train) == 0:
             raise InputError(f"model '{self.name}': no training window has an observed target "
                              f"before the validation part (lookback {c.lookback}, horizon "
@@ -229,22 +254,99 @@ class MultimodalForecaster(Forecaster):
         windows = make_windows(wide, history.freq, c.lookback, c.horizon,
                                origins=np.array([wide.y.shape[1] - 1]),
                                covariates=self._check_covariates(
-                                   self._covariates(history, wide))
-                               ).transformed(self._transform.forward)
+                                   self._covariates(history, wide)),
+                               cold_level=self._cold_level(wide.keys))
+        future = periods_after(wide.periods[-1], history.freq, horizon).to_list()
+        frame = wide.keys[windows.series].join(pl.DataFrame({"timestamp": future}), how="cross")
+        frame = frame.with_columns(self._forecast_columns(wide, windows, horizon))
+        return frame.join(series, on=SERIES_KEY, how="semi")
+
+    def _forecast_columns(self, wide: WidePanel, windows: Windows,
+                          horizon: int) -> list[pl.Series]:
+        """``y_pred`` and the quantile columns of ``windows``' first ``horizon`` steps, one row
+        per window and step (window-major)."""
+        c = self.config
+        windows = windows.transformed(self._transform.forward)
         with torch.inference_mode():
             output = self._net(self._tensors(wide, windows)).numpy()[:, :horizon]
         if not c.quantiles and LOSSES.get(c.loss).log_link:
             output = np.exp(output)  # the count losses model the log of the (transformed) mean
         values = self._transform.inverse(output) * windows.level[:, None, None]
-        future = periods_after(wide.periods[-1], history.freq, horizon).to_list()
-        frame = wide.keys[windows.series].join(pl.DataFrame({"timestamp": future}), how="cross")
         flat = values.reshape(len(windows) * horizon, -1)
         columns = {"y_pred": flat[:, c.quantiles.index(0.5)] if c.quantiles else flat[:, 0]}
         for index, level in enumerate(c.quantiles):
             if level != 0.5:
                 columns[f"q{level}"] = flat[:, index]
-        frame = frame.with_columns(pl.Series(k, v.astype(np.float64)) for k, v in columns.items())
-        return frame.join(series, on=SERIES_KEY, how="semi")
+        return [pl.Series(k, v.astype(np.float64)) for k, v in columns.items()]
+
+    # --- launches -----------------------------------------------------------------------------
+    def _cold_level(self, keys: pl.DataFrame) -> np.ndarray | None:
+        """Each series' scale when it has no history: its market's launch level (the pooled
+        one for a market without launches); None under ``launch_scale: market_level``."""
+        if self._launch_levels is None:
+            return None
+        pooled = self._launch_levels[POOLED]
+        return np.array([self._launch_levels.get(m, pooled) for m in keys["market"]])
+
+    def launch_windows(self, grid: pl.DataFrame, history: Panel) -> tuple[WidePanel, Windows]:
+        """One window per launched series of ``grid`` (``item_id, market, launch``): no
+        history, origin the period before the launch, future steps the launch's periods.
+        Rows are ordered by launch, then as in ``grid``."""
+        c = self.config
+        launches = grid.select(*SERIES_KEY, "launch").unique(maintain_order=True)
+        parts = []
+        for (launch,), group in launches.group_by("launch", maintain_order=True):
+            # The lookback periods before the launch, all unobserved: a cold window whose
+            # calendar and covariates are those of the launch's own periods.
+            first = pl.select(offset(pl.lit(launch), history.freq, -c.lookback)).item()
+            last = pl.select(offset(pl.lit(launch), history.freq, -1)).item()
+            periods = period_range(first, last, history.freq).to_numpy()
+            keys = group.select(SERIES_KEY)
+            wide = WidePanel(keys=keys, periods=periods,
+                             y=np.full((keys.height, len(periods)), np.nan),
+                             price_local=None, fx_rate=None)
+            cold = (self._cold_level(keys) if self._launch_levels is not None
+                    else self._running_level(keys, history, launch))
+            windows = make_windows(wide, history.freq, c.lookback, c.horizon,
+                                   origins=np.array([len(periods) - 1]),
+                                   covariates=self._check_covariates(
+                                       self._covariates(history, wide)),
+                                   cold_level=cold)
+            parts.append((wide, windows))
+        keys = pl.concat([wide.keys for wide, _ in parts])
+        offsets = np.cumsum([0] + [wide.keys.height for wide, _ in parts[:-1]])
+        windows = Windows(*(np.concatenate(
+            [getattr(w, f) + (o if f == "series" else 0) for (_, w), o in zip(parts, offsets,
+                                                                               strict=True)])
+            for f in Windows.__dataclass_fields__))
+        wide = WidePanel(keys=keys, periods=parts[0][0].periods,
+                         y=np.zeros((keys.height, 0)), price_local=None, fx_rate=None)
+        return wide, windows
+
+    def _running_level(self, keys: pl.DataFrame, history: Panel, launch: object) -> np.ndarray:
+        """``launch_scale: market_level``: each market's mean level in ``history`` over the
+        lookback periods before the launch (or before the history's end, for a later
+        launch)."""
+        wide = to_wide(history)
+        levels = market_levels(wide, self.config.lookback)
+        at = int(np.clip(np.searchsorted(wide.periods, np.datetime64(launch, "us")) - 1, 0,
+                         len(wide.periods) - 1))
+        by_market = dict(zip(wide.keys["market"].to_list(), levels[:, at], strict=True))
+        return np.array([by_market.get(m, 0.0) for m in keys["market"]])
+
+    def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
+        horizon = int(grid["period_since_launch"].max())
+        if horizon > self.config.horizon:
+            raise InputError(f"model '{self.name}' was trained for horizons up to "
+                             f"{self.config.horizon}, asked for {horizon} periods from launch")
+        wide, windows = self.launch_windows(grid, history)
+        ages = pl.DataFrame({"period_since_launch": pl.int_range(1, horizon + 1, eager=True)})
+        frame = (wide.keys.join(grid.select(*SERIES_KEY, "launch").unique(), on=SERIES_KEY,
+                                how="left", maintain_order="left")
+                 .join(ages, how="cross").with_columns(
+                     self._forecast_columns(wide, windows, horizon)))
+        return grid.join(frame.drop("launch"), on=[*SERIES_KEY, "period_since_launch"],
+                         how="left")
 
     # --- persistence --------------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
@@ -258,7 +360,8 @@ class MultimodalForecaster(Forecaster):
             "vocabulary": self._vocabulary.to_dict(), "content": content,
             "notes": self._notes, "widths": list(self._widths),
             "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale,
-            "target_transform": self._transform.to_dict()}))
+            "target_transform": self._transform.to_dict(),
+            "launch_levels": self._launch_levels}))
 
     def _load_state(self, folder: Path) -> None:
         meta = json.loads((folder / "multimodal.json").read_text())
@@ -269,6 +372,8 @@ class MultimodalForecaster(Forecaster):
         self._covariate_names = meta["covariate_names"]
         self._covariate_scale = meta["covariate_scale"]
         self._transform = TargetTransform(**meta["target_transform"])
+        # Models saved before launch levels existed scale launches by the market level.
+        self._launch_levels = meta.get("launch_levels")
         content = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
                    for k, (shape, dtype) in meta["content"].items()}
         self._net = self._build_net(content)

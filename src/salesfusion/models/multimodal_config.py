@@ -51,6 +51,11 @@ class MultimodalConfig(ModelConfig):
     tweedie_power: float = Field(1.5, gt=1, lt=2)
     target_transform: Annotated[str, registered_in(TARGET_TRANSFORMS)] = Field(
         "none", description="Registered transform of the level-scaled target.")
+    launch_scale: Literal["market_level", "launch_level"] = Field("market_level", description=(
+        "Scale of a window with no history (a launch): the market's running level at the "
+        "origin, or its launches' mean first-horizon demand (known for a future launch)."))
+    launch_weight: int = Field(1, ge=1, description=(
+        "Times each launch window (no history) is repeated in training."))
     epochs: int = Field(30, ge=1)
     patience: int = Field(5, ge=1, description="Epochs without validation improvement.")
     batch_size: int = Field(256, ge=1)

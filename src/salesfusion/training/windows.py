@@ -4,8 +4,9 @@ A sample is (series s, origin t): the ``lookback`` periods up to and including t
 with a mask that is False before the series' launch (or before the panel starts), and the next
 ``horizon`` periods as targets (masked where unknown). Values are divided by a per-sample level
 known at the origin: the mean of the observed history + 1, or, with no history (cold start),
-the mean level of the market's series at that origin + 1. Origins one period before launch are
-kept, so models learn to forecast a launch from content alone.
+the series' ``cold_level`` + 1 when one is given (the multimodal model gives its market's
+typical launch level), else the mean level of the market's series at that origin + 1. Origins
+one period before launch are kept, so models learn to forecast a launch from content alone.
 
 History steps carry the scaled value, the calendar (sine/cosine of the position in the year)
 and every dynamic covariate; the ``future`` steps (the forecast periods) carry their calendar
@@ -89,17 +90,22 @@ def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
 
 def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
                  origins: np.ndarray | None = None,
-                 covariates: Covariates | None = None) -> Windows:
+                 covariates: Covariates | None = None,
+                 cold_level: np.ndarray | None = None) -> Windows:
     """Samples at ``origins`` (period indices; default: every origin with a target or a launch
     ahead). For prediction pass the last index: targets are then all masked. ``covariates``
-    span ``extended_periods(wide, freq, horizon)``."""
+    span ``extended_periods(wide, freq, horizon)``; ``cold_level`` (one value per series) scales
+    the samples that have no observed history."""
     y = wide.y
     n_series, n_periods = y.shape
     launch = np.where(~np.isnan(y).all(axis=1), np.argmax(~np.isnan(y), axis=1), n_periods)
     if origins is None:
         origins = np.arange(n_periods - 1)
     calendar = year_position(extended_periods(wide, freq, horizon), freq)
-    market_level = market_levels(wide, lookback)
+    if cold_level is None:
+        cold = market_levels(wide, lookback)
+    else:
+        cold = np.broadcast_to(np.asarray(cold_level, dtype=float)[:, None], y.shape)
     s_idx, t_idx = np.meshgrid(np.arange(n_series), origins, indexing="ij")
     s_idx, t_idx = s_idx.ravel(), t_idx.ravel()
     # Keep origins at or after launch - 1 (the launch itself is forecast from content).
@@ -115,7 +121,7 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
     level = np.where(observed_count > 0,
                      np.nansum(np.where(history_mask, history, 0.0), 1) / np.maximum(
                          observed_count, 1),
-                     market_level[s_idx, t_idx]) + 1.0
+                     cold[s_idx, t_idx]) + 1.0
 
     future = t_idx[:, None] + np.arange(1, horizon + 1)[None, :]
     in_panel = future < n_periods

@@ -27,14 +27,14 @@ import polars as pl
 from pydantic import Field
 
 from salesfusion.data.frequency import periods_after
-from salesfusion.data.launches import launch_rows
+from salesfusion.data.launches import POOLED, launch_rows
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
 from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
 
-GLOBAL = "<all>"  # the pooled curve's group
+GLOBAL = POOLED  # the pooled curve's group
 
 
 class _LaunchCurve(Forecaster):

@@ -1,0 +1,95 @@
+"""The multimodal model's launch path: launch windows, launch-level scaling and persistence."""
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from salesfusion.data.launches import POOLED, launch_grid, launch_levels, launch_rows
+from salesfusion.datasets.synthetic import synthetic
+from salesfusion.features.calendar import CALENDAR_WIDTH, year_position
+from salesfusion.models.base import Forecaster
+from salesfusion.models.registry import create_model, model_class
+
+HORIZON = 6
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    return synthetic(tmp_path_factory.mktemp("mm_launch"), n_items=40, n_weeks=30, seed=7)
+
+
+@pytest.fixture(scope="module")
+def fitted(shop):
+    params = {**model_class("multimodal").test_params(), "horizon": HORIZON,
+              "launch_scale": "launch_level", "launch_weight": 3}
+    return create_model("multimodal", **params).fit(shop.panel())
+
+
+def _launches(panel, weeks_after_end: list[int]) -> tuple[pl.DataFrame, list]:
+    dates = [panel.data["timestamp"].max() + timedelta(weeks=w) for w in weeks_after_end]
+    frame = pl.DataFrame({"item_id": [f"NEW{i}" for i in range(len(dates))], "market": "UK",
+                          "launch": dates})
+    return frame, dates
+
+
+def test_launch_levels_are_each_markets_mean_first_periods(shop):
+    panel = shop.panel()
+    levels = launch_levels(panel, HORIZON)
+    rows, launched = launch_rows(panel, HORIZON)
+    assert launched
+    for market, frame in rows.group_by("market"):
+        assert levels[market[0]] == pytest.approx(frame["y"].mean())
+    assert levels[POOLED] == pytest.approx(rows["y"].mean())
+
+
+def test_launch_windows_have_no_history_and_the_calendar_of_the_launch_periods(shop, fitted):
+    panel = shop.panel()
+    launches, dates = _launches(panel, [10, 36])  # half a year apart: other seasons
+    wide, windows = fitted.launch_windows(launch_grid(launches, HORIZON, "W"), panel)
+    assert not windows.history_mask.any()
+    assert wide.keys["item_id"].to_list() == ["NEW0", "NEW1"]
+    for row, launch in enumerate(dates):
+        periods = np.array([launch + timedelta(weeks=w) for w in range(HORIZON)],
+                           dtype="datetime64[us]")
+        np.testing.assert_allclose(windows.future[row, :, :CALENDAR_WIDTH],
+                                   year_position(periods, "W"), atol=1e-6)
+    # Scaled by the UK's launch level, known however far ahead the launch is.
+    assert windows.level == pytest.approx(np.full(2, fitted._launch_levels["UK"] + 1.0))
+
+
+def test_a_launch_is_forecast_on_its_own_periods_and_the_season_changes_it(shop, fitted):
+    panel = shop.panel()
+    launches, dates = _launches(panel, [10, 36])
+    forecast = fitted.predict_launch(launches, horizon=HORIZON)
+    for item, launch in zip(["NEW0", "NEW1"], dates, strict=True):
+        rows = forecast.filter(pl.col("item_id") == item)
+        assert rows["timestamp"].to_list() == [launch + timedelta(weeks=w)
+                                               for w in range(HORIZON)]
+        assert rows["period_since_launch"].to_list() == list(range(1, HORIZON + 1))
+    first, second = (forecast.filter(pl.col("item_id") == i)["y_pred"].to_numpy()
+                     for i in ("NEW0", "NEW1"))
+    assert np.isfinite(first).all() and not np.allclose(first, second)
+    with pytest.raises(Exception, match="trained for horizons up to 6"):
+        fitted.predict_launch(launches, horizon=HORIZON + 1)
+
+
+def test_market_level_scaling_uses_the_markets_running_level(shop):
+    panel = shop.panel()
+    params = {**model_class("multimodal").test_params(), "horizon": 4, "epochs": 1}
+    model = create_model("multimodal", **params).fit(panel)  # launch_scale: market_level
+    launches, _ = _launches(panel, [3])
+    _, windows = model.launch_windows(launch_grid(launches, 4, "W"), panel)
+    last = panel.data.filter(pl.col("market") == "UK").sort("timestamp")
+    recent = last.filter(pl.col("timestamp") > last["timestamp"].max()
+                         - timedelta(weeks=params["lookback"]))
+    assert windows.level[0] == pytest.approx(recent["y"].mean() + 1.0, rel=1e-5)
+
+
+def test_save_load_gives_identical_launch_forecasts(shop, fitted, tmp_path):
+    launches, _ = _launches(shop.panel(), [5])
+    before = fitted.predict_launch(launches, horizon=HORIZON)
+    fitted.save(tmp_path / "m")
+    after = Forecaster.load(tmp_path / "m").predict_launch(launches, horizon=HORIZON)
+    assert before.equals(after)
