@@ -59,11 +59,12 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
 
 
 def _launch_protocol(horizon: int, cutoffs: list[datetime] | None, test_fraction: float,
-                     validation_periods: int, min_observed: int | None) -> LaunchProtocol:
+                     validation_periods: int, min_observed: int | None,
+                     scope: str) -> LaunchProtocol:
     try:
         return LaunchProtocol(horizon=horizon, cutoffs=tuple(c.date() for c in cutoffs or ()),
                               test_fraction=test_fraction, validation_periods=validation_periods,
-                              min_observed=min_observed)
+                              min_observed=min_observed, scope=scope)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
@@ -118,6 +119,10 @@ def backtest(
     min_observed: Annotated[int | None, typer.Option(min=1, help=(
         "Launch protocol: periods a test series needs observed (the horizon by "
         "default)."))] = None,
+    launch_scope: Annotated[str, typer.Option(help=(
+        "Launch protocol: item (new products held out by launch) or market (items' entries "
+        "into a market after selling elsewhere, forecast from their history abroad and "
+        "content)."))] = "item",
 ) -> None:
     """Backtest models on a bundled dataset or a spec: rolling-origin (default) or by launch."""
     names = [m.strip() for m in models.split(",") if m.strip()]
@@ -135,7 +140,7 @@ def backtest(
             raise InputError("--min-nonzero and --lookback select series active before a "
                              "rolling test part; they do not apply to --protocol launch")
         protocol = _launch_protocol(horizon, cutoff, test_fraction, validation_periods,
-                                    min_observed)
+                                    min_observed, launch_scope)
         min_nonzero = 0  # a bundled benchmark's selection would drop the new items
     else:
         protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
