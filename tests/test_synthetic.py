@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from salesfusion.datasets.synthetic import synthetic
+from salesfusion.datasets.synthetic import expected_demand, synthetic
 from salesfusion.encoders.registry import create_encoder
 from salesfusion.evaluation.probe import probe_r2
 
@@ -106,3 +106,19 @@ def test_linear_probe_recovers_each_modality_factor(shop, name, modality, factor
     control = probe_r2(vectors, items["visual" if factor != "visual" else "textual"].to_numpy())
     assert own > 0.6, own
     assert control < 0.1, control
+
+
+def test_expected_demand_is_the_mean_the_draws_came_from(tmp_path):
+    shop = synthetic(tmp_path, n_items=80, n_weeks=60, seed=3)
+    expected = expected_demand(shop)
+    joined = shop.tables.sales.join(expected, on=["item_id", "market", "timestamp"])
+    assert joined.height == shop.tables.sales.height == expected.height
+    # Poisson draws standardised by their true mean: mean 0, variance 1 (13,740 rows).
+    z = (joined["quantity"] - joined["mean"]) / joined["mean"].sqrt()
+    assert abs(z.mean()) < 0.03 and abs(z.var() - 1) < 0.06
+    # The live-stream weeks sell far above the rest, and the expected demand follows them.
+    lifted = joined.join(shop.tables.events.select("item_id", "market", "timestamp"),
+                         on=["item_id", "market", "timestamp"], how="semi")
+    assert lifted["quantity"].mean() > 2 * joined["quantity"].mean()
+    z_lifted = (lifted["quantity"] - lifted["mean"]) / lifted["mean"].sqrt()
+    assert abs(z_lifted.mean()) < 0.3

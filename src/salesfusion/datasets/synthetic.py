@@ -49,6 +49,7 @@ MARKETS = [  # name, currency, maturity, language, log level, weekly growth, KOL
     ("BR", "BRL", "emerging", "pt", -0.2, 0.010, 1.0),
     ("TH", "THB", "emerging", "th", -0.4, 0.012, 0.7),
 ]
+FIRST_WEEK = np.datetime64("2022-01-03")  # a Monday: week 0 of every shop
 CACHE = Path.home() / ".cache" / "salesfusion" / "synthetic"
 FX_START = {"GBP": 0.85, "BRL": 6.0, "THB": 38.0, "USD": 1.1}  # units per EUR
 
@@ -120,7 +121,7 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir(exist_ok=True)
-    start = np.datetime64("2022-01-03")  # a Monday
+    start = FIRST_WEEK
     weeks = start + np.arange(n_weeks) * np.timedelta64(7, "D")
 
     colours = rng.choice(list(COLOURS), n_items)
@@ -249,3 +250,41 @@ def _read_truth(path: Path) -> SyntheticTruth:
     data = json.loads(path.read_text())
     data["item_effects"] = pl.DataFrame(data["item_effects"])
     return SyntheticTruth(**data)
+
+
+def expected_demand(dataset: SyntheticDataset) -> pl.DataFrame:
+    """The true Poisson mean of every sales row (``item_id, market, timestamp, mean``), rebuilt
+    from the truth and the events table as ``generate`` drew it: the best any forecast can do,
+    so that a benchmark can report the noise floor (the oracle's error against the draws)."""
+    truth = dataset.truth
+    if truth is None:
+        raise ValueError("expected_demand needs a synthetic dataset with its truth")
+    sales = dataset.tables.sales.select(
+        pl.col("item_id").cast(pl.String), pl.col("market").cast(pl.String),
+        pl.col("timestamp").cast(pl.Datetime("us")))
+    first = FIRST_WEEK.astype("datetime64[us]").item()
+    week = ((pl.col("timestamp") - pl.lit(first)).dt.total_days() // 7).cast(pl.Int64)
+    markets = pl.DataFrame({"market": [m[0] for m in MARKETS], "_level": [m[4] for m in MARKETS],
+                            "_growth": [m[5] for m in MARKETS],
+                            "_half_life": [m[6] for m in MARKETS]})
+    effects = truth.item_effects.select(
+        "item_id", (pl.col("visual") + pl.col("textual") + pl.col("attribute")).alias("_item"))
+    rows = (sales.with_columns(week.alias("_week"))
+            .join(markets, on="market", how="left").join(effects, on="item_id", how="left"))
+    events = (dataset.tables.events.drop_nulls("item_id").select(
+        pl.col("item_id").cast(pl.String), pl.col("market").cast(pl.String),
+        pl.col("timestamp").cast(pl.Datetime("us")).alias("_event")))
+    lifts = (rows.select("item_id", "market", "timestamp", "_week", "_half_life")
+             .join(events, on=["item_id", "market"], how="inner")
+             .with_columns(((pl.col("timestamp") - pl.col("_event")).dt.total_days() // 7)
+                           .alias("_after"))
+             .filter(pl.col("_after") >= 0)
+             .group_by("item_id", "market", "timestamp")
+             .agg((truth.kol_uplift * (-math.log(2) * pl.col("_after")
+                                       / pl.col("_half_life")).exp()).sum().alias("_kol")))
+    season = truth.seasonal_amplitude * (2 * math.pi * pl.col("_week") / 52.0).sin()
+    return (rows.join(lifts, on=["item_id", "market", "timestamp"], how="left")
+            .with_columns((0.5 + pl.col("_level") + pl.col("_growth") * pl.col("_week") + season
+                           + pl.col("_item") + pl.col("_kol").fill_null(0.0)).exp()
+                          .alias("mean"))
+            .select("item_id", "market", "timestamp", "mean"))
