@@ -24,7 +24,8 @@ def _importer(*modules: str) -> Callable[[], None]:
 
 
 MODELS: Registry[Any] = Registry("model", _importer(
-    "salesfusion.models.baselines", "salesfusion.models.multimodal", "salesfusion.models.presets"))
+    "salesfusion.models.baselines", "salesfusion.models.multimodal", "salesfusion.models.presets",
+    "salesfusion.models.ensemble"))
 ENCODERS: Registry[Any] = Registry("encoder", _importer(
     "salesfusion.encoders.text", "salesfusion.encoders.image", "salesfusion.encoders.static",
     "salesfusion.encoders.clip"))

@@ -210,7 +210,9 @@ class Forecaster(ABC):
             if frame is not None:
                 frame.write_parquet(folder / f"history_{table}.parquet")
         self._save_state(folder)
-        files = {p.name: _sha256(p) for p in sorted(folder.iterdir()) if p.name != MANIFEST}
+        # Every file the model wrote, members' folders of an ensemble included.
+        files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
+                 if p.is_file() and p != folder / MANIFEST}
         manifest = {"format_version": FORMAT_VERSION, "model": self.name, "params": self.params,
                     "freq": self.freq, "files": files,
                     "covariates": {"past_only": self._history.past_only,

@@ -1,0 +1,203 @@
+"""Launch benchmarks: new products and new markets on Online Retail, held-out launches on the
+synthetic shop against its oracle.
+
+Every benchmark is the launch protocol (``evaluation.launch``) at one cutoff, horizon 8 weeks
+from launch, the 8 weeks before the cutoff as the validation part:
+
+- ``or_new_product``: the bundled Online Retail weekly panel, every series (19,196); test: the
+  items whose first sale anywhere is on or after 2011-08-01 with 8 weeks observed, each
+  forecast in every market it sold in from description, price, market and launch week.
+- ``or_new_market``: the same panel and cutoff, scope ``market``; test: an item's first 8 weeks
+  in a country it enters on or after the cutoff, having sold elsewhere before it (its history
+  abroad is in the training panel).
+- ``synthetic``: the synthetic shop (300 items, 104 weeks, seed 0), cutoff week 36; the oracle
+  row forecasts the true Poisson mean (``datasets.synthetic.expected_demand``), the best any
+  model can do, and ``vs oracle`` is a model's WAPE over the oracle's.
+
+Each benchmark runs the four references (median and category launch curves, the kNN analogue,
+``lightgbm_launch``) and the multimodal launch models (``multimodal_launch`` and the validation-
+selected ``launch_ensemble``) with ``--seeds`` seeds each (mean and sample std over seeds;
+models without a seed run once). ``vs best reference`` is the change of a model's mean WAPE
+against the best reference's in the same run (negative: lower, better). ``--ablation`` adds
+the one-change-at-a-time variants of ``multimodal_launch`` on ``or_new_product``.
+
+Run: .venv/bin/python benchmarks/launch.py [--seeds 3] [--only or_new_product,synthetic]
+     [--ablation] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from _provenance import provenance, summary_line
+from rich.console import Console
+
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.datasets.online_retail import online_retail
+from salesfusion.datasets.synthetic import expected_demand, synthetic
+from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
+from salesfusion.evaluation.metrics import score
+from salesfusion.models.registry import create_model, model_class
+
+HORIZON = 8
+REFERENCES = ["median_launch_curve", "category_launch_curve", "knn_analogue", "lightgbm_launch"]
+MULTIMODAL = ["multimodal_launch", "launch_ensemble"]
+# One change at a time from multimodal_launch (the README's launch ablation).
+ABLATION: dict[str, dict[str, Any]] = {
+    "multimodal_launch": {},
+    "launch_scale: market_level": {"launch_scale": "market_level"},
+    "launch_weight: 1": {"launch_weight": 1},
+    "text_encoder: minilm": {"text_encoder": "minilm"},
+    "point head, mae loss": {"quantiles": [], "loss": "mae"},
+    "point head, poisson loss": {"quantiles": [], "loss": "poisson"},
+    "epochs: 20": {"epochs": 20},
+}
+
+
+@dataclass
+class Benchmark:
+    panel: Panel
+    protocol: LaunchProtocol
+    oracle: pl.DataFrame | None  # item_id, market, timestamp, mean
+    params: dict[str, dict[str, Any]]  # per model
+
+
+def or_benchmark(scope: str) -> Benchmark:
+    panel = online_retail().panel("W")
+    protocol = LaunchProtocol(horizon=HORIZON, cutoffs=(date(2011, 8, 1),),
+                              validation_periods=8, scope=scope)
+    # Online Retail declares no categorical attribute: price points make the categories.
+    return Benchmark(panel, protocol, None,
+                     {"category_launch_curve": {"attribute": "median_unit_price"}})
+
+
+def synthetic_benchmark(folder: Path) -> Benchmark:
+    shop = synthetic(folder, n_items=300, n_weeks=104, seed=0)
+    protocol = LaunchProtocol(horizon=HORIZON, cutoffs=(date(2022, 9, 12),),  # week 36
+                              validation_periods=8)
+    return Benchmark(shop.panel(), protocol, expected_demand(shop), {})
+
+
+BENCHMARKS: dict[str, Callable[[Path], Benchmark]] = {
+    "or_new_product": lambda _: or_benchmark("item"),
+    "or_new_market": lambda _: or_benchmark("market"),
+    "synthetic": synthetic_benchmark,
+}
+
+
+def _scores(forecasts: pl.DataFrame) -> dict[str, float]:
+    clipped = forecasts["y_pred"].clip(0).to_numpy()
+    found = score(forecasts["y_true"].to_numpy(), clipped)
+    return {k: float(found[k]) for k in ("WAPE", "RMSE", "sMAPE")}
+
+
+def run_model(bench: Benchmark, name: str, params: dict[str, Any], seeds: int,
+              console: Console, label: str | None = None) -> dict[str, Any]:
+    seeded = "seed" in model_class(name).Config.model_fields
+    runs = []
+    for seed in range(seeds if seeded else 1):
+        started = time.perf_counter()
+        model = create_model(name, **{**bench.params.get(name, {}), **params,
+                                      **({"seed": seed} if seeded else {})})
+        forecasts = run_launch_backtest(model, bench.panel, bench.protocol)
+        runs.append({**_scores(forecasts), "seconds": time.perf_counter() - started,
+                     "rows": forecasts.height})
+        console.print(f"  {label or name} seed {seed}: WAPE {runs[-1]['WAPE']:.2f} "
+                      f"({runs[-1]['seconds']:.0f} s)")
+    wape = np.array([r["WAPE"] for r in runs])
+    return {"model": label or name, "registered_as": name, "params": params,
+            "seeds": len(runs), "wape_mean": float(wape.mean()),
+            "wape_std": float(wape.std(ddof=1)) if len(runs) > 1 else 0.0,
+            "rmse_mean": float(np.mean([r["RMSE"] for r in runs])),
+            "smape_mean": float(np.mean([r["sMAPE"] for r in runs])),
+            "seconds_mean": float(np.mean([r["seconds"] for r in runs])), "runs": runs}
+
+
+def oracle_scores(bench: Benchmark) -> dict[str, float] | None:
+    """The true mean as the forecast, on exactly the rows the models are scored on."""
+    if bench.oracle is None:
+        return None
+    protocol = bench.protocol
+    split = protocol.split(bench.panel, protocol.cutoff_periods(bench.panel)[0])
+    from salesfusion.data.launches import with_period_since_launch
+
+    rows = (with_period_since_launch(bench.panel.data.join(split.test_series, on=SERIES_KEY,
+                                                           how="semi"))
+            .filter(pl.col("period_since_launch") <= protocol.horizon)
+            .join(bench.oracle, on=[*SERIES_KEY, "timestamp"], how="left")
+            .select(pl.col("y").alias("y_true"), pl.col("mean").alias("y_pred")))
+    if rows["y_pred"].null_count():
+        raise RuntimeError("the oracle misses rows of the test part")
+    return _scores(rows)
+
+
+def run_benchmark(name: str, bench: Benchmark, seeds: int, ablation: bool,
+                  console: Console) -> dict[str, Any]:
+    split = bench.protocol.split(bench.panel, bench.protocol.cutoff_periods(bench.panel)[0])
+    console.print(f"[bold]{name}[/]: {split.test_series.height} test series "
+                  f"({split.test_items.len()} items), cutoff {split.cutoff:%Y-%m-%d}")
+    rows = [run_model(bench, model, {}, seeds, console) for model in REFERENCES + MULTIMODAL]
+    best_reference = min((r for r in rows if r["model"] in REFERENCES),
+                         key=lambda r: r["wape_mean"])
+    for row in rows:
+        row["kind"] = "reference" if row["model"] in REFERENCES else "multimodal"
+        row["vs_best_reference_pct"] = 100 * (row["wape_mean"] / best_reference["wape_mean"]
+                                              - 1)
+    result: dict[str, Any] = {
+        "cutoff": f"{split.cutoff:%Y-%m-%d}", "scope": bench.protocol.scope,
+        "test_series": split.test_series.height, "test_items": split.test_items.len(),
+        "best_reference": best_reference["model"], "rows": rows}
+    oracle = oracle_scores(bench)
+    if oracle is not None:
+        result["oracle"] = oracle
+        for row in rows:
+            row["vs_oracle"] = row["wape_mean"] / oracle["WAPE"]
+        console.print(f"  oracle (true mean): WAPE {oracle['WAPE']:.2f}")
+    if ablation:
+        result["ablation"] = [run_model(bench, "multimodal_launch", params, seeds, console,
+                                        label=label) for label, params in ABLATION.items()]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--only", default=",".join(BENCHMARKS),
+                        help="comma-separated benchmarks: " + ", ".join(BENCHMARKS))
+    parser.add_argument("--ablation", action="store_true",
+                        help="also the multimodal_launch ablation on or_new_product")
+    parser.add_argument("--json", type=Path,
+                        default=Path(__file__).parent / "results" / "launch.json")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+    console = Console(width=120)
+    console.print(summary_line(load_torch=True))
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in names:
+            results[name] = run_benchmark(name, BENCHMARKS[name](Path(folder)), args.seeds,
+                                          args.ablation and name == "or_new_product", console)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "benchmark": "launch", "provenance": provenance(load_torch=True),
+        "command": f"benchmarks/launch.py --seeds {args.seeds} --only {','.join(names)}"
+                   + (" --ablation" if args.ablation else ""),
+        "horizon": HORIZON, "benchmarks": results}, indent=1))
+    console.print(f"Wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""The validation-weighted launch ensemble."""
+
+from datetime import date
+
+import polars as pl
+import pytest
+
+from salesfusion.errors import InputError
+from salesfusion.evaluation.launch import LaunchProtocol
+from salesfusion.evaluation.runner import backtest_models
+from salesfusion.models.base import Forecaster
+from salesfusion.models.ensemble import _simplex
+from salesfusion.models.registry import create_model
+from tests.test_launch import _planted_panel
+
+MEMBERS = ["median_launch_curve", "lightgbm_launch"]
+
+
+def test_simplex_weights_sum_to_one_on_the_grid():
+    grid = _simplex(3, 0.25)
+    assert len(grid) == 15 and all(abs(w.sum() - 1) < 1e-12 and (w >= 0).all() for w in grid)
+
+
+def test_weights_favour_the_member_that_knows_the_planted_attribute():
+    panel = _planted_panel()
+    model = create_model("launch_ensemble", members=MEMBERS, horizon=4).fit(panel)
+    assert model._weights.sum() == pytest.approx(1.0)
+    assert model._weights[1] > model._weights[0]  # lightgbm_launch sees the item's size
+    assert any(note.startswith("weights {") for note in model.notes)
+    run = backtest_models(panel, ["median_launch_curve", "launch_ensemble"],
+                          LaunchProtocol(horizon=4, cutoffs=(date(2024, 7, 29),)))
+    wape = {r["model"]: r["value"] for r in run.metrics.filter(
+        (pl.col("metric") == "WAPE") & (pl.col("window") == "all")
+        & (pl.col("segment") == "all")).iter_rows(named=True)}
+    assert wape["launch_ensemble"] < 0.8 * wape["median_launch_curve"], wape
+
+
+def test_forecast_is_the_weighted_sum_and_survives_save_load(tmp_path):
+    panel = _planted_panel()
+    model = create_model("launch_ensemble", members=MEMBERS, horizon=4).fit(panel)
+    launches = pl.DataFrame({"item_id": ["I80", "I81"], "market": ["GB", "DE"],
+                             "launch": [date(2025, 6, 4)] * 2})
+    combined = model.predict_launch(launches, horizon=4)
+    parts = [m.predict_launch(launches, 4)["y_pred"].to_numpy() for m in model._fitted_members]
+    expected = model._weights[0] * parts[0] + model._weights[1] * parts[1]
+    assert combined["y_pred"].to_numpy() == pytest.approx(expected)
+    model.save(tmp_path / "m")
+    assert (tmp_path / "m" / "member_1" / "manifest.json").is_file()
+    assert Forecaster.load(tmp_path / "m").predict_launch(launches, horizon=4).equals(combined)
+    (tmp_path / "m" / "member_1" / "booster.txt").write_text("tampered")
+    with pytest.raises(InputError, match=r"member_1/booster\.txt"):
+        Forecaster.load(tmp_path / "m")
+
+
+def test_members_must_forecast_launches():
+    with pytest.raises(InputError, match="member 'naive' cannot forecast from a launch date"):
+        create_model("launch_ensemble", members=["naive"])
