@@ -9,8 +9,10 @@ import pytest
 from salesfusion.data.launches import POOLED, launch_grid, launch_levels, launch_rows
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.features.calendar import CALENDAR_WIDTH, year_position
+from salesfusion.features.lags import WidePanel
 from salesfusion.models.base import Forecaster
 from salesfusion.models.registry import create_model, model_class
+from salesfusion.training.windows import abroad_at_launch, make_windows
 
 HORIZON = 6
 
@@ -93,3 +95,35 @@ def test_save_load_gives_identical_launch_forecasts(shop, fitted, tmp_path):
     fitted.save(tmp_path / "m")
     after = Forecaster.load(tmp_path / "m").predict_launch(launches, horizon=HORIZON)
     assert before.equals(after)
+
+
+def test_abroad_is_what_the_item_sells_in_the_other_markets():
+    keys = pl.DataFrame({"item_id": ["A", "A", "B"], "market": ["GB", "DE", "GB"]})
+    y = np.array([[4.0, 4.0, 8.0, 8.0], [np.nan, np.nan, 1.0, 3.0], [5.0, 5.0, 5.0, 5.0]])
+    periods = np.array(["2024-01-01", "2024-01-08", "2024-01-15", "2024-01-22"],
+                       dtype="datetime64[us]")
+    wide = WidePanel(keys=keys, periods=periods, y=y, price_local=None, fx_rate=None)
+    windows = make_windows(wide, "W", lookback=2, horizon=1, origins=np.array([3]))
+    by_series = dict(zip(windows.series.tolist(), windows.abroad.tolist(), strict=True))
+    assert by_series[0] == pytest.approx(np.log1p((1 + 3) / 2))  # A in GB: A's DE sales
+    assert by_series[1] == pytest.approx(np.log1p(8.0))  # A in DE: A's GB sales
+    assert by_series[2] == pytest.approx(0.0)  # B sells nowhere else
+    # A launch of A in FR three weeks after the data: A's sales everywhere before it.
+    entry = abroad_at_launch(wide, 2, ["A", "B", "Z"], launch_index=7)
+    assert entry == pytest.approx(np.log1p([(8 + 1 + 8 + 3) / 2, 5.0, 0.0]))
+
+
+def test_cross_market_model_reads_the_items_sales_abroad(shop):
+    panel = shop.panel()
+    params = {**model_class("multimodal").test_params(), "horizon": 4, "epochs": 1,
+              "cross_market": True, "launch_scale": "launch_level"}
+    model = create_model("multimodal", **params).fit(panel)
+    sold = panel.data["item_id"][0]
+    launch = panel.data["timestamp"].max() + timedelta(weeks=2)
+    entries = pl.DataFrame({"item_id": [sold, "NEVER_SOLD"], "market": "XX",
+                            "launch": [launch] * 2})
+    history = panel.select_series(panel.data.filter(pl.col("market") != "XX"))
+    _, windows = model.launch_windows(launch_grid(entries, 4, "W"), history)
+    assert windows.abroad[0] > 0 and windows.abroad[1] == 0
+    forecast = model.predict_launch(entries, horizon=4, history=history)
+    assert forecast["y_pred"].is_finite().all()

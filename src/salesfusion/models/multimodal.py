@@ -50,6 +50,7 @@ from salesfusion.training.batches import batch_loader, window_tensors
 from salesfusion.training.transforms import TargetTransform
 from salesfusion.training.windows import (
     Windows,
+    abroad_at_launch,
     extended_periods,
     feature_widths,
     make_windows,
@@ -168,7 +169,8 @@ class MultimodalForecaster(Forecaster):
             history_dim=self._widths[0], future_dim=self._widths[1], horizon=c.horizon,
             fusion=c.fusion, fallback_fusion=c.fallback_fusion, fusion_dim=c.fusion_dim,
             backbone=c.backbone, head="quantile" if c.quantiles else "point", hidden=c.hidden,
-            layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles))
+            layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles),
+            cross_market=c.cross_market)
         return net
 
     # --- fit / predict ------------------------------------------------------------------------
@@ -294,6 +296,7 @@ class MultimodalForecaster(Forecaster):
         Rows are ordered by launch, then as in ``grid``."""
         c = self.config
         launches = grid.select(*SERIES_KEY, "launch").unique(maintain_order=True)
+        history_wide = to_wide(history)
         parts = []
         for (launch,), group in launches.group_by("launch", maintain_order=True):
             # The lookback periods before the launch, all unobserved: a cold window whose
@@ -306,12 +309,16 @@ class MultimodalForecaster(Forecaster):
                              y=np.full((keys.height, len(periods)), np.nan),
                              price_local=None, fx_rate=None)
             cold = (self._cold_level(keys) if self._launch_levels is not None
-                    else self._running_level(keys, history, launch))
+                    else self._running_level(keys, history_wide, launch))
             windows = make_windows(wide, history.freq, c.lookback, c.horizon,
                                    origins=np.array([len(periods) - 1]),
                                    covariates=self._check_covariates(
                                        self._covariates(history, wide)),
-                                   cold_level=cold)
+                                   cold_level=cold,
+                                   abroad=abroad_at_launch(
+                                       history_wide, c.lookback, keys["item_id"].to_list(),
+                                       int(np.searchsorted(history_wide.periods,
+                                                           np.datetime64(launch, "us")))))
             parts.append((wide, windows))
         keys = pl.concat([wide.keys for wide, _ in parts])
         offsets = np.cumsum([0] + [wide.keys.height for wide, _ in parts[:-1]])
@@ -323,11 +330,10 @@ class MultimodalForecaster(Forecaster):
                          y=np.zeros((keys.height, 0)), price_local=None, fx_rate=None)
         return wide, windows
 
-    def _running_level(self, keys: pl.DataFrame, history: Panel, launch: object) -> np.ndarray:
+    def _running_level(self, keys: pl.DataFrame, wide: WidePanel, launch: object) -> np.ndarray:
         """``launch_scale: market_level``: each market's mean level in ``history`` over the
         lookback periods before the launch (or before the history's end, for a later
         launch)."""
-        wide = to_wide(history)
         levels = market_levels(wide, self.config.lookback)
         at = int(np.clip(np.searchsorted(wide.periods, np.datetime64(launch, "us")) - 1, 0,
                          len(wide.periods) - 1))

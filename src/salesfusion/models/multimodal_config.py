@@ -54,6 +54,9 @@ class MultimodalConfig(ModelConfig):
     launch_scale: Literal["market_level", "launch_level"] = Field("market_level", description=(
         "Scale of a window with no history (a launch): the market's running level at the "
         "origin, or its launches' mean first-horizon demand (known for a future launch)."))
+    cross_market: bool = Field(False, description=(
+        "Read the item's recent demand in the other markets (what it sells abroad) as an "
+        "input: the signal of a market entry."))
     launch_weight: int = Field(1, ge=1, description=(
         "Times each launch window (no history) is repeated in training."))
     epochs: int = Field(30, ge=1)

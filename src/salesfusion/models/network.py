@@ -32,7 +32,7 @@ from salesfusion.models.temporal import BACKBONES, BackboneShape
 
 MARKET_DIM = 8
 # The network's inputs, one tensor each in a batch mapping (see ``training.batches``).
-NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future")
+NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future", "abroad")
 # Item content buffers, by modality (vectors, presence, optional token masks / codes).
 CONTENT_BUFFERS = {"text": ("text_values", "text_present", "text_tokens"),
                    "image": ("image_values", "image_present", "image_tokens"),
@@ -44,8 +44,11 @@ class MultimodalNet(nn.Module):
                  n_numeric: int, n_markets: int, history_dim: int, future_dim: int,
                  horizon: int, fusion: str | None, fallback_fusion: str, fusion_dim: int,
                  backbone: str, head: str, hidden: int, layers: int, dropout: float,
-                 quantiles: tuple[float, ...], static_dim: int = 16) -> None:
+                 quantiles: tuple[float, ...], static_dim: int = 16,
+                 cross_market: bool = False) -> None:
         super().__init__()
+        # The item's demand in the other markets joins the market and level in the context.
+        self.cross_market = cross_market
         self.notes: list[str] = []
         for buffers in CONTENT_BUFFERS.values():
             for buffer in buffers:
@@ -65,7 +68,7 @@ class MultimodalNet(nn.Module):
         self.selects_static = backbone_type.selects_static
         self.fusion = None
         self.entities: tuple[str, ...] = ()
-        context_dim = MARKET_DIM + 1
+        context_dim = MARKET_DIM + 1 + int(cross_market)
         if self.selects_static:
             if fusion is not None:
                 self.notes.append(f"fusion '{fusion}' not used: backbone '{backbone}' selects "
@@ -87,7 +90,7 @@ class MultimodalNet(nn.Module):
         shape = BackboneShape(input_dim=history_dim, context_dim=context_dim, horizon=horizon,
                               future_dim=future_dim,
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
-                                           MARKET_DIM, 1))
+                                           MARKET_DIM, 1, *([1] if cross_market else [])))
         self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
         head_in = self.backbone.out_dim + (0 if self.reads_future else horizon * future_dim)
         self.head = HEADS.get(head)(head_in, horizon, quantiles)
@@ -124,14 +127,16 @@ class MultimodalNet(nn.Module):
         history, mask, future = batch["history"], batch["history_mask"], batch["future"]
         market = self.market(batch["markets"])
         level = batch["log_level"][:, None]
+        context_values = [market, level] + ([batch["abroad"][:, None]] if self.cross_market
+                                            else [])
         content = self.content(batch["items"])
         if self.selects_static:
             context: torch.Tensor | list[torch.Tensor] = [
                 *(torch.cat([m.pooled() * m.present[:, None].float(),
                              m.present[:, None].float()], dim=1) for m in content.values()),
-                market, level]
+                *context_values]
         else:
-            parts = [market, level]
+            parts = list(context_values)
             if self.fusion is not None:
                 parts.insert(0, self.fusion({**content, **self._entities(batch, market)}))
             context = torch.cat(parts, dim=1)

@@ -21,6 +21,7 @@ def window_tensors(windows: Windows, item_rows: np.ndarray,
         "target": torch.from_numpy(windows.target),
         "target_mask": torch.from_numpy(windows.target_mask),
         "future": torch.from_numpy(windows.future),
+        "abroad": torch.from_numpy(windows.abroad).float(),
     }
 
 

@@ -8,6 +8,10 @@ the series' ``cold_level`` + 1 when one is given (the multimodal model gives its
 typical launch level), else the mean level of the market's series at that origin + 1. Origins
 one period before launch are kept, so models learn to forecast a launch from content alone.
 
+Each sample also carries ``abroad``: log(1 + the mean demand per period of the same item in the
+panel's other markets over the lookback window), what the item sells elsewhere at the origin
+(0 for an item sold nowhere else), which the multimodal model reads with ``cross_market``.
+
 History steps carry the scaled value, the calendar (sine/cosine of the position in the year)
 and every dynamic covariate; the ``future`` steps (the forecast periods) carry their calendar
 and the future-known covariates only (events, declared future-known exogenous columns).
@@ -45,7 +49,8 @@ def extended_periods(wide: WidePanel, freq: str, horizon: int) -> np.ndarray:
 class Windows:
     """Arrays of n samples: history (n, L, F), history_mask (n, L), target (n, H), target_mask
     (n, H), level (n,), series (n,) row in the wide panel, origin (n,) period index, future
-    (n, H, G) known inputs of the forecast periods."""
+    (n, H, G) known inputs of the forecast periods, abroad (n,) log(1 + the item's mean demand
+    per period in the other markets over the window)."""
 
     history: np.ndarray
     history_mask: np.ndarray
@@ -55,6 +60,7 @@ class Windows:
     series: np.ndarray
     origin: np.ndarray
     future: np.ndarray
+    abroad: np.ndarray
 
     def __len__(self) -> int:
         return len(self.series)
@@ -88,14 +94,42 @@ def market_levels(wide: WidePanel, lookback: int) -> np.ndarray:
     return out
 
 
+def _rolling_mean(values: np.ndarray, lookback: int) -> np.ndarray:
+    """Mean over the ``lookback`` periods ending at each period (earlier periods count as 0)."""
+    sums = np.cumsum(values, axis=1)
+    sums[:, lookback:] = sums[:, lookback:] - sums[:, :-lookback].copy()
+    return sums / lookback
+
+
+def item_totals(wide: WidePanel, lookback: int) -> tuple[dict[str, int], np.ndarray]:
+    """Each item's row and the (items, period) mean of its demand over every market in the
+    ``lookback`` periods ending at each period."""
+    items, codes = np.unique(wide.keys["item_id"].to_numpy(), return_inverse=True)
+    totals = np.zeros((len(items), wide.y.shape[1]))
+    np.add.at(totals, codes, np.nan_to_num(wide.y))
+    return {item: row for row, item in enumerate(items)}, _rolling_mean(totals, lookback)
+
+
+def abroad_at_launch(history: WidePanel, lookback: int, items: list[str],
+                     launch_index: int) -> np.ndarray:
+    """``abroad`` of launches of ``items`` in markets ``history`` does not hold them in: the
+    items' mean demand over ``history``'s markets in the lookback before ``launch_index``
+    (clipped to the history's last period), log(1 + mean)."""
+    rows, totals = item_totals(history, lookback)
+    at = int(np.clip(launch_index - 1, 0, totals.shape[1] - 1))
+    return np.log1p(np.array([totals[rows[i], at] if i in rows else 0.0 for i in items]))
+
+
 def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
                  origins: np.ndarray | None = None,
                  covariates: Covariates | None = None,
-                 cold_level: np.ndarray | None = None) -> Windows:
+                 cold_level: np.ndarray | None = None,
+                 abroad: np.ndarray | None = None) -> Windows:
     """Samples at ``origins`` (period indices; default: every origin with a target or a launch
     ahead). For prediction pass the last index: targets are then all masked. ``covariates``
     span ``extended_periods(wide, freq, horizon)``; ``cold_level`` (one value per series) scales
-    the samples that have no observed history."""
+    the samples that have no observed history; ``abroad`` (one value per series) replaces the
+    abroad input computed from ``wide`` (launch windows, whose wide panel holds no market)."""
     y = wide.y
     n_series, n_periods = y.shape
     launch = np.where(~np.isnan(y).all(axis=1), np.argmax(~np.isnan(y), axis=1), n_periods)
@@ -106,6 +140,13 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
         cold = market_levels(wide, lookback)
     else:
         cold = np.broadcast_to(np.asarray(cold_level, dtype=float)[:, None], y.shape)
+    if abroad is None:
+        rows, totals = item_totals(wide, lookback)
+        codes = np.array([rows[i] for i in wide.keys["item_id"]], dtype=int)
+        elsewhere = totals[codes] - _rolling_mean(np.nan_to_num(y), lookback)
+        abroad_matrix = np.log1p(np.clip(elsewhere, 0, None))
+    else:
+        abroad_matrix = np.broadcast_to(np.asarray(abroad, dtype=float)[:, None], y.shape)
     s_idx, t_idx = np.meshgrid(np.arange(n_series), origins, indexing="ij")
     s_idx, t_idx = s_idx.ravel(), t_idx.ravel()
     # Keep origins at or after launch - 1 (the launch itself is forecast from content).
@@ -140,4 +181,5 @@ def make_windows(wide: WidePanel, freq: str, lookback: int, horizon: int,
     return Windows(history=features.astype(np.float32), history_mask=history_mask,
                    target=scaled_target.astype(np.float32), target_mask=target_mask,
                    level=level.astype(np.float32), series=s_idx, origin=t_idx,
-                   future=np.concatenate(future_parts, axis=-1).astype(np.float32))
+                   future=np.concatenate(future_parts, axis=-1).astype(np.float32),
+                   abroad=abroad_matrix[s_idx, t_idx].astype(np.float32))
