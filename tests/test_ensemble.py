@@ -1,10 +1,11 @@
 """The validation-weighted launch ensemble."""
 
-from datetime import date
+from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
 
+from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
 from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.runner import backtest_models
@@ -14,6 +15,7 @@ from salesfusion.models.registry import create_model
 from tests.test_launch import _planted_panel
 
 MEMBERS = ["median_launch_curve", "lightgbm_launch"]
+START = datetime(2024, 1, 1)
 
 
 def test_simplex_weights_sum_to_one_on_the_grid():
@@ -55,3 +57,24 @@ def test_forecast_is_the_weighted_sum_and_survives_save_load(tmp_path):
 def test_members_must_forecast_launches():
     with pytest.raises(InputError, match="member 'naive' cannot forecast from a launch date"):
         create_model("launch_ensemble", members=["naive"])
+
+
+def test_rolling_ensemble_weighs_the_member_right_on_the_last_periods():
+    # Every series steps to a new level 6 periods before the end: the last value (naive) is
+    # right from then on, a moving average lags behind.
+    rows = [{"item_id": f"I{i}", "market": "GB", "timestamp": START + timedelta(weeks=w),
+             "y": float(10 + i + (30 if w >= 24 else 0))}
+            for i in range(6) for w in range(30)]
+    panel = Panel(data=pl.DataFrame(rows), freq="W")
+    model = create_model("ensemble", members=["moving_average", "naive"], horizon=4).fit(panel)
+    assert model._weights[1] == pytest.approx(1.0)
+    assert "chosen on the last 4 periods" in " ".join(model.notes)
+    forecast = model.predict(4)
+    assert forecast["y_pred"].to_numpy() == pytest.approx(
+        panel.data.filter(pl.col("timestamp") == pl.col("timestamp").max())
+        .sort("item_id")["y"].to_numpy().repeat(4))
+
+
+def test_ensembles_do_not_nest():
+    with pytest.raises(InputError, match="ensembles do not nest"):
+        create_model("ensemble", members=["naive", "launch_ensemble"])
