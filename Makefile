@@ -38,7 +38,7 @@ readme: $(STAMP)
 
 # The neural results of the README (about 2 hours on 2 cores): every preset on OR-weekly, the
 # synthetic ablation, the peer libraries (installed here as the `bench` extra) and the TFT speed.
-NEURAL_MODELS := multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm
+NEURAL_MODELS := multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm ensemble
 results: $(STAMP)
 	$(PYTHON) -m pip install $(PIP_QUIET) -e ".[dev,bench]" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	$(PYTHON) benchmarks/_provenance.py --out runs/neural/provenance.json
@@ -46,7 +46,8 @@ results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/ablation.py --items 300 --epochs 15
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peers.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/tft_speed.py
-	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation --neural-models "$(NEURAL_MODELS)"
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch.py --seeds 3 --ablation
+	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation --neural-models "$(NEURAL_MODELS)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -8,7 +8,9 @@ and is rewritten from its source:
   backtests, one folder per model; ``--neural-models`` names the folders that must be there);
 - ``peers``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``, ``make results``);
 - ``speed``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``, ``make results``);
-- ``ablation``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``, ``make results``).
+- ``ablation``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``, ``make results``);
+- ``launch`` and ``launch-ablation``: ``benchmarks/results/launch.json``
+  (``benchmarks/launch.py --ablation``, ``make results``).
 
 A missing source is an error (exit 1, README untouched), never a silently kept stale table.
 The demo table comes from ``make readme`` (minutes) and the others from ``make results``
@@ -110,8 +112,47 @@ def ablation_table(path: Path) -> str:
                       for r in data["rows"]])
 
 
+def launch_table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    benchmarks, record = data["benchmarks"], data["provenance"]
+    threads = record.get("threads", {}).get("env", {}).get("OMP_NUM_THREADS")
+    caption = (f"commit {(record.get('commit') or 'unknown')[:12]}, {record.get('date_utc')}, "
+               f"OMP_NUM_THREADS={threads}, `{data.get('command')}`")
+    rows = []
+    for name, result in benchmarks.items():
+        label = f"{name} ({result['test_series']:,} series)"
+        for row in result["rows"]:
+            rows.append([label, row["model"], row["wape_mean"],
+                         row["wape_std"] if row["seeds"] > 1 else None,
+                         row["rmse_mean"], row["smape_mean"], row["vs_best_reference_pct"],
+                         row.get("vs_oracle"), row["seeds"]])
+        if "oracle" in result:
+            oracle = result["oracle"]
+            rows.append([label, "oracle (true mean)", oracle["WAPE"], None, oracle["RMSE"],
+                         oracle["sMAPE"], None, 1.0, None])
+    return caption + "\n\n" + _markdown(["benchmark", "model", "WAPE", "WAPE std", "RMSE",
+                                          "sMAPE", "vs best reference %", "vs oracle",
+                                          "seeds"], rows)
+
+
+def launch_ablation_table(path: Path) -> str:
+    benchmarks = json.loads(path.read_text())["benchmarks"]
+    rows = []
+    for name, result in benchmarks.items():
+        variants = result.get("ablation", [])
+        base = next((r["wape_mean"] for r in variants if r["model"] == "multimodal_launch"),
+                    None)
+        for row in variants:
+            change = 100 * (row["wape_mean"] / base - 1) if base else None
+            rows.append([name, row["model"], row["wape_mean"], row["wape_std"], change,
+                         row["seeds"]])
+    return _markdown(["benchmark", "variant of multimodal_launch", "WAPE", "WAPE std",
+                      "change %", "seeds"], rows)
+
+
 MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make results",
-               "speed": "make results", "ablation": "make results"}
+               "speed": "make results", "ablation": "make results", "launch": "make results",
+               "launch-ablation": "make results"}
 
 
 class SourceError(Exception):
@@ -165,13 +206,15 @@ def main() -> None:
     parser.add_argument("--peers", type=Path, default=results / "peers.json")
     parser.add_argument("--speed", type=Path, default=results / "tft_speed.json")
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
+    parser.add_argument("--launch", type=Path, default=results / "launch.json")
     args = parser.parse_args()
     neural_models = args.neural_models.replace(",", " ").split()
     sources: dict[str, tuple[Path, Callable[[Path], str]]] = {
         "demo": (args.metrics, demo_table),
         "neural": (args.neural, lambda folder: neural_table(folder, neural_models)),
         "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
-        "ablation": (args.ablation, ablation_table)}
+        "ablation": (args.ablation, ablation_table), "launch": (args.launch, launch_table),
+        "launch-ablation": (args.launch, launch_ablation_table)}
     try:
         text = args.readme.read_text()
         # Every source is checked before anything is rendered or written: all or nothing.

@@ -1,6 +1,7 @@
 """scripts/update_readme.py: a missing source is a loud error that leaves the README untouched;
 tables are rewritten from their sources only, and only those named with --only."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,39 @@ def test_unknown_table_name_is_refused(readme):
     done = _run("--readme", str(readme), "--only", "demo,bogus")
     assert done.returncode == 2 and "unknown table(s) ['bogus']" in done.stderr
     assert readme.read_bytes() == before
+
+
+def _launch_results(path: Path) -> Path:
+    def row(model: str, wape: float, seeds: int, **extra: float) -> dict:
+        return {"model": model, "wape_mean": wape, "wape_std": 0.5 if seeds > 1 else 0.0,
+                "rmse_mean": 2.0, "smape_mean": 80.0, "seeds": seeds, **extra}
+
+    path.write_text(json.dumps({
+        "command": "benchmarks/launch.py --seeds 3 --ablation",
+        "provenance": {"commit": "0123456789abcdef", "date_utc": "2026-11-21T00:00:00+00:00",
+                       "threads": {"env": {"OMP_NUM_THREADS": "2"}}},
+        "benchmarks": {"synthetic": {
+            "test_series": 1200, "oracle": {"WAPE": 40.0, "RMSE": 1.5, "sMAPE": 70.0},
+            "rows": [row("median_launch_curve", 80.0, 1, vs_best_reference_pct=0.0,
+                         vs_oracle=2.0),
+                     row("multimodal_launch", 50.0, 3, vs_best_reference_pct=-37.5,
+                         vs_oracle=1.25)],
+            "ablation": [row("multimodal_launch", 50.0, 3), row("epochs: 20", 45.0, 3)]}}}))
+    return path
+
+
+def test_launch_tables_come_from_the_launch_results(readme, tmp_path):
+    source = _launch_results(tmp_path / "launch.json")
+    done = _run("--readme", str(readme), "--only", "launch,launch-ablation", "--launch",
+                str(source))
+    assert done.returncode == 0, done.stderr
+    text = readme.read_text()
+    launch = _table(text, "launch").strip().splitlines()
+    assert launch[0].startswith("commit 0123456789ab, 2026-11-21") and "THREADS=2" in launch[0]
+    assert launch[4] == ("| synthetic (1,200 series) | median_launch_curve | 80.000 |  | "
+                         "2.000 | 80.000 | 0.000 | 2.000 | 1 |")
+    assert launch[5].startswith("| synthetic (1,200 series) | multimodal_launch | 50.000 | "
+                                "0.500 |")
+    assert launch[6].startswith("| synthetic (1,200 series) | oracle (true mean) | 40.000 |")
+    ablation = _table(text, "launch-ablation").strip().splitlines()
+    assert ablation[3] == "| synthetic | epochs: 20 | 45.000 | 0.500 | -10.000 | 3 |"
