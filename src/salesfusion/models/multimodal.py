@@ -12,9 +12,7 @@ launch) by its market's launch level, the mean demand of the training launches' 
 ``horizon`` periods (``launch_scale: launch_level``), or by the market's running level at the
 origin (``market_level``). ``target_transform`` acts on the scaled values, inverted exactly.
 
-A launch forecast (``predict_launch``) is a window at the period before the launch with no
-history: its future steps carry the calendar and known covariates (events) of the launch's own
-periods, so a launch next season is forecast with that season's calendar.
+Launch forecasts (``predict_launch``) are in ``models.multimodal_launch``.
 
 Encoders run frozen, through the embedding cache; their vectors are stored with the weights, so
 a saved model predicts without them.
@@ -32,8 +30,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from salesfusion.components import LOSSES
-from salesfusion.data.frequency import offset, period_range, periods_after
-from salesfusion.data.launches import POOLED, launch_levels
+from salesfusion.data.frequency import periods_after
+from salesfusion.data.launches import launch_levels
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.data.splits import ValidationPeriods
 from salesfusion.encoders.cache import EmbeddingCache
@@ -44,24 +42,23 @@ from salesfusion.features.covariates import Covariates, covariate_cube, fit_exog
 from salesfusion.features.lags import WidePanel, to_wide
 from salesfusion.models.base import Forecaster
 from salesfusion.models.multimodal_config import MultimodalConfig
+from salesfusion.models.multimodal_launch import LaunchPath
 from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.batches import batch_loader, window_tensors
 from salesfusion.training.transforms import TargetTransform
 from salesfusion.training.windows import (
     Windows,
-    abroad_at_launch,
     extended_periods,
     feature_widths,
     make_windows,
-    market_levels,
 )
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 
 @register
-class MultimodalForecaster(Forecaster):
+class MultimodalForecaster(LaunchPath, Forecaster):
     """Item content + history + covariates -> fusion -> temporal backbone -> head."""
 
     name = "multimodal"
@@ -280,79 +277,6 @@ class MultimodalForecaster(Forecaster):
             if level != 0.5:
                 columns[f"q{level}"] = flat[:, index]
         return [pl.Series(k, v.astype(np.float64)) for k, v in columns.items()]
-
-    # --- launches -----------------------------------------------------------------------------
-    def _cold_level(self, keys: pl.DataFrame) -> np.ndarray | None:
-        """Each series' scale when it has no history: its market's launch level (the pooled
-        one for a market without launches); None under ``launch_scale: market_level``."""
-        if self._launch_levels is None:
-            return None
-        pooled = self._launch_levels[POOLED]
-        return np.array([self._launch_levels.get(m, pooled) for m in keys["market"]])
-
-    def launch_windows(self, grid: pl.DataFrame, history: Panel) -> tuple[WidePanel, Windows]:
-        """One window per launched series of ``grid`` (``item_id, market, launch``): no
-        history, origin the period before the launch, future steps the launch's periods.
-        Rows are ordered by launch, then as in ``grid``."""
-        c = self.config
-        launches = grid.select(*SERIES_KEY, "launch").unique(maintain_order=True)
-        history_wide = to_wide(history)
-        parts = []
-        for (launch,), group in launches.group_by("launch", maintain_order=True):
-            # The lookback periods before the launch, all unobserved: a cold window whose
-            # calendar and covariates are those of the launch's own periods.
-            first = pl.select(offset(pl.lit(launch), history.freq, -c.lookback)).item()
-            last = pl.select(offset(pl.lit(launch), history.freq, -1)).item()
-            periods = period_range(first, last, history.freq).to_numpy()
-            keys = group.select(SERIES_KEY)
-            wide = WidePanel(keys=keys, periods=periods,
-                             y=np.full((keys.height, len(periods)), np.nan),
-                             price_local=None, fx_rate=None)
-            cold = (self._cold_level(keys) if self._launch_levels is not None
-                    else self._running_level(keys, history_wide, launch))
-            windows = make_windows(wide, history.freq, c.lookback, c.horizon,
-                                   origins=np.array([len(periods) - 1]),
-                                   covariates=self._check_covariates(
-                                       self._covariates(history, wide)),
-                                   cold_level=cold,
-                                   abroad=abroad_at_launch(
-                                       history_wide, c.lookback, keys["item_id"].to_list(),
-                                       int(np.searchsorted(history_wide.periods,
-                                                           np.datetime64(launch, "us")))))
-            parts.append((wide, windows))
-        keys = pl.concat([wide.keys for wide, _ in parts])
-        offsets = np.cumsum([0] + [wide.keys.height for wide, _ in parts[:-1]])
-        windows = Windows(*(np.concatenate(
-            [getattr(w, f) + (o if f == "series" else 0) for (_, w), o in zip(parts, offsets,
-                                                                               strict=True)])
-            for f in Windows.__dataclass_fields__))
-        wide = WidePanel(keys=keys, periods=parts[0][0].periods,
-                         y=np.zeros((keys.height, 0)), price_local=None, fx_rate=None)
-        return wide, windows
-
-    def _running_level(self, keys: pl.DataFrame, wide: WidePanel, launch: object) -> np.ndarray:
-        """``launch_scale: market_level``: each market's mean level in ``history`` over the
-        lookback periods before the launch (or before the history's end, for a later
-        launch)."""
-        levels = market_levels(wide, self.config.lookback)
-        at = int(np.clip(np.searchsorted(wide.periods, np.datetime64(launch, "us")) - 1, 0,
-                         len(wide.periods) - 1))
-        by_market = dict(zip(wide.keys["market"].to_list(), levels[:, at], strict=True))
-        return np.array([by_market.get(m, 0.0) for m in keys["market"]])
-
-    def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
-        horizon = int(grid["period_since_launch"].max())
-        if horizon > self.config.horizon:
-            raise InputError(f"model '{self.name}' was trained for horizons up to "
-                             f"{self.config.horizon}, asked for {horizon} periods from launch")
-        wide, windows = self.launch_windows(grid, history)
-        ages = pl.DataFrame({"period_since_launch": pl.int_range(1, horizon + 1, eager=True)})
-        frame = (wide.keys.join(grid.select(*SERIES_KEY, "launch").unique(), on=SERIES_KEY,
-                                how="left", maintain_order="left")
-                 .join(ages, how="cross").with_columns(
-                     self._forecast_columns(wide, windows, horizon)))
-        return grid.join(frame.drop("launch"), on=[*SERIES_KEY, "period_since_launch"],
-                         how="left")
 
     # --- persistence --------------------------------------------------------------------------
     def _save_state(self, folder: Path) -> None:
