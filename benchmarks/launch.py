@@ -20,10 +20,12 @@ selected ``launch_ensemble``) with ``--seeds`` seeds each (mean and sample std o
 models without a seed run once). ``vs best reference`` is the change of a model's mean WAPE
 against the best reference's in the same run (negative: lower, better). ``--ablation`` adds
 the one-change-at-a-time variants of ``multimodal_launch`` (``ABLATION``: its launch choices and
-losses on ``or_new_product``, the item's sales abroad on ``or_new_market``).
+losses on ``or_new_product``, the item's sales abroad on ``or_new_market``), with
+``--ablation-seeds`` seeds each (1 by default: a variant's change within the seed spread of the
+headline rows is no effect).
 
 Run: .venv/bin/python benchmarks/launch.py [--seeds 3] [--only or_new_product,synthetic]
-     [--ablation] [--json PATH]
+     [--ablation [--ablation-seeds 1]] [--json PATH]
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def oracle_scores(bench: Benchmark) -> dict[str, float] | None:
     return _scores(rows)
 
 
-def run_benchmark(name: str, bench: Benchmark, seeds: int, ablation: bool,
+def run_benchmark(name: str, bench: Benchmark, seeds: int, ablation_seeds: int,
                   console: Console) -> dict[str, Any]:
     split = bench.protocol.split(bench.panel, bench.protocol.cutoff_periods(bench.panel)[0])
     console.print(f"[bold]{name}[/]: {split.test_series.height} test series "
@@ -171,9 +173,10 @@ def run_benchmark(name: str, bench: Benchmark, seeds: int, ablation: bool,
         for row in rows:
             row["vs_oracle"] = row["wape_mean"] / oracle["WAPE"]
         console.print(f"  oracle (true mean): WAPE {oracle['WAPE']:.2f}")
-    if ablation and name in ABLATION:
-        result["ablation"] = [run_model(bench, "multimodal_launch", params, seeds, console,
-                                        label=label) for label, params in ABLATION[name].items()]
+    if ablation_seeds and name in ABLATION:
+        result["ablation"] = [run_model(bench, "multimodal_launch", params, ablation_seeds,
+                                        console, label=label)
+                              for label, params in ABLATION[name].items()]
     return result
 
 
@@ -184,6 +187,8 @@ def main() -> None:
                         help="comma-separated benchmarks: " + ", ".join(BENCHMARKS))
     parser.add_argument("--ablation", action="store_true",
                         help="also the multimodal_launch ablation variants (ABLATION)")
+    parser.add_argument("--ablation-seeds", type=int, default=1,
+                        help="seeds of each ablation variant (default 1)")
     parser.add_argument("--json", type=Path,
                         default=Path(__file__).parent / "results" / "launch.json")
     args = parser.parse_args()
@@ -197,12 +202,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for name in names:
             results[name] = run_benchmark(name, BENCHMARKS[name](Path(folder)), args.seeds,
-                                          args.ablation, console)
+                                          args.ablation_seeds if args.ablation else 0, console)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "benchmark": "launch", "provenance": provenance(load_torch=True),
         "command": f"benchmarks/launch.py --seeds {args.seeds} --only {','.join(names)}"
-                   + (" --ablation" if args.ablation else ""),
+                   + (f" --ablation --ablation-seeds {args.ablation_seeds}" if args.ablation
+                      else ""),
         "horizon": HORIZON, "benchmarks": results}, indent=1))
     console.print(f"Wrote {args.json}")
 
