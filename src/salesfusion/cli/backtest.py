@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from salesfusion.cli.common import app, check_freq, console, guarded, panel_from, staged_folder
+from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
+from salesfusion.cli.output import staged_run
 from salesfusion.data.panel import Panel
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
@@ -46,7 +47,7 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
             protocol.split(panel, cutoff)
     else:
         protocol.origins(panel.periods)
-    with staged_folder(out) as staging:
+    with staged_run(out) as staging:
         run = backtest_models(panel, models, protocol, progress=progress)
         progress.close()  # the bars end before the report's own status line
         run.write(staging)

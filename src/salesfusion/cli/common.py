@@ -1,18 +1,15 @@
-"""What every command shares: the Typer apps, the error guard, staged output and panel loading.
+"""What every command shares: the Typer apps, the error guard and panel loading.
 
 Bad input ends with one line on stderr naming the file, column or value, exit code 2, and no
-partial output: results are written to a staging folder that replaces the output only once
-everything has succeeded.
+partial output (``cli.output`` stages every output and publishes it only once everything has
+succeeded).
 """
 
 from __future__ import annotations
 
 import functools
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,32 +48,6 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
 
     return wrapper
-
-
-@contextmanager
-def staged_folder(out: Path) -> Iterator[Path]:
-    """A temporary folder beside ``out`` that becomes ``out`` only if the block succeeds."""
-    out = out.resolve()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: output path exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    # No command writes a folder into its output, so a folder in the way is the user's: refuse
-    # (and drop only our staging) rather than delete it.
-    in_the_way = [out / item.name for item in staging.iterdir() if (out / item.name).is_dir()]
-    if in_the_way:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise InputError(f"{in_the_way[0]}: a folder is in the way of the output; it was not "
-                         f"written by salesfusion, so it is left alone: choose another --out")
-    out.mkdir(exist_ok=True)
-    for item in staging.iterdir():
-        item.replace(out / item.name)
-    staging.rmdir()
 
 
 def check_freq(freq: str) -> str:

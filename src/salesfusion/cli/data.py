@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from salesfusion.cli.common import check_freq, console, data_app, guarded, staged_folder
+from salesfusion.cli.common import check_freq, console, data_app, guarded
+from salesfusion.cli.output import staged_file
 from salesfusion.data.crosscheck import crosscheck
 from salesfusion.data.io import write_table
 from salesfusion.data.panel import Panel, build_panel
@@ -59,6 +60,6 @@ def data_build(
     tables = load_tables(load_spec(spec))
     panel = build_panel(tables, check_freq(freq) if freq else None)
     _show_crosscheck(tables, panel)
-    with staged_folder(out.parent) as staging:
-        write_table(panel.data, staging / out.name)
+    with staged_file(out) as target:
+        write_table(panel.data, target)
     console.print(f"Wrote {out}: {panel.n_series:,} series, {panel.data.height:,} rows")

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from salesfusion.cli.common import DEFAULT_CACHE, app, console, guarded, staged_folder
+from salesfusion.cli.common import DEFAULT_CACHE, app, console, guarded
+from salesfusion.cli.output import staged_file
 from salesfusion.data.crosscheck import crosscheck
 from salesfusion.data.panel import build_panel
 from salesfusion.data.spec import load_spec
@@ -68,8 +69,8 @@ def encode(
         frame = pl.DataFrame({"item_id": ids, "mask": result.mask,
                               "problem": [result.problems.get(i) for i in range(len(ids))],
                               "vector": list(result.vectors.reshape(len(ids), -1))})
-        with staged_folder(out.parent) as staging:
-            frame.write_parquet(staging / out.name)
+        with staged_file(out) as target:
+            frame.write_parquet(target)
         console.print(f"Wrote {out}")
 
 

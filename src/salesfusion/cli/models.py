@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from salesfusion.cli.common import app, check_freq, console, guarded, panel_from, staged_folder
+from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
+from salesfusion.cli.output import staged_file, staged_run
 from salesfusion.errors import InputError
 
 
@@ -62,7 +63,7 @@ def train(
     model = _configured_model(name, params, horizon, config)  # bad names/params fail here
     panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                         None, None, None)
-    with staged_folder(out) as staging:
+    with staged_run(out) as staging:
         with console.status(f"Training {name} on {panel.n_series:,} series"):
             started = time.perf_counter()
             model.fit(panel)
@@ -124,9 +125,9 @@ def predict(
     if launch:
         launches = _launches(panel, launch_date, items, markets)
         forecast = forecaster.predict_launch(launches, horizon, history=panel)
-        with staged_folder(out.parent) as staging:
+        with staged_file(out) as target:
             forecast.with_columns(pl.lit(forecaster.name).alias("model")).write_parquet(
-                staging / out.name)
+                target)
         console.print(f"Wrote {out}: {forecast.height:,} rows for {launches.height:,} launches "
                       f"({launches['item_id'].n_unique():,} items in "
                       f"{launches['market'].n_unique():,} markets), periods 1-{horizon} from "
@@ -141,9 +142,9 @@ def predict(
         markets = series.select("market").unique(maintain_order=True)
         series = pl.concat([series, unsold.join(markets, how="cross")])
     forecast = forecaster.predict(horizon, history=panel, series=series)
-    with staged_folder(out.parent) as staging:
+    with staged_file(out) as target:
         forecast.with_columns(pl.lit(forecaster.name).alias("model")).write_parquet(
-            staging / out.name)
+            target)
     cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
     console.print(f"Wrote {out}: {forecast.height:,} rows for {series.height:,} series "
                   f"({cold:,} without history; {int(forecast['before_launch'].sum()):,} rows "
