@@ -1,25 +1,116 @@
-"""Readers for the table formats a dataset spec may name: CSV, Parquet and DuckDB files."""
+"""Readers for the table formats a dataset spec may name: CSV, Parquet and DuckDB files.
+
+A table path must be a regular file: a folder (a partitioned Parquet dataset) or a FIFO/device
+is refused before anything opens it, since opening a FIFO blocks until a writer appears.
+
+CSV is read by pyarrow with every column as text, because its parser refuses a record whose
+field count differs from the header's (polars fills a short record with nulls silently). Errors
+give the CSV line: line 1 is the header, and a quoted field that spans lines counts as one line,
+so the number is the record's line in the file unless an earlier quoted field holds a newline.
+CSV files must be UTF-8 (a byte-order mark is allowed).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import stat
 from pathlib import Path
 
 import duckdb
 import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from salesfusion.errors import InputError
+
+SHOWN_TEXT = 60  # characters of a bad CSV record quoted in a message
+
+
+def _check_regular_file(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(mode):
+        raise InputError(f"{path}: is a folder, not a table file; name one file (a partitioned "
+                         f"dataset must be combined into one file first)")
+    if not stat.S_ISREG(mode):
+        raise InputError(f"{path}: is not a regular file (a FIFO, socket or device); name a "
+                         f"table file")
+
+
+def _csv_header(path: Path, separator: str) -> list[str]:
+    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
+        header = next(csv.reader(handle, delimiter=separator), None)
+    if not header:
+        raise InputError(f"{path}: CSV file is empty (no header line)")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise InputError(f"{path}: CSV header names column(s) {repeated} more than once")
+    return header
+
+
+def _first_non_utf8_line(path: Path) -> str:
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return f"line {number} (byte 0x{line[exc.start]:02x})"
+    return "somewhere"
+
+
+def _read_csv(path: Path) -> pl.DataFrame:
+    separator = "\t" if path.suffix.lower() == ".tsv" else ","
+    header = _csv_header(path, separator)
+    # Everything as text: the validator casts each role column and reports the exact rows that
+    # do not parse, which type inference would hide (and leading zeros of ids would be lost).
+    convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
+                                   null_values=[""], strings_can_be_null=True,
+                                   quoted_strings_can_be_null=False)
+    parse = pacsv.ParseOptions(delimiter=separator)
+    try:
+        table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
+    except pa.ArrowInvalid as exc:
+        raise InputError(_csv_problem(path, parse, convert, exc)) from None
+    return pl.from_arrow(table)
+
+
+def _csv_problem(path: Path, parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions,
+                 exc: pa.ArrowInvalid) -> str:
+    """One line on why ``path`` is not valid CSV, with the line it fails at."""
+    if "invalid UTF8" in str(exc):
+        return f"{path}: CSV file is not UTF-8 text at {_first_non_utf8_line(path)}"
+    bad: list[pacsv.InvalidRow] = []
+
+    def record(row: pacsv.InvalidRow) -> str:
+        bad.append(row)
+        return "error"
+
+    # Only a single-threaded read knows record numbers, so it is done on the error path only.
+    parse.invalid_row_handler = record
+    with contextlib.suppress(pa.ArrowInvalid):
+        pacsv.read_csv(path, parse_options=parse, convert_options=convert,
+                       read_options=pacsv.ReadOptions(use_threads=False))
+    if not bad:
+        return f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}"
+    row = bad[0]
+    text = row.text if len(row.text) <= SHOWN_TEXT else row.text[:SHOWN_TEXT] + "..."
+    where = f"line {row.number}" if row.number and row.number > 0 else "a line"
+    hint = " (a quote opened there is never closed)" if "\n" in row.text else ""
+    return (f"{path}: CSV {where} has {row.actual_columns} field(s), the header has "
+            f"{row.expected_columns}{hint}: {text!r}")
 
 
 def read_raw(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
     """Read a whole table as it is stored, before any role mapping or type checks."""
-    if not path.exists():
-        raise InputError(f"{path}: file not found")
+    _check_regular_file(path)
     try:
         if fmt == "csv":
-            separator = "\t" if path.suffix.lower() == ".tsv" else ","
-            # Everything as text first: the validator casts each role column and reports the
-            # exact rows that do not parse, which type inference would hide or fail on.
-            return pl.read_csv(path, separator=separator, infer_schema=False)
+            return _read_csv(path)
         if fmt == "parquet":
             return pl.read_parquet(path)
         if fmt == "duckdb":
@@ -33,7 +124,7 @@ def read_raw(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
                 return pl.from_arrow(con.sql(f'SELECT * FROM "{table}"').to_arrow_table())
     except InputError:
         raise
-    except (pl.exceptions.PolarsError, duckdb.Error, OSError) as exc:
+    except (pl.exceptions.PolarsError, pa.ArrowException, duckdb.Error, OSError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"{path}: cannot read as {fmt}: {message}") from exc
     raise InputError(f"{path}: unsupported format '{fmt}'")

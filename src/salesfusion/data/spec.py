@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from salesfusion.data.frequency import FREQUENCIES, Frequency
@@ -46,7 +47,9 @@ class TableSpec(_Strict):
     format: TableFormat | None = None  # inferred from the file extension when left out
     table: str | None = None  # table name inside a DuckDB file or SQL database
     columns: dict[str, str]
-    timestamp_format: str | None = None  # strptime format; ISO-8601 is parsed without one
+    # strptime format of the table's date columns (timestamp, launch_date). Without one, dates
+    # must be ISO 8601; "12/1/2010" is refused, never read in a guessed day/month order.
+    timestamp_format: str | None = None
     # Covariate roles are declared, never guessed (DESIGN.md section 2).
     static_categorical: list[str] = Field(default_factory=list)
     static_numeric: list[str] = Field(default_factory=list)
@@ -77,6 +80,7 @@ class FxSpec(_Strict):
     format: TableFormat | None = None
     table: str | None = None
     date_column: str = "Date"
+    date_format: str | None = None  # strptime format of date_column; ISO 8601 without one
     base_currency: str = "EUR"  # rates are units of each currency per 1 base currency
     max_staleness_days: int = 10  # an as-of rate older than this is treated as missing
     # Currencies the table lacks but that are fixed to one it has (e.g. AED to USD).
@@ -94,6 +98,20 @@ class CleaningPolicy(_Strict):
     # so sales, items, reviews and events join whatever case the shop's SKUs use.
     normalize_item_ids: bool = True
     drop_partial_periods: bool = True  # drop the first/last period if the data covers it partly
+
+    @field_validator("item_id_pattern")
+    @classmethod
+    def _compiles(cls, pattern: str | None) -> str | None:
+        # Checked with the engine that applies it (polars' Rust regex, which differs from
+        # Python's re: no look-around), so a pattern that passes here also runs.
+        if pattern is not None:
+            try:
+                pl.Series([""], dtype=pl.Utf8).str.contains(f"^(?:{pattern})$")
+            except pl.exceptions.PolarsError as exc:
+                reason = next((line.removeprefix("error: ") for line in str(exc).splitlines()
+                               if line.startswith("error: ")), "not a valid regular expression")
+                raise ValueError(f"invalid regular expression {pattern!r}: {reason}") from None
+        return pattern
 
 
 class DatasetSpec(_Strict):

@@ -7,7 +7,10 @@ the cross-table checks all see the same ids, so a shop with lower-case SKUs in b
 its items tables keeps every product's text, image and attributes.
 
 Every failure is an ``InputError`` whose one-line message names the file, the column and the
-first offending rows (1-based data rows, header not counted), so a user can fix the input.
+first offending rows (1-based data rows, header not counted), so a user can fix the input. How
+each column is read and what is refused: ``data.io`` (files, CSV lines), ``data.columns``
+(numbers: no inf, NaN or overflowing values; text) and ``data.dates`` (dates: ISO 8601 or a
+declared format, never a guessed day/month order).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from salesfusion.data.columns import SHOWN_ROWS, cast_numeric, cast_text, first_rows
+from salesfusion.data.dates import cast_time
 from salesfusion.data.io import read_raw
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
 from salesfusion.errors import InputError
@@ -28,7 +33,6 @@ KEY_ROLES: dict[str, tuple[str, ...]] = {
     "items": ("item_id",),
     "markets": ("market",),
 }
-SHOWN_ROWS = 5
 
 
 @dataclass
@@ -46,52 +50,13 @@ class Tables:
     notes: list[str] = field(default_factory=list)
 
 
-def _first_rows(mask: pl.Series, values: pl.Series) -> str:
-    idx = mask.arg_true().head(SHOWN_ROWS).to_list()
-    shown = ", ".join(f"row {i + 1} ({values[i]!r})" for i in idx)
-    return f"{int(mask.sum())} bad value(s), first: {shown}"
-
-
-def _cast_numeric(frame: pl.DataFrame, role: str, column: str, where: str) -> pl.DataFrame:
-    series = frame[role]
-    if series.dtype.is_numeric():
-        return frame.with_columns(pl.col(role).cast(pl.Float64))
-    text = series.cast(pl.Utf8).str.strip_chars()
-    cast = text.cast(pl.Float64, strict=False)
-    bad = cast.is_null() & text.is_not_null() & (text != "")
-    if bad.any():
-        raise InputError(f"{where}: column '{column}' (role {role}) is not numeric: "
-                         f"{_first_rows(bad, series)}")
-    return frame.with_columns(cast.alias(role))
-
-
-def _cast_time(frame: pl.DataFrame, role: str, column: str, where: str,
-               fmt: str | None) -> pl.DataFrame:
-    series = frame[role]
-    if series.dtype == pl.Date:
-        return frame.with_columns(pl.col(role).cast(pl.Datetime("us")))
-    if isinstance(series.dtype, pl.Datetime):
-        return frame.with_columns(pl.col(role).dt.replace_time_zone(None).cast(pl.Datetime("us")))
-    text = series.cast(pl.Utf8).str.strip_chars()
-    parsed = text.str.to_datetime(format=fmt, strict=False, time_unit="us")
-    if fmt is None:
-        # ISO dates without a time part parse only as dates.
-        parsed = parsed.fill_null(text.str.to_date(strict=False).cast(pl.Datetime("us")))
-    bad = parsed.is_null() & text.is_not_null() & (text != "")
-    if bad.any():
-        hint = f"format '{fmt}'" if fmt else "ISO 8601 (or set 'timestamp_format' in the spec)"
-        raise InputError(f"{where}: column '{column}' (role {role}) has unparsable dates for "
-                         f"{hint}: {_first_rows(bad, series)}")
-    return frame.with_columns(parsed.alias(role))
-
-
 def _check_required_values(frame: pl.DataFrame, roles: tuple[str, ...], table: TableSpec,
                            where: str) -> None:
     for role in roles:
         missing = frame[role].is_null()
         if missing.any():
             raise InputError(f"{where}: column '{table.columns[role]}' (role {role}) has empty "
-                             f"values: {_first_rows(missing, frame[role])}")
+                             f"values: {first_rows(missing, frame[role])}")
 
 
 def _check_unique(frame: pl.DataFrame, keys: tuple[str, ...], table: TableSpec,
@@ -136,17 +101,17 @@ def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...]) -> pl.Da
                           if c not in table.columns])
     for role, column in table.columns.items():
         if role in NUMERIC_ROLES:
-            frame = _cast_numeric(frame, role, column, where)
+            frame = cast_numeric(frame, role, column, where)
         elif role in TIME_ROLES:
-            fmt = table.timestamp_format if role == "timestamp" else None
-            frame = _cast_time(frame, role, column, where, fmt)
+            frame = cast_time(frame, role, column, where, table.timestamp_format,
+                              key=f"{name}.timestamp_format")
         else:
-            frame = frame.with_columns(pl.col(role).cast(pl.Utf8))
+            frame = cast_text(frame, role, column, where)
     for column in dict.fromkeys([*table.static_numeric, *table.past_only, *table.future_known]):
         if column not in table.columns:
-            frame = _cast_numeric(frame, column, column, where)
+            frame = cast_numeric(frame, column, column, where, nan_is_missing=True)
     for column in table.static_categorical:
-        frame = frame.with_columns(pl.col(column).cast(pl.Utf8))
+        frame = cast_text(frame, column, column, where)
     _check_required_values(frame, required, table, where)
     return frame
 
@@ -161,8 +126,8 @@ def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
     if fx.date_column not in raw.columns:
         raise InputError(f"{path}: date column '{fx.date_column}' not found; the table has "
                          f"columns {raw.columns}")
-    frame = _cast_time(raw.rename({fx.date_column: "timestamp"}), "timestamp",
-                       fx.date_column, str(path), None)
+    frame = cast_time(raw, fx.date_column, fx.date_column, str(path), fx.date_format,
+                      key="fx.date_format").rename({fx.date_column: "timestamp"})
     currencies = [c for c in frame.columns if c != "timestamp"]
     long = frame.unpivot(index="timestamp", on=currencies, variable_name="currency",
                          value_name="rate")

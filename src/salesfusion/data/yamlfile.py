@@ -19,8 +19,20 @@ def read_mapping(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{path}: {what} file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} file: {exc.strerror or exc}") from None
+    try:
+        # Decoded explicitly: the locale's encoding would read Latin-1 bytes as something else.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise InputError(f"{path}: {what} file is not UTF-8 text (byte "
+                         f"0x{exc.object[exc.start]:02x} on line {line}); save it as UTF-8"
+                         ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML ({exc})".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: a {what} must be a YAML mapping")
