@@ -11,8 +11,6 @@ is never forecast before launch: ``y_pred`` and the quantiles of ``before_launch
 
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Self
@@ -21,13 +19,11 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
+from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
 from salesfusion.models.config import ModelConfig, config_from_defaults, validate_config
 
 if TYPE_CHECKING:
     from salesfusion.evaluation.protocol import BacktestProtocol
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 
 
 class NotFittedError(RuntimeError):
@@ -199,7 +195,8 @@ class Forecaster(ABC):
     # --- persistence --------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
         """Write the model to ``folder``: parameters and state as JSON/Parquet/text (never
-        pickle) and a manifest with every file's SHA-256."""
+        pickle) and a manifest with every file's SHA-256 and its own checksum, signed when
+        ``SALESFUSION_SIGNING_KEY`` is set (see ``salesfusion.models.artefact``)."""
         if not self._fitted:
             raise NotFittedError(f"model '{self.name}' is not fitted; nothing to save")
         folder = Path(folder)
@@ -210,56 +207,41 @@ class Forecaster(ABC):
             if frame is not None:
                 frame.write_parquet(folder / f"history_{table}.parquet")
         self._save_state(folder)
-        # Every file the model wrote, members' folders of an ensemble included.
-        files = {p.relative_to(folder).as_posix(): _sha256(p) for p in sorted(folder.rglob("*"))
-                 if p.is_file() and p != folder / MANIFEST}
-        manifest = {"format_version": FORMAT_VERSION, "model": self.name, "params": self.params,
-                    "freq": self.freq, "files": files,
-                    "covariates": {"past_only": self._history.past_only,
-                                   "future_known": self._history.future_known}}
-        (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str))
+        # The manifest covers every file the model wrote, members' folders of an ensemble too.
+        write_manifest(folder, {"model": self.name, "params": self.params, "freq": self.freq,
+                                "covariates": {"past_only": self._history.past_only,
+                                               "future_known": self._history.future_known}})
         return folder
 
     @classmethod
     def load(cls, folder: str | Path) -> Forecaster:
-        """Load a saved model, refusing a tampered or incompatible artefact."""
+        """Load a saved model, refusing a tampered, unsigned (when ``SALESFUSION_SIGNING_KEY``
+        is set) or incompatible artefact with one ``InputError`` line."""
         from salesfusion.models.registry import model_class
 
         folder = Path(folder)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.is_file():
-            raise InputError(f"{folder}: not a saved salesfusion model (no {MANIFEST})")
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise InputError(f"{folder}: model format version {manifest.get('format_version')} "
-                             f"is not supported (this salesfusion reads {FORMAT_VERSION})")
-        for name, digest in manifest["files"].items():
-            path = folder / name
-            if not path.is_file() or _sha256(path) != digest:
-                raise InputError(f"{folder}: file '{name}' is missing or does not match its "
-                                 f"checksum; the artefact was modified")
-        model_type = model_class(manifest["model"])
+        manifest = read_manifest(folder, required=("history.parquet",))
+        try:
+            model_type = model_class(manifest.model)
+            model = model_type(**manifest.params)
+        except InputError as exc:
+            raise InputError(f"{folder / MANIFEST}: {exc}") from None
         if cls is not Forecaster and not issubclass(model_type, cls):
-            raise InputError(f"{folder}: holds a '{manifest['model']}' model, not {cls.__name__}")
-        model = model_type(**manifest["params"])
-        model.freq = manifest["freq"]
-        history = pl.read_parquet(folder / "history.parquet")
-        tables = {t: pl.read_parquet(folder / f"history_{t}.parquet") for t in _HISTORY_TABLES
-                  if (folder / f"history_{t}.parquet").is_file()}
-        covariates = manifest.get("covariates", {})
-        model._history = Panel(data=history, freq=manifest["freq"],
-                               past_only=covariates.get("past_only", []),
-                               future_known=covariates.get("future_known", []), **tables)
-        model._load_state(folder)
+            raise InputError(f"{folder}: holds a '{manifest.model}' model, not {cls.__name__}")
+        model.freq = manifest.freq
+        with state_errors(folder):
+            history = pl.read_parquet(folder / "history.parquet")
+            tables = {t: pl.read_parquet(folder / f"history_{t}.parquet")
+                      for t in _HISTORY_TABLES if f"history_{t}.parquet" in manifest.files}
+            model._history = Panel(data=history, freq=manifest.freq,
+                                   past_only=manifest.covariates.past_only,
+                                   future_known=manifest.covariates.future_known, **tables)
+            model._load_state(folder)
         model._fitted = True
         return model
 
 
 _HISTORY_TABLES = ("events", "exogenous")  # the Panel's whole-period tables, saved alongside
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _is_quantile(column: str) -> bool:

@@ -1,5 +1,5 @@
 """Shared behaviour of image encoders: references are paths inside the image root; a missing,
-unreadable or corrupt file is masked with its reason, never a crash."""
+unreadable, corrupt or oversized file is masked with its reason, never a crash."""
 
 from __future__ import annotations
 

@@ -1,9 +1,21 @@
 """Safe image loading: any common format and size, EXIF orientation, grayscale/palette/alpha
-to RGB, paths confined to the dataset's image root."""
+to RGB, paths confined to the dataset's image root.
+
+Decoding is bounded: an image whose header claims more than ``MAX_IMAGE_PIXELS`` pixels
+(width x height) is refused before any pixel is decoded, and any decoding failure (a truncated
+file, a non-image, a corrupt chunk, Pillow's decompression-bomb guard) is raised as an
+``UnreadableImage`` (a ``ValueError``), which the encoders turn into a masked item with the
+reason, never a crash. ``MAX_IMAGE_PIXELS`` is read at each call, so a program may change it
+(``salesfusion.encoders.image.loading.MAX_IMAGE_PIXELS = 150_000_000``); Pillow's own guard
+(``PIL.Image.MAX_IMAGE_PIXELS``) is applied too, its warning counting as a refusal, so the
+effective limit is the smaller of the two.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +23,13 @@ from PIL import Image, ImageOps
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-# PIL refuses to decode absurdly large images (decompression bombs) with an error we mask.
-Image.MAX_IMAGE_PIXELS = 100_000_000
+# Pillow's default warning limit: ~0.25 GB decoded as 24-bit RGB; larger product photos are
+# rare, and the decode plus mode conversions hold several copies of the pixels at once.
+MAX_IMAGE_PIXELS = 89_478_485
+
+
+class UnreadableImage(ValueError):
+    """An image that cannot or may not be decoded; the message is the reason it is masked."""
 
 
 def resolve_inside(root: Path, reference: str) -> Path:
@@ -29,16 +46,51 @@ def file_key(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def read_rgb(path: Path) -> Image.Image:
-    """Decode an image as RGB, applying its EXIF orientation; transparency becomes white."""
-    with Image.open(path) as raw:
-        raw.load()
-        image = ImageOps.exif_transpose(raw)
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
+def read_rgb(path: Path, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image as RGB, applying its EXIF orientation; transparency becomes white.
+    Raises ``UnreadableImage`` for an image over ``max_pixels`` (default ``MAX_IMAGE_PIXELS``)
+    or one that fails to decode."""
+    limit = MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    try:
+        with warnings.catch_warnings():
+            # Between Pillow's warning and error limits it would decode gigabytes with only a
+            # warning: refuse those too.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as raw:
+                _check_size(*raw.size, limit)  # from the header, before decoding
+                raw.load()
+                image = ImageOps.exif_transpose(raw)
+            if image.mode in ("RGBA", "LA") or (image.mode == "P"
+                                                and "transparency" in image.info):
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                image = Image.alpha_composite(background, rgba)
+            return image.convert("RGB")
+    except UnreadableImage:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        pillow_limit = Image.MAX_IMAGE_PIXELS or limit
+        raise _too_large(int(claimed[1]) if claimed else None, min(limit, pillow_limit)) from None
+    except OSError:
+        raise  # Pillow's own message: truncated, not an image, unsupported mode
+    except Exception as exc:
+        # Pillow's format plugins report corrupt data with many exception types (ValueError
+        # for a PPM's bad maxval, SyntaxError, struct.error, EOFError, ...): all mask the item.
+        raise UnreadableImage(f"corrupt image ({type(exc).__name__}: {exc})") from None
+
+
+def _check_size(width: int, height: int, limit: int) -> None:
+    if width < 1 or height < 1:
+        raise UnreadableImage(f"image has no pixels ({width}x{height})")
+    if width * height > limit:
+        raise _too_large(width * height, limit, f"{width}x{height} = ")
+
+
+def _too_large(pixels: int | None, limit: int, size: str = "") -> UnreadableImage:
+    claimed = f"{size}{pixels:,} pixels" if pixels is not None else "too many pixels"
+    return UnreadableImage(f"image is {claimed}, over the limit of {limit:,} (MAX_IMAGE_PIXELS "
+                           f"in salesfusion.encoders.image.loading); not decoded")
 
 
 def center_crop_array(image: Image.Image, size: int, resize: int | None = None) -> np.ndarray:
@@ -47,11 +99,13 @@ def center_crop_array(image: Image.Image, size: int, resize: int | None = None) 
     resize = resize or round(size * 256 / 224)
     width, height = image.size
     scale = resize / min(width, height)
-    image = image.resize((max(size, round(width * scale)), max(size, round(height * scale))),
-                         Image.Resampling.BILINEAR)
-    width, height = image.size
-    left, top = (width - size) // 2, (height - size) // 2
-    image = image.crop((left, top, left + size, top + size))
+    scaled_w, scaled_h = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (scaled_w - size) // 2, (scaled_h - size) // 2
+    # Resample only the source region the crop keeps: resizing the whole image first would
+    # blow a 1x100000 banner up to 256x25600000 pixels.
+    step_x, step_y = width / scaled_w, height / scaled_h
+    box = (left * step_x, top * step_y, (left + size) * step_x, (top + size) * step_y)
+    image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
