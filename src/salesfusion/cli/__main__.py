@@ -1,3 +1,3 @@
-from salesfusion.cli import app
+from salesfusion.cli import main
 
-app()
+main()
