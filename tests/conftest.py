@@ -106,3 +106,15 @@ def shop_panel(shop_spec: Path):
 def module_shop_panel(tmp_path_factory):
     """The same shop, built once per test module (for suites that fit many models on it)."""
     return _build(make_shop(tmp_path_factory.mktemp("shop")))
+
+
+def edit_spec(spec: Path, **changes: object) -> None:
+    """Set dotted keys of a spec file (``**{"sales.timestamp_format": "%d/%m/%Y"}``)."""
+    data = yaml.safe_load(spec.read_text())
+    for dotted, value in changes.items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    spec.write_text(yaml.safe_dump(data))

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
@@ -21,7 +20,7 @@ from salesfusion.data.panel import build_panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
 from salesfusion.errors import InputError
-from tests.conftest import make_shop
+from tests.conftest import edit_spec, make_shop
 
 runner = CliRunner()
 
@@ -29,16 +28,6 @@ runner = CliRunner()
 def _shop(folder: Path) -> Path:
     return make_shop(folder, n_items=4, weeks=10, covariates=False)
 
-
-def _edit_spec(spec: Path, **changes: object) -> None:
-    data = yaml.safe_load(spec.read_text())
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    spec.write_text(yaml.safe_dump(data))
 
 
 def _sales(spec: Path) -> pl.DataFrame:
@@ -60,7 +49,7 @@ def _to_parquet(spec: Path, change: Callable[[pl.DataFrame], pl.DataFrame] | Non
                                       pl.col("when").str.to_datetime())
     (change(frame) if change else frame).write_parquet(spec.parent / "sales.parquet")
     (spec.parent / "sales.csv").unlink()
-    _edit_spec(spec, **{"sales.path": "sales.parquet"})
+    edit_spec(spec, **{"sales.path": "sales.parquet"})
 
 
 def _parquet_value(column: str, row: int, value: float) -> Callable[[Path], None]:
@@ -148,10 +137,10 @@ BAD: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
      lambda s: _to_parquet(s, lambda f: f.with_columns(pl.struct("when", "qty").alias("when"))),
      ("sales.parquet", "'when' (role timestamp)", "Struct", "not dates")),
     ("item_id_pattern_unclosed_group",
-     lambda s: _edit_spec(s, **{"cleaning.item_id_pattern": "P(\\d+"}),
+     lambda s: edit_spec(s, **{"cleaning.item_id_pattern": "P(\\d+"}),
      ("spec.yaml", "cleaning.item_id_pattern", "invalid regular expression", "unclosed group")),
     ("item_id_pattern_lookaround",
-     lambda s: _edit_spec(s, **{"cleaning.item_id_pattern": "(?!X)P\\d+"}),
+     lambda s: edit_spec(s, **{"cleaning.item_id_pattern": "(?!X)P\\d+"}),
      ("spec.yaml", "cleaning.item_id_pattern", "look-around")),
     ("spec_not_utf8", _latin1_spec, ("spec.yaml", "not UTF-8", "0xe9", "line 1")),
     ("sales_path_folder", _replace_sales("folder"), ("sales.csv", "is a folder")),
@@ -171,7 +160,7 @@ BAD: list[tuple[str, Callable[[Path], None], tuple[str, ...]]] = [
     ("csv_not_utf8", lambda s: (s.parent / "sales.csv").write_bytes(
         (s.parent / "sales.csv").read_bytes().replace(b"GB", b"G\xe9", 1)),
      ("sales.csv", "not UTF-8", "line 2")),
-    ("bad_timestamp_format", lambda s: _edit_spec(s, **{"sales.timestamp_format": "%d/%m/%Y"}),
+    ("bad_timestamp_format", lambda s: edit_spec(s, **{"sales.timestamp_format": "%d/%m/%Y"}),
      ("sales.csv", "'when'", "unparsable dates for format '%d/%m/%Y'", "data row 1")),
     # item 7: non-ISO dates without timestamp_format are never guessed
     ("us_style_dates", _rewrite_dates("%-m/%-d/%Y %-H:%M"),
@@ -200,7 +189,7 @@ def _valid_iso(spec: Path) -> None:
 
 def _valid_declared_format(spec: Path) -> None:
     _rewrite_dates("%-m/%-d/%Y %-H:%M")(spec)
-    _edit_spec(spec, **{"sales.timestamp_format": "%m/%d/%Y %H:%M"})
+    edit_spec(spec, **{"sales.timestamp_format": "%m/%d/%Y %H:%M"})
 
 
 def _valid_typed_parquet(spec: Path) -> None:
@@ -211,7 +200,7 @@ def _valid_fx_date_format(spec: Path) -> None:
     fx = spec.parent / "fx.csv"
     fx.write_text(pl.read_csv(fx).with_columns(
         pl.col("Date").str.to_date().dt.strftime("%d/%m/%Y")).write_csv())
-    _edit_spec(spec, **{"fx.date_format": "%d/%m/%Y"})
+    edit_spec(spec, **{"fx.date_format": "%d/%m/%Y"})
 
 
 GOOD = [_valid_iso, _valid_declared_format, _valid_typed_parquet, _valid_fx_date_format]

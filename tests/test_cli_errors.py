@@ -4,24 +4,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
-from tests.conftest import make_shop
+from tests.conftest import edit_spec, make_shop
 
 runner = CliRunner()
 
-
-def _edit_spec(spec: Path, **changes) -> None:
-    data = yaml.safe_load(spec.read_text())
-    for dotted, value in changes.items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    spec.write_text(yaml.safe_dump(data))
 
 
 def _break_csv(path: Path, row: int, column: str, value: str) -> None:
@@ -37,7 +26,7 @@ def _missing_file(spec: Path) -> tuple[str, ...]:
 
 
 def _missing_column(spec: Path) -> tuple[str, ...]:
-    _edit_spec(spec, **{"sales.columns.quantity": "units_sold"})
+    edit_spec(spec, **{"sales.columns.quantity": "units_sold"})
     return ("sales.csv", "'units_sold'", "role quantity", "not found")
 
 
@@ -52,7 +41,7 @@ def _unparsable_date(spec: Path) -> tuple[str, ...]:
 
 
 def _unknown_frequency(spec: Path) -> tuple[str, ...]:
-    _edit_spec(spec, freq="Q")
+    edit_spec(spec, freq="Q")
     return ("spec.yaml", "unknown frequency", "'Q'")
 
 
@@ -69,7 +58,7 @@ def _duplicated_keys(spec: Path) -> tuple[str, ...]:
 
 
 def _invalid_yaml_field(spec: Path) -> tuple[str, ...]:
-    _edit_spec(spec, **{"cleaning.returns": "sometimes"})
+    edit_spec(spec, **{"cleaning.returns": "sometimes"})
     return ("spec.yaml", "cleaning.returns")
 
 

@@ -140,5 +140,7 @@ def test_training_finishes_with_the_bomb_masked(tmp_path):
     panel = build_panel(load_tables(load_spec(spec)))
     model = create_model("multimodal", epochs=1, lookback=8, hidden=8, fusion_dim=8,
                          accelerator="cpu", cache_dir=str(tmp_path / "cache")).fit(panel)
-    assert "2 item image(s) missing or unreadable: masked" in model.notes
+    note = next(n for n in model.notes if "image(s) missing or unreadable" in n)
+    assert note.startswith("2 item image(s) missing or unreadable: masked (first: S00003: "
+                           "unreadable: image is 1,600,000,000 pixels, over the limit")
     assert model.predict(2)["y_pred"].is_finite().all()
