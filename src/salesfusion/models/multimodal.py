@@ -97,8 +97,11 @@ class MultimodalForecaster(LaunchPath, Forecaster):
                        if modality == "text" else self._image_encoder(catalogue))
             encoded = encode_catalogue(catalogue, modality, encoder, cache=cache)
             if encoded.masked:
+                first = next(iter(encoded.problems.items()), None)
+                example = (f" (first: {catalogue.ids[first[0]]}: {first[1]})" if first
+                           else "")
                 self._notes.append(f"{encoded.masked} item {modality}(s) missing or "
-                                   f"unreadable: masked")
+                                   f"unreadable: masked{example}")
             content[f"{modality}_values"] = torch.from_numpy(encoded.vectors)
             content[f"{modality}_present"] = torch.from_numpy(encoded.mask)
             if encoded.token_mask is not None:
@@ -227,7 +230,9 @@ class MultimodalForecaster(LaunchPath, Forecaster):
             if has_validation else None,
             TrainingSettings(epochs=c.epochs, patience=c.patience,
                              gradient_clip=c.gradient_clip, accelerator=c.accelerator,
-                             checkpoint_dir=c.checkpoint_dir, progress=c.progress))
+                             checkpoint_dir=c.checkpoint_dir, progress=c.progress,
+                             config={"model": self.name, **c.model_dump(mode="json", exclude={
+                                 "epochs", "checkpoint_dir", "progress", "cache_dir"})}))
         self._net.eval()
         self._notes.append(outcome.describe())
         self._notes.append(self._inputs_used())

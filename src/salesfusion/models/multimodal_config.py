@@ -72,7 +72,9 @@ class MultimodalConfig(ModelConfig):
     cache_dir: str | None = Field(None, description=(
         "Embedding cache folder (default ~/.cache/salesfusion/embeddings)."))
     checkpoint_dir: str | None = Field(None, description=(
-        "Set it to resume a killed training from its last checkpoint."))
+        "A folder dedicated to this training: the state is saved there after every epoch and "
+        "a killed run resumes from it exactly; a folder of another configuration or data is "
+        "refused."))
     progress: bool = Field(False, description="Lightning's progress bar while training.")
 
     @field_validator("modalities")

@@ -27,7 +27,9 @@ def window_tensors(windows: Windows, item_rows: np.ndarray,
 
 def batch_loader(tensors: dict[str, torch.Tensor], batch_size: int, shuffle: bool,
                  seed: int) -> torch.utils.data.DataLoader:
-    """Batches as ``{name: tensor}``, shuffled by a seeded generator."""
+    """Batches as ``{name: tensor}``, shuffled by a seeded generator (``loader.generator``:
+    each epoch draws its order from where the previous one left it, and a checkpoint
+    keeps its state for an exact resume)."""
     names = list(tensors)
     dataset = torch.utils.data.TensorDataset(*(tensors[n] for n in names))
     generator = torch.Generator().manual_seed(seed)

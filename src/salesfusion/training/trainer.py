@@ -1,25 +1,35 @@
 """One Lightning training loop for every neural model: early stopping and learning-rate schedule
-on the validation part only, optional resume from a checkpoint folder, best weights restored.
+on the validation part only, optional exact resume from a checkpoint folder, best weights
+restored.
 
-The best validation weights are copied in memory by a callback (and saved in its checkpoint
-state for a resume), so the best model is restored without reading a file back; a resume reads
-Lightning's ``last.ckpt`` with ``weights_only=True``: the package never unpickles.
+The best validation weights are copied in memory by a callback, so the best model is restored
+without reading a file back. With a ``checkpoint_dir`` the whole training state is saved after
+every epoch and a killed run resumes from it to the result an uninterrupted run gives: the
+weights, optimiser, learning-rate schedule, early stopping, best weights and the states of the
+random streams (global generators, the training loader's shuffle generator) are restored. A
+checkpoint changes nothing else: the streams are those of a training without one, seeded once by
+the model, so a run with a folder gives the forecasts of a run without. The folder is checked first
+(``training.checkpoints``): the package never unpickles and never gives Lightning a checkpoint
+path to restore, so no path recorded inside a checkpoint is ever followed.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import tempfile
 import warnings
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import lightning
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping
+
+from salesfusion.training.callbacks import BestWeights, EpochCheckpoint
+from salesfusion.training.checkpoints import CheckpointFolder, data_fingerprint
+from salesfusion.training.random_state import restore_random
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,15 @@ class TrainingSettings:
     accelerator: str = "auto"  # auto: a GPU when one is present, else the CPU
     checkpoint_dir: str | None = None
     progress: bool = False
+    # What decides the result besides the data (the model's configuration, seed included, without
+    # epochs):
+    # a checkpoint folder is only resumed by the configuration that wrote it.
+    config: Mapping[str, Any] = field(default_factory=dict)
+
+    def resume_key(self) -> dict[str, Any]:
+        """Everything of this run a checkpoint must match; the number of epochs may grow."""
+        return {**self.config, "patience": self.patience, "gradient_clip": self.gradient_clip,
+                "accelerator": self.accelerator}
 
 
 @dataclass(frozen=True)
@@ -49,29 +68,6 @@ class TrainingOutcome:
         return text + (" (resumed from a checkpoint)" if self.resumed else "")
 
 
-class BestWeights(Callback):
-    """Keeps a copy of the weights with the lowest validation loss."""
-
-    def __init__(self) -> None:
-        self.best = math.inf
-        self.epoch: int | None = None
-        self.weights: dict[str, torch.Tensor] | None = None
-
-    def on_validation_epoch_end(self, trainer: lightning.Trainer,
-                                module: lightning.LightningModule) -> None:
-        value = trainer.callback_metrics.get("val_loss")
-        if trainer.sanity_checking or value is None or not float(value) < self.best:
-            return
-        self.best, self.epoch = float(value), trainer.current_epoch + 1
-        self.weights = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "epoch": self.epoch, "weights": self.weights}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.epoch, self.weights = state["best"], state["epoch"], state["weights"]
-
-
 def train_module(module: lightning.LightningModule, train_loader: Any, val_loader: Any | None,
                  settings: TrainingSettings) -> TrainingOutcome:
     """Fit ``module``; with a ``val_loader``, early stopping on it and its best weights kept."""
@@ -79,31 +75,73 @@ def train_module(module: lightning.LightningModule, train_loader: Any, val_loade
         # Deterministic cuBLAS needs a workspace setting before the first CUDA call.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     best = BestWeights()
-    callbacks: list[Callback] = [best]
-    if val_loader is not None:
-        callbacks.append(EarlyStopping("val_loss", patience=settings.patience))
-    with tempfile.TemporaryDirectory() as scratch:
-        resume = None
-        if settings.checkpoint_dir:
-            folder = Path(settings.checkpoint_dir)
-            callbacks.append(ModelCheckpoint(dirpath=folder, save_top_k=0, save_last=True))
-            resume = folder / "last.ckpt" if (folder / "last.ckpt").is_file() else None
-        with quiet_lightning():
-            trainer = lightning.Trainer(
-                max_epochs=settings.epochs, accelerator=settings.accelerator, devices=1,
-                logger=False, callbacks=callbacks, gradient_clip_val=settings.gradient_clip,
-                deterministic=True, enable_progress_bar=settings.progress,
-                enable_model_summary=False, num_sanity_val_steps=0,
-                enable_checkpointing=bool(settings.checkpoint_dir), default_root_dir=scratch,
-                limit_val_batches=1.0 if val_loader is not None else 0)
-            trainer.fit(module, train_loader, val_loader,
-                        ckpt_path=str(resume) if resume else None, weights_only=True)
+    early = (EarlyStopping("val_loss", patience=settings.patience)
+             if val_loader is not None else None)
+    folder = state = None
+    if settings.checkpoint_dir:
+        loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
+        folder = CheckpointFolder(settings.checkpoint_dir, settings.resume_key(),
+                                  data_fingerprint(loaders, dict(module.named_buffers())))
+        state = folder.load()
+        if state is None:
+            folder.prepare()
+    # The training loader's shuffle generator (``batch_loader``'s): a checkpoint keeps its state.
+    generator = getattr(train_loader, "generator", None)
+    done, stopped = 0, False
+    if state is not None:
+        done, stopped = _restore(state, folder, module, best, early, settings.epochs, generator)
+    epochs_run = done
+    if not stopped and done < settings.epochs:
+        best.done = done
+        callbacks: list[Callback] = [best]
+        if early is not None:
+            callbacks.append(early)
+        if folder is not None:
+            callbacks.append(EpochCheckpoint(folder, done, best, early, state, generator))
+        epochs_run += _fit(module, train_loader, val_loader, settings, callbacks, done)
     if best.weights is not None:
         module.load_state_dict(best.weights)
     module.cpu()
-    return TrainingOutcome(epochs_run=trainer.current_epoch, best_epoch=best.epoch,
+    return TrainingOutcome(epochs_run=epochs_run, best_epoch=best.epoch,
                            best_val_loss=None if best.weights is None else best.best,
-                           resumed=resume is not None)
+                           resumed=state is not None)
+
+
+def _restore(state: dict[str, Any], folder: CheckpointFolder, module: lightning.LightningModule,
+             best: BestWeights, early: EarlyStopping | None, epochs: int,
+             generator: torch.Generator | None) -> tuple[int, bool]:
+    """Load a checked state into the module, callbacks and random streams (put back again when
+    fitting starts, see ``EpochCheckpoint``): (epochs done, stopped early)."""
+    done = state["epoch"]
+    if done > epochs:
+        raise folder.refuse(f"holds {done} trained epochs, more than the {epochs} asked for: "
+                            f"raise epochs or use a new folder")
+    if (state["early_stopping"] is None) != (early is None):
+        raise folder.refuse("written by a training with a different validation part")
+    try:
+        module.load_state_dict(state["module"])
+        best.load_state_dict(state["best_weights"])
+        if early is not None:
+            early.load_state_dict(state["early_stopping"])
+        restore_random(state["random"], generator)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else repr(error)
+        raise folder.refuse(f"its training state does not fit this model ({reason})") from None
+    return done, bool(state["stopped_early"])
+
+
+def _fit(module: lightning.LightningModule, train_loader: Any, val_loader: Any | None,
+         settings: TrainingSettings, callbacks: list[Callback], done: int) -> int:
+    """Run the epochs left after ``done``; the number run."""
+    with tempfile.TemporaryDirectory() as scratch, quiet_lightning():
+        trainer = lightning.Trainer(
+            max_epochs=settings.epochs - done, accelerator=settings.accelerator, devices=1,
+            logger=False, callbacks=callbacks, gradient_clip_val=settings.gradient_clip,
+            deterministic=True, enable_progress_bar=settings.progress,
+            enable_model_summary=False, num_sanity_val_steps=0, enable_checkpointing=False,
+            default_root_dir=scratch, limit_val_batches=1.0 if val_loader is not None else 0)
+        trainer.fit(module, train_loader, val_loader)
+    return trainer.current_epoch
 
 
 class quiet_lightning:
