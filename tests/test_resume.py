@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pickle
+import random
 import re
 import shutil
 import signal
@@ -255,12 +256,13 @@ import lightning, numpy as np
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.models.registry import create_model
 
-shop_folder, checkpoints, out, kill_epoch = sys.argv[1:5]
+shop_folder, checkpoints, out, kill_epoch, kill_at = sys.argv[1:6]
 
 class Kill(lightning.Callback):
-    # SIGKILL half way through an epoch, the epochs before it checkpointed.
+    # SIGKILL at a step of an epoch (a share of its batches), the epochs before it checkpointed.
     def on_train_batch_end(self, trainer, module, outputs, batch, index):
-        if trainer.current_epoch == int(kill_epoch) and index == trainer.num_training_batches // 2:
+        step = int(float(kill_at) * trainer.num_training_batches)
+        if trainer.current_epoch == int(kill_epoch) and index == step:
             os.kill(os.getpid(), signal.SIGKILL)
 
 if kill_epoch != "-1":
@@ -296,24 +298,27 @@ def test_resumed_after_sigkill_equals_uninterrupted(shop, tmp_path):
            "GRU_PARAMS": json.dumps(GRU), "SHOP": json.dumps(SHOP)}
     folder = tmp_path / "checkpoints"
 
-    def child(out: str, kill_epoch: int) -> subprocess.Popen:
+    def child(out: str, kill_epoch: int, kill_at: float = 0.0) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(script), str(shop[0]), str(folder),
-                                 str(tmp_path / out), str(kill_epoch)], env=env,
+                                 str(tmp_path / out), str(kill_epoch), str(kill_at)], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
-    # Killed half way through epoch 7, in the run of epochs without improvement (after the best,
-    # epoch 5) that stops it early at epoch 8: early stopping and the plateau schedule have to
-    # carry their counts across the kill.
-    killed = child("killed.npy", 6)
+    # Killed at a random step of a random epoch among 2-7 (0-based 1-6; the run stops early at
+    # epoch 8, after its best at epoch 5): whatever the step, early stopping, the plateau
+    # schedule and the random streams have to carry across the kill. The step is in the message.
+    draw = random.SystemRandom()
+    kill_epoch, kill_at = draw.randint(1, 6), round(draw.random(), 3)
+    where = f"killed in 0-based epoch {kill_epoch} after {kill_at:.0%} of its batches"
+    killed = child("killed.npy", kill_epoch, kill_at)
     # The uninterrupted run, meanwhile, here.
     whole = create_model("gru", epochs=10, checkpoint_dir=str(tmp_path / "whole"),
                          **GRU).fit(shop[1].panel())
     expected = whole.predict(4)["y_pred"].to_numpy()
-    assert killed.wait(timeout=120) == -signal.SIGKILL, killed.stdout.read().decode()
-    assert json.loads((folder / "last.json").read_text())["epoch"] == 6
+    assert killed.wait(timeout=120) == -signal.SIGKILL, (where, killed.stdout.read().decode())
+    assert json.loads((folder / "last.json").read_text())["epoch"] == kill_epoch, where
     resumed = child("resumed.npy", -1)
     assert resumed.wait(timeout=120) == 0, resumed.stdout.read().decode()
-    assert np.load(tmp_path / "resumed.npy").tobytes() == expected.tobytes()
+    assert np.load(tmp_path / "resumed.npy").tobytes() == expected.tobytes(), where
     note = json.loads((tmp_path / "resumed.npy.json").read_text())[0]
     assert note == whole.notes[0] + " (resumed from a checkpoint)"
     assert re.fullmatch(r"trained 8 epoch\(s\), best validation loss \S+ at epoch 5",
