@@ -144,8 +144,8 @@ def launch_ablation_table(path: Path) -> str:
                     None)
         for row in variants:
             change = 100 * (row["wape_mean"] / base - 1) if base else None
-            rows.append([name, row["model"], row["wape_mean"], row["wape_std"], change,
-                         row["seeds"]])
+            rows.append([name, row["model"], row["wape_mean"],
+                         row["wape_std"] if row["seeds"] > 1 else None, change, row["seeds"]])
     return _markdown(["benchmark", "variant of multimodal_launch", "WAPE", "WAPE std",
                       "change %", "seeds"], rows)
 
