@@ -60,13 +60,13 @@ def _ours(panel: Any, args: argparse.Namespace) -> dict[str, Any]:
     from salesfusion.models.registry import create_model
 
     counted: list[int] = []
-    original = multimodal._loader
+    original = multimodal.batch_loader
 
     def counting_loader(tensors: dict[str, torch.Tensor], *rest: Any, **kwargs: Any) -> Any:
         counted.append(len(next(iter(tensors.values()))))  # the training loader comes first
         return original(tensors, *rest, **kwargs)
 
-    multimodal._loader = counting_loader
+    multimodal.batch_loader = counting_loader
     try:
         model = create_model("multimodal", backbone="tft", modalities=[], hidden=args.hidden,
                              layers=1, epochs=args.epochs, patience=args.epochs, lookback=16,
@@ -75,7 +75,7 @@ def _ours(panel: Any, args: argparse.Namespace) -> dict[str, Any]:
         model.fit(panel)
         train = time.perf_counter() - started
     finally:
-        multimodal._loader = original
+        multimodal.batch_loader = original
     predict, times, rows = _timed_predict(model, args.repeats)
     return {"train_s": train, "predict_s": predict, "predict_runs_s": times,
             "forecast_rows": rows, "epochs": args.epochs,
