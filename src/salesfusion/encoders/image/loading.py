@@ -26,6 +26,9 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 # Pillow's default warning limit: ~0.25 GB decoded as 24-bit RGB; larger product photos are
 # rare, and the decode plus mode conversions hold several copies of the pixels at once.
 MAX_IMAGE_PIXELS = 89_478_485
+# Resized images larger than this many squares of the resize side (aspect ratio past 16:1) are
+# cropped from the source region instead of resized whole.
+MAX_RESIZED_AREA = 16
 
 
 class UnreadableImage(ValueError):
@@ -101,11 +104,17 @@ def center_crop_array(image: Image.Image, size: int, resize: int | None = None) 
     scale = resize / min(width, height)
     scaled_w, scaled_h = max(size, round(width * scale)), max(size, round(height * scale))
     left, top = (scaled_w - size) // 2, (scaled_h - size) // 2
-    # Resample only the source region the crop keeps: resizing the whole image first would
-    # blow a 1x100000 banner up to 256x25600000 pixels.
-    step_x, step_y = width / scaled_w, height / scaled_h
-    box = (left * step_x, top * step_y, (left + size) * step_x, (top + size) * step_y)
-    image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    if scaled_w * scaled_h <= MAX_RESIZED_AREA * resize * resize:
+        # The usual path, kept exactly: cached embeddings were computed by it and their keys
+        # do not name the preprocessing, so another resampling would mix two in one cache.
+        image = image.resize((scaled_w, scaled_h), Image.Resampling.BILINEAR)
+        image = image.crop((left, top, left + size, top + size))
+    else:
+        # An extreme aspect ratio: resizing the whole image would blow a 1x100000 banner up to
+        # 256x25600000 pixels, so resample only the source region the crop keeps.
+        step_x, step_y = width / scaled_w, height / scaled_h
+        box = (left * step_x, top * step_y, (left + size) * step_x, (top + size) * step_y)
+        image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 
