@@ -48,7 +48,7 @@ from rich.console import Console
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.datasets.online_retail import online_retail
 from salesfusion.datasets.synthetic import expected_demand, synthetic
-from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
+from salesfusion.evaluation.launch import LaunchProtocol, LaunchSplit, run_launch_backtest
 from salesfusion.evaluation.metrics import score
 from salesfusion.models.registry import create_model, model_class
 
@@ -133,17 +133,11 @@ def run_model(bench: Benchmark, name: str, params: dict[str, Any], seeds: int,
             "seconds_mean": float(np.mean([r["seconds"] for r in runs])), "runs": runs}
 
 
-def oracle_scores(bench: Benchmark) -> dict[str, float] | None:
+def oracle_scores(bench: Benchmark, split: LaunchSplit) -> dict[str, float] | None:
     """The true mean as the forecast, on exactly the rows the models are scored on."""
     if bench.oracle is None:
         return None
-    protocol = bench.protocol
-    split = protocol.split(bench.panel, protocol.cutoff_periods(bench.panel)[0])
-    from salesfusion.data.launches import with_period_since_launch
-
-    rows = (with_period_since_launch(bench.panel.data.join(split.test_series, on=SERIES_KEY,
-                                                           how="semi"))
-            .filter(pl.col("period_since_launch") <= protocol.horizon)
+    rows = (split.test_actuals(bench.panel, bench.protocol.horizon)
             .join(bench.oracle, on=[*SERIES_KEY, "timestamp"], how="left")
             .select(pl.col("y").alias("y_true"), pl.col("mean").alias("y_pred")))
     if rows["y_pred"].null_count():
@@ -167,7 +161,7 @@ def run_benchmark(name: str, bench: Benchmark, seeds: int, ablation_seeds: int,
         "cutoff": f"{split.cutoff:%Y-%m-%d}", "scope": bench.protocol.scope,
         "test_series": split.test_series.height, "test_items": split.test_items.len(),
         "best_reference": best_reference["model"], "rows": rows}
-    oracle = oracle_scores(bench)
+    oracle = oracle_scores(bench, split)
     if oracle is not None:
         result["oracle"] = oracle
         for row in rows:

@@ -162,6 +162,15 @@ class LaunchSplit:
         validation part (scope ``market``: every row before it)."""
         return _restrict(panel, self.train_items, self.validation_start)
 
+    def test_actuals(self, panel: Panel, horizon: int) -> pl.DataFrame:
+        """The test series' observed rows in their first ``horizon`` periods from launch
+        (``item_id, market, timestamp, period_since_launch, y``): what the launch forecasts
+        are scored on."""
+        return (with_period_since_launch(panel.data.join(self.test_series, on=SERIES_KEY,
+                                                         how="semi"))
+                .filter(pl.col("period_since_launch") <= horizon)
+                .select(*SERIES_KEY, "timestamp", "period_since_launch", "y"))
+
     def validation_series(self, panel: Panel) -> pl.DataFrame:
         """The validation part's series with their launches (``item_id, market, launch``):
         the launches, or market entries, of the ``validation_periods`` before the cutoff."""
@@ -202,10 +211,8 @@ def run_launch_backtest(model: Forecaster, panel: Panel, protocol: LaunchProtoco
         train = split.fit_panel(panel)
         fitted = model.clone().fit(train)
         forecast = fitted.predict_launch(split.test_series, protocol.horizon, history=train)
-        actuals = (with_period_since_launch(panel.data.join(split.test_series, on=SERIES_KEY,
-                                                            how="semi"))
-                   .filter(pl.col("period_since_launch") <= protocol.horizon)
-                   .select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")))
+        actuals = split.test_actuals(panel, protocol.horizon).select(
+            *SERIES_KEY, "timestamp", pl.col("y").alias("y_true"))
         joined, quantiles = scored_window(actuals, forecast, model.name, window)
         frames.append(joined.select(*FORECAST_COLUMNS, "period_since_launch", *quantiles))
         if on_window:

@@ -26,7 +26,6 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
-from salesfusion.data.launches import with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
@@ -197,9 +196,7 @@ class LaunchEnsemble(_WeightedEnsemble):
             self._notes.append(f"no validation launches ({exc}): equal weights")
             return None
         train = split.fit_panel(panel)
-        actuals = (with_period_since_launch(panel.data.join(split.test_series, on=SERIES_KEY,
-                                                            how="semi"))
-                   .filter(pl.col("period_since_launch") <= c.horizon).select(*KEYS, "y"))
+        actuals = split.test_actuals(panel, c.horizon)
         forecasts = []
         for member in self._members():
             forecast = member.fit(train).predict_launch(split.test_series, c.horizon,
