@@ -23,7 +23,8 @@ from salesfusion.errors import InputError
 from salesfusion.features.lags import WidePanel, to_wide
 from salesfusion.training.windows import (
     Windows,
-    abroad_at_launch,
+    abroad_from_totals,
+    item_totals,
     make_windows,
     market_levels,
 )
@@ -56,8 +57,14 @@ class LaunchPath:
         c = self.config
         launches = grid.select(*SERIES_KEY, "launch").unique(maintain_order=True)
         history_wide = to_wide(history)
+        # What every launch group reads from the history, computed once.
+        item_rows, totals = item_totals(history_wide, c.lookback)
+        running = (market_levels(history_wide, c.lookback) if self._launch_levels is None
+                   else None)
         parts = []
         for (launch,), group in launches.group_by("launch", maintain_order=True):
+            # The history period just before the launch (its last one for a later launch).
+            index = int(np.searchsorted(history_wide.periods, np.datetime64(launch, "us")))
             # The lookback periods before the launch, all unobserved: a cold window whose
             # calendar and covariates are those of the launch's own periods.
             first = pl.select(offset(pl.lit(launch), history.freq, -c.lookback)).item()
@@ -67,17 +74,15 @@ class LaunchPath:
             wide = WidePanel(keys=keys, periods=periods,
                              y=np.full((keys.height, len(periods)), np.nan),
                              price_local=None, fx_rate=None)
-            cold = (self._cold_level(keys) if self._launch_levels is not None
-                    else self._running_level(keys, history_wide, launch))
+            cold = (self._cold_level(keys) if running is None
+                    else _running_level(keys, history_wide, running, index))
             windows = make_windows(wide, history.freq, c.lookback, c.horizon,
                                    origins=np.array([len(periods) - 1]),
                                    covariates=self._check_covariates(
                                        self._covariates(history, wide)),
                                    cold_level=cold,
-                                   abroad=abroad_at_launch(
-                                       history_wide, c.lookback, keys["item_id"].to_list(),
-                                       int(np.searchsorted(history_wide.periods,
-                                                           np.datetime64(launch, "us")))))
+                                   abroad=abroad_from_totals(item_rows, totals,
+                                                             keys["item_id"].to_list(), index))
             parts.append((wide, windows))
         keys = pl.concat([wide.keys for wide, _ in parts])
         offsets = np.cumsum([0] + [wide.keys.height for wide, _ in parts[:-1]])
@@ -88,16 +93,6 @@ class LaunchPath:
         wide = WidePanel(keys=keys, periods=parts[0][0].periods,
                          y=np.zeros((keys.height, 0)), price_local=None, fx_rate=None)
         return wide, windows
-
-    def _running_level(self, keys: pl.DataFrame, wide: WidePanel, launch: object) -> np.ndarray:
-        """``launch_scale: market_level``: each market's mean level in ``history`` over the
-        lookback periods before the launch (or before the history's end, for a later
-        launch)."""
-        levels = market_levels(wide, self.config.lookback)
-        at = int(np.clip(np.searchsorted(wide.periods, np.datetime64(launch, "us")) - 1, 0,
-                         len(wide.periods) - 1))
-        by_market = dict(zip(wide.keys["market"].to_list(), levels[:, at], strict=True))
-        return np.array([by_market.get(m, 0.0) for m in keys["market"]])
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         horizon = int(grid["period_since_launch"].max())
@@ -112,3 +107,13 @@ class LaunchPath:
                      self._forecast_columns(wide, windows, horizon)))
         return grid.join(frame.drop("launch"), on=[*SERIES_KEY, "period_since_launch"],
                          how="left")
+
+
+def _running_level(keys: pl.DataFrame, wide: WidePanel, levels: np.ndarray,
+                   launch_index: int) -> np.ndarray:
+    """``launch_scale: market_level``: each market's mean level (``market_levels`` of the
+    history ``wide``) over the lookback periods before the launch (or before the history's end,
+    for a later launch)."""
+    at = int(np.clip(launch_index - 1, 0, len(wide.periods) - 1))
+    by_market = dict(zip(wide.keys["market"].to_list(), levels[:, at], strict=True))
+    return np.array([by_market.get(m, 0.0) for m in keys["market"]])

@@ -115,7 +115,12 @@ def abroad_at_launch(history: WidePanel, lookback: int, items: list[str],
     """``abroad`` of launches of ``items`` in markets ``history`` does not hold them in: the
     items' mean demand over ``history``'s markets in the lookback before ``launch_index``
     (clipped to the history's last period), log(1 + mean)."""
-    rows, totals = item_totals(history, lookback)
+    return abroad_from_totals(*item_totals(history, lookback), items, launch_index)
+
+
+def abroad_from_totals(rows: dict[str, int], totals: np.ndarray, items: list[str],
+                       launch_index: int) -> np.ndarray:
+    """``abroad_at_launch`` from ``item_totals`` computed once for many launches."""
     at = int(np.clip(launch_index - 1, 0, totals.shape[1] - 1))
     return np.log1p(np.array([totals[rows[i], at] if i in rows else 0.0 for i in items]))
 
