@@ -19,9 +19,9 @@ beside it removes those whose process is gone.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from salesfusion.errors import InputError
+from salesfusion.models.artefact import sha256_file
 
 RECORD = ".salesfusion-output.json"
 STAGING = ".salesfusion-staging-"  # between the output's name and the writer's process id
@@ -64,14 +65,6 @@ def staged_file(out: Path) -> Iterator[Path]:
         _publish(staging, out.parent, run=False)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _record(folder: Path) -> dict[str, str]:
     path = folder / RECORD
     try:
@@ -83,7 +76,7 @@ def _record(folder: Path) -> dict[str, str]:
 
 def _ours(folder: Path, name: str, record: dict[str, str]) -> bool:
     path = folder / name
-    return path.is_file() and not path.is_symlink() and record.get(name) == _sha256(path)
+    return path.is_file() and not path.is_symlink() and record.get(name) == sha256_file(path)
 
 
 def _refuse_foreign(folder: Path, names: list[str]) -> None:
@@ -116,8 +109,11 @@ def _staging(out: Path) -> Iterator[Path]:
 def _remove_abandoned(out: Path) -> None:
     """Staging folders of runs killed before they published (their process is gone)."""
     for folder in out.parent.glob(f".{out.name}{STAGING}*"):
-        pid = folder.name.removeprefix(f".{out.name}{STAGING}").split("-")[0]
-        if folder.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        # Ours only: named as ``_staging`` names them (pid, "-", mkdtemp's random part), a real
+        # folder (never a link), and its writer gone.
+        pid, _, rest = folder.name.removeprefix(f".{out.name}{STAGING}").partition("-")
+        if (pid.isdigit() and re.fullmatch(r"[a-z0-9_]+", rest) and not folder.is_symlink()
+                and folder.is_dir() and not _alive(int(pid))):
             shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -145,7 +141,7 @@ def _publish(staging: Path, folder: Path, *, run: bool) -> None:
                     _prune_empty(folder, (folder / name).parent)
                 record.pop(name, None)
         for name in written:
-            record[name] = _sha256(staging / name)
+            record[name] = sha256_file(staging / name)
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).replace(folder / name)
         (folder / RECORD).write_text(json.dumps({"files": record}, indent=1, sort_keys=True))
