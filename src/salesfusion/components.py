@@ -35,6 +35,7 @@ HEADS: Registry[Any] = Registry("head", _importer("salesfusion.models.heads"))
 LOSSES: Registry[Any] = Registry("loss", _importer("salesfusion.training.losses"))
 TARGET_TRANSFORMS: Registry[Any] = Registry("target transform",
                                             _importer("salesfusion.training.transforms"))
+SEARCHERS: Registry[Any] = Registry("searcher", _importer("salesfusion.tuning.searchers"))
 
 ALL: dict[str, Registry[Any]] = {r.kind: r for r in (
-    MODELS, ENCODERS, FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS)}
+    MODELS, ENCODERS, FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS, SEARCHERS)}

@@ -9,7 +9,14 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from salesfusion.cli import backtest, components, data, encode, models  # noqa: F401 (commands)
+from salesfusion.cli import (  # noqa: F401 (commands)
+    backtest,
+    components,
+    data,
+    encode,
+    models,
+    tune,
+)
 from salesfusion.cli.backtest import BASELINES, DEMO_MODELS
 from salesfusion.cli.common import app
 

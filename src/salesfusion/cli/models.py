@@ -33,8 +33,8 @@ def _configured_model(name: str, params: dict[str, Any], horizon: int | None,
     from salesfusion.models.presets import load_preset
     from salesfusion.models.registry import build_model, model_class
 
-    if config is None and Path(name).suffix.lower() in (".yaml", ".yml"):
-        return build_model(load_preset(name), params, horizon, source=name)
+    if Path(name).suffix.lower() in (".yaml", ".yml"):  # a preset file, named alone or by a config
+        return build_model(load_preset(name), params, horizon, source=str(config or name))
     return build_model(model_class(name), params, horizon,
                        source=str(config) if config else None)
 

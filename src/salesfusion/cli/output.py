@@ -65,6 +65,17 @@ def staged_file(out: Path) -> Iterator[Path]:
         _publish(staging, out.parent, run=False)
 
 
+@contextmanager
+def staged_files(folder: Path) -> Iterator[Path]:
+    """A staging folder whose files (sub-folders included) join ``folder`` if the block
+    succeeds, each replacing only salesfusion's own earlier file; other files of ``folder`` are
+    left as they are (a search folder's live log, for one)."""
+    folder = folder.resolve()
+    with _staging(folder) as staging:
+        yield staging
+        _publish(staging, folder, run=False)
+
+
 def _record(folder: Path) -> dict[str, str]:
     path = folder / RECORD
     try:

@@ -24,6 +24,7 @@ from salesfusion.models.config import ModelConfig, config_from_defaults, validat
 
 if TYPE_CHECKING:
     from salesfusion.evaluation.protocol import BacktestProtocol
+    from salesfusion.models.search_space import SearchSpace
 
 
 class NotFittedError(RuntimeError):
@@ -38,6 +39,8 @@ class Forecaster(ABC):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     # Values that replace the Config's defaults (a preset is configuration, not a new model).
     preset_params: ClassVar[dict[str, Any]] = {}
+    # The search space ``salesfusion tune`` uses when none is given (presets declare theirs).
+    search_space: ClassVar[SearchSpace | None] = None
     supports_cold_start: ClassVar[bool] = False  # can forecast series with no history
     supports_launch: ClassVar[bool] = False  # can forecast a series' first periods from launch
 

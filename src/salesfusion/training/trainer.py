@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from salesfusion.training.callbacks import BestWeights, EpochCheckpoint
 from salesfusion.training.checkpoints import CheckpointFolder, data_fingerprint
+from salesfusion.training.hooks import epoch_listener_callback
 from salesfusion.training.random_state import restore_random
 
 
@@ -98,6 +99,8 @@ def train_module(module: lightning.LightningModule, train_loader: Any, val_loade
             callbacks.append(early)
         if folder is not None:
             callbacks.append(EpochCheckpoint(folder, done, best, early, state, generator))
+        if (report := epoch_listener_callback(done)) is not None:
+            callbacks.append(report)
         epochs_run += _fit(module, train_loader, val_loader, settings, callbacks, done)
     if best.weights is not None:
         module.load_state_dict(best.weights)

@@ -21,6 +21,7 @@ from salesfusion.models.base import Forecaster
 from salesfusion.models.config import validate_config
 from salesfusion.models.multimodal import MultimodalForecaster
 from salesfusion.models.registry import register
+from salesfusion.models.search_space import parse_space
 
 PRESET_DIR = Path(str(files("salesfusion.models") / "presets"))
 
@@ -35,6 +36,8 @@ class PresetFile(BaseModel):
     description: str
     deviations: str
     params: dict[str, Any]
+    # What ``salesfusion tune`` searches by default (``models.search_space``).
+    search_space: dict[str, Any] | None = None
 
 
 def read_preset(path: Path) -> PresetFile:
@@ -42,6 +45,9 @@ def read_preset(path: Path) -> PresetFile:
     preset = validated(PresetFile, read_mapping(path, "preset"), path, "preset")
     validate_config(MultimodalForecaster.Config, preset.params, owner=preset.name,
                     source=str(path))
+    if preset.search_space is not None:
+        parse_space(preset.search_space, str(path)).check_against(
+            MultimodalForecaster.Config, preset.params, owner=preset.name, source=str(path))
     return preset
 
 
@@ -52,6 +58,8 @@ def preset_class(preset: PresetFile) -> type[Forecaster]:
         "__doc__": f"{preset.description}\n\nSeed: {preset.seed_paper}. Deviations: "
                    f"{preset.deviations}",
         "preset_params": dict(preset.params),
+        "search_space": (parse_space(preset.search_space, preset.name)
+                         if preset.search_space is not None else None),
     })
 
 
