@@ -163,6 +163,11 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
     from salesfusion.tuning.runner import Budget
     from salesfusion.tuning.searchers import build_searcher
 
+    if definition["backend"] == "ray":
+        import importlib.util
+
+        if importlib.util.find_spec("ray") is None:
+            raise InputError("--backend ray needs Ray Tune: pip install 'salesfusion[ray]'")
     model_type, params, space, reference = _model_and_space(definition)
     start = {**model_type.preset_params, **params}
     options = dict(definition["searcher_options"])
