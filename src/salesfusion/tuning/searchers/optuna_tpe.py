@@ -35,7 +35,8 @@ class OptunaOptions(SearcherOptions):
     study: str = Field("salesfusion", description="Study name in the storage.")
     pruner: Literal["none", "median", "hyperband"] = "median"
     startup_trials: int = Field(5, ge=1, description="Random trials before TPE models them.")
-    warmup_epochs: int = Field(2, ge=0, description="Epochs a trial runs before it may be pruned.")
+    warmup_epochs: int = Field(2, ge=0, description=(
+        "Epochs a trial always runs: it may be pruned from the next one on."))
     discrete: bool = Field(False, description=(
         "Search the discrete values (action sets, as ordered indices) instead of the "
         "distributions: the same space the grid and msrl searchers see."))
@@ -68,8 +69,9 @@ class OptunaSearcher(Searcher):
     def _pruner(self) -> Any:
         pruners = self._optuna.pruners
         if self.options.pruner == "median":
+            # Steps are 1-based epochs, and Optuna may prune from step n_warmup_steps on.
             return pruners.MedianPruner(n_startup_trials=3,
-                                        n_warmup_steps=self.options.warmup_epochs)
+                                        n_warmup_steps=self.options.warmup_epochs + 1)
         if self.options.pruner == "hyperband":
             top = (max(self.space.values("epochs")) if "epochs" in self.space.dimensions
                    else "auto")
