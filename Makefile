@@ -36,7 +36,7 @@ readme: $(STAMP)
 	$(VENV)/bin/salesfusion demo
 	$(PYTHON) scripts/update_readme.py --only demo
 
-# The neural results of the README (about 2 hours on 2 cores): every preset on OR-weekly, the
+# The neural results of the README (about 2.5 hours on 2 cores): every preset on OR-weekly, the
 # synthetic ablation, the peer libraries (installed here as the `bench` extra) and the TFT speed.
 NEURAL_MODELS := multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm ensemble
 results: $(STAMP)
@@ -47,7 +47,8 @@ results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peers.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/tft_speed.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch.py --seeds 3 --ablation
-	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation --neural-models "$(NEURAL_MODELS)"
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/searchers.py --seeds 20 --budget 10
+	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,searchers --neural-models "$(NEURAL_MODELS)"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -150,9 +150,50 @@ def launch_ablation_table(path: Path) -> str:
                       "change %", "seeds"], rows)
 
 
+def searchers_table(path: Path) -> str:
+    """Per dataset and searcher: best validation RMSE after 3, 5 and all trials (mean ± std over
+    seeds), regret against the space's best setting, test RMSE of the final model, time; then
+    the paired tests of msrl against random and TPE."""
+    data = json.loads(path.read_text())
+    record = data["provenance"]
+    threads = record.get("threads", {}).get("env", {}).get("OMP_NUM_THREADS")
+    caption = (f"commit {(record.get('commit') or 'unknown')[:12]}, {record.get('date_utc')}, "
+               f"OMP_NUM_THREADS={threads}, `{data.get('command')}`; {data['seeds']} seeds, "
+               f"budget {data['budget']} trials")
+    budget = data["budget"]
+
+    def spread(value: dict) -> str:
+        return f"{value['mean']:.4f} ± {value['std']:.4f}"
+
+    rows = []
+    for name, result in data["datasets"].items():
+        optimum = result["optimum_validation_rmse"]
+        label = f"{name} ({result['settings']} settings, best {optimum:.4f})"
+        for searcher, row in result["searchers"].items():
+            curve = row["curve"]
+            rows.append([label, searcher, spread(curve[min(2, budget - 1)]),
+                         spread(curve[min(4, budget - 1)]), spread(row["final"]),
+                         f"{row['regret_percent']['mean']:.2f}",
+                         f"{row['found_optimum']}/{len(row['finals'])}",
+                         spread(row["test_rmse"]), f"{row['training_seconds']['mean']:,.0f}"])
+    table = _markdown(["dataset", "searcher", "best val RMSE, 3 trials", "5 trials",
+                       f"{budget} trials", "regret %", "found best", "test RMSE of final",
+                       "training s"], rows)
+    tests = []
+    pooled = {"paired_tests": data["pooled_paired_tests"]}
+    for name, result in [*data["datasets"].items(), ("pooled (RMSE / best)", pooled)]:
+        for pair, test in result["paired_tests"].items():
+            p = test["p_value"]
+            tests.append([name, pair, f"{test['better']}/{test['ties']}/{test['worse']}",
+                          "identical" if p is None else f"{p:.3g}"])
+    paired = _markdown(["dataset", "pair (final best validation RMSE)",
+                        "msrl better / tied / worse", "Wilcoxon p"], tests)
+    return f"{caption}\n\n{table}\n\n{paired}"
+
+
 MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make results",
                "speed": "make results", "ablation": "make results", "launch": "make results",
-               "launch-ablation": "make results"}
+               "launch-ablation": "make results", "searchers": "make results"}
 
 
 class SourceError(Exception):
@@ -207,6 +248,7 @@ def main() -> None:
     parser.add_argument("--speed", type=Path, default=results / "tft_speed.json")
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     parser.add_argument("--launch", type=Path, default=results / "launch.json")
+    parser.add_argument("--searchers", type=Path, default=results / "searchers.json")
     args = parser.parse_args()
     neural_models = args.neural_models.replace(",", " ").split()
     sources: dict[str, tuple[Path, Callable[[Path], str]]] = {
@@ -214,7 +256,8 @@ def main() -> None:
         "neural": (args.neural, lambda folder: neural_table(folder, neural_models)),
         "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
         "ablation": (args.ablation, ablation_table), "launch": (args.launch, launch_table),
-        "launch-ablation": (args.launch, launch_ablation_table)}
+        "launch-ablation": (args.launch, launch_ablation_table),
+        "searchers": (args.searchers, searchers_table)}
     try:
         text = args.readme.read_text()
         # Every source is checked before anything is rendered or written: all or nothing.

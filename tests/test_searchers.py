@@ -213,3 +213,16 @@ def test_bad_searcher_options_name_the_option() -> None:
         build_searcher("grid", space, 0, {"shufle": True}, START)
     with pytest.raises(InputError, match="unknown searcher 'hill'"):
         build_searcher("hill", space, 0, {}, START)
+
+
+def test_optuna_hyperband_pruner_stops_a_hopeless_trial() -> None:
+    space = parse_space({**THREE_STATES, "epochs": {"type": "int", "low": 1, "high": 9,
+                                                    "actions": [3, 9]}}, "test")
+    tpe = build_searcher("optuna", space, 0, {"pruner": "hyperband", "warmup_epochs": 1}, START)
+    for _ in range(6):
+        proposal = tpe.ask()
+        for epoch in range(1, 10):
+            tpe.report(proposal, epoch, 1.0 / epoch)
+        tpe.tell(proposal, 0.1)
+    hopeless = tpe.ask()
+    assert any(tpe.report(hopeless, epoch, 100.0) for epoch in range(1, 10))

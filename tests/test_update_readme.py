@@ -134,3 +134,37 @@ def test_launch_tables_come_from_the_launch_results(readme, tmp_path):
     assert launch[6].startswith("| synthetic (1,200 series) | oracle (true mean) | 40.000 |")
     ablation = _table(text, "launch-ablation").strip().splitlines()
     assert ablation[3] == "| synthetic | epochs: 20 | 45.000 | 0.500 | -10.000 | 3 |"
+
+
+def test_searchers_table_comes_from_the_searcher_benchmark(readme, tmp_path):
+    def spread(mean: float) -> dict:
+        return {"mean": mean, "std": 0.01}
+
+    def searcher(final: float, found: int) -> dict:
+        return {"curve": [spread(final + 0.2), spread(final + 0.1), spread(final + 0.05),
+                          spread(final + 0.02), spread(final)],
+                "final": spread(final), "finals": [final] * 4, "found_optimum": found,
+                "regret_percent": spread(100 * (final / 1.5 - 1)),
+                "test_rmse": spread(final + 1), "training_seconds": spread(120.0)}
+
+    source = tmp_path / "searchers.json"
+    source.write_text(json.dumps({
+        "command": "benchmarks/searchers.py --seeds 4 --budget 5", "seeds": 4, "budget": 5,
+        "provenance": {"commit": "0123456789abcdef", "date_utc": "2026-11-22T00:00:00+00:00",
+                       "threads": {"env": {"OMP_NUM_THREADS": "1"}}},
+        "datasets": {"synthetic": {
+            "settings": 27, "optimum_validation_rmse": 1.5,
+            "searchers": {"msrl (paper update)": searcher(1.8, 1), "random": searcher(1.6, 3)},
+            "paired_tests": {"msrl (paper update) vs random": {
+                "p_value": 0.125, "better": 0, "worse": 4, "ties": 0}}}},
+        "pooled_paired_tests": {"msrl (paper update) vs random": {
+            "p_value": None, "better": 0, "worse": 0, "ties": 4}}}))
+    done = _run("--readme", str(readme), "--only", "searchers", "--searchers", str(source))
+    assert done.returncode == 0, done.stderr
+    lines = _table(readme.read_text(), "searchers").strip().splitlines()
+    assert lines[0].startswith("commit 0123456789ab, 2026-11-22") and "4 seeds" in lines[0]
+    assert lines[4] == ("| synthetic (27 settings, best 1.5000) | msrl (paper update) | "
+                        "1.8500 ± 0.0100 | 1.8000 ± 0.0100 | 1.8000 ± 0.0100 | 20.00 | 1/4 | "
+                        "2.8000 ± 0.0100 | 120 |")
+    assert "| synthetic | msrl (paper update) vs random | 0/0/4 | 0.125 |" in lines
+    assert "| pooled (RMSE / best) | msrl (paper update) vs random | 0/4/0 | identical |" in lines

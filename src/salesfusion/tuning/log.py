@@ -64,6 +64,7 @@ class TrialLog:
         _write_json(self.definition_path, record)
         self.trials_path.touch()
         self.session = 0
+        self.seed = definition.get("seed")
 
     def read_definition(self) -> dict[str, Any]:
         try:
@@ -81,6 +82,7 @@ class TrialLog:
         record["sessions"].append(provenance)
         _write_json(self.definition_path, record)
         self.session = len(record["sessions"]) - 1
+        self.seed = record["definition"].get("seed")
 
     def sessions(self) -> list[dict[str, Any]]:
         return json.loads(self.definition_path.read_text())["sessions"]
@@ -94,8 +96,11 @@ class TrialLog:
               seconds: float, epochs: list[float], error: str | None) -> TrialEnd:
         self._append({"event": "end", "trial": trial, "params": params, "status": status,
                       "score": score, "seconds": round(seconds, 3), "epochs": epochs,
-                      "error": error, "session": self.session, "time_utc": _now()})
-        return TrialEnd(trial, params, status, score, seconds, epochs, error, self.session)
+                      "seed": self.seed, "error": error, "session": self.session,
+                      "time_utc": _now()})
+        # The rounded time, as a resumed search reads it back (budgets decide alike).
+        return TrialEnd(trial, params, status, score, round(seconds, 3), epochs, error,
+                        self.session)
 
     def records(self) -> list[dict[str, Any]]:
         if not self.trials_path.is_file():
