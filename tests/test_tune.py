@@ -242,3 +242,7 @@ def test_a_model_without_a_space_and_a_used_folder_are_refused(shop: Path,
     assert [p.name for p in used.iterdir()] == ["notes.txt"]
     result = runner.invoke(app, ["tune", "--resume", str(used)])
     assert result.exit_code == 2 and "no search to resume" in result.output
+    result = runner.invoke(app, ["tune", "--resume", str(used), "--searcher", "grid",
+                                 "--seed", "3"])
+    assert result.exit_code == 2
+    assert "--searcher, --seed: a resumed search keeps its definition" in result.output

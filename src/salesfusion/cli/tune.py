@@ -93,7 +93,8 @@ def tune(
     dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
     spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
     freq: Annotated[str | None, typer.Option(help="D, W or M.")] = None,
-    searcher: Annotated[str, typer.Option(help="msrl, grid, random or optuna.")] = "msrl",
+    searcher: Annotated[str | None, typer.Option(
+        help="msrl (default), grid, random or optuna.")] = None,
     searcher_option: Annotated[list[str] | None, typer.Option(
         help="KEY=VALUE option of the searcher (repeatable), e.g. update=standard.")] = None,
     space: Annotated[Path | None, typer.Option(
@@ -102,15 +103,18 @@ def tune(
         min=1, help="Trainings at most (default 20; with --resume: the search's).")] = None,
     time_budget: Annotated[float | None, typer.Option(
         min=1, help="Seconds of training at most, summed over the trials.")] = None,
-    metric: Annotated[str, typer.Option(help="Validation metric minimised.")] = "RMSE",
+    metric: Annotated[str | None, typer.Option(
+        help="Validation metric minimised (default RMSE).")] = None,
     horizon: Annotated[int | None, typer.Option(
         min=1, help="Validation periods (the model's horizon when it has one).")] = None,
     test_periods: Annotated[int | None, typer.Option(
         min=0, help="Last periods no trial sees (default: the dataset's backtest test "
                     "part); 0: search on everything.")] = None,
-    seed: Annotated[int, typer.Option(help="Seeds the searcher and every trial.")] = 0,
-    backend: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    jobs: Annotated[int, typer.Option(min=1, help="Trials at once (ray backend).")] = 2,
+    seed: Annotated[int | None, typer.Option(
+        help="Seeds the searcher and every trial (default 0).")] = None,
+    backend: Annotated[str | None, typer.Option(help="local (default) or ray.")] = None,
+    jobs: Annotated[int | None, typer.Option(
+        min=1, help="Trials at once (ray backend; default 2).")] = None,
     ray_address: Annotated[str | None, typer.Option(
         help="A Ray cluster to join (default: a local one).")] = None,
 ) -> None:
@@ -120,7 +124,18 @@ def tune(
 
     if (out is None) == (resume is None):
         raise InputError("give exactly one of --out DIR (a new search) or --resume DIR")
+    if backend is not None and backend not in ("local", "ray"):
+        raise InputError(f"--backend {backend!r}: use local or ray")
     if resume is not None:
+        fixed = {"--preset": preset, "--config": config, "--dataset": dataset, "--spec": spec,
+                 "--freq": freq, "--searcher": searcher, "--searcher-option": searcher_option,
+                 "--space": space, "--metric": metric, "--horizon": horizon,
+                 "--test-periods": test_periods, "--seed": seed}
+        given = [option for option, value in fixed.items() if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: a resumed search keeps its definition; with "
+                             f"--resume give only --budget, --time-budget, --backend, --jobs "
+                             f"or --ray-address")
         log = TrialLog(resume.resolve())
         if not log.exists():
             raise InputError(f"{resume}: no search to resume here ({log.definition_path.name} "
@@ -130,12 +145,12 @@ def tune(
             definition["budget"] = budget
         if time_budget is not None:
             definition["time_budget"] = time_budget
-        folder = resume.resolve()
+        for key, value in (("backend", backend), ("jobs", jobs), ("ray_address", ray_address)):
+            if value is not None:
+                definition[key] = value
     else:
         if (preset is None) == (config is None):
             raise InputError("give exactly one of --config CFG or --preset NAME")
-        if backend not in ("local", "ray"):
-            raise InputError(f"--backend {backend!r}: use local or ray")
         folder = out.resolve()
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise InputError(f"{out}: already exists and is not an empty folder; a new search "
@@ -144,12 +159,13 @@ def tune(
             "model": (str(Path(preset).resolve()) if preset and Path(preset).suffix.lower()
                       in (".yaml", ".yml") else preset), "params": {},
             "config": str(config.resolve()) if config else None,
-            "space": str(space.resolve()) if space else None, "searcher": searcher,
-            "searcher_options": _options(searcher_option or []), "seed": seed,
-            "budget": budget or 20, "time_budget": time_budget, "metric": metric,
+            "space": str(space.resolve()) if space else None, "searcher": searcher or "msrl",
+            "searcher_options": _options(searcher_option or []), "seed": seed or 0,
+            "budget": budget or 20, "time_budget": time_budget, "metric": metric or "RMSE",
             "horizon": horizon, "test_periods": test_periods, "dataset": dataset,
             "spec": str(spec.resolve()) if spec else None,
-            "freq": check_freq(freq) if freq else None, "backend": backend, "jobs": jobs,
+            "freq": check_freq(freq) if freq else None, "backend": backend or "local",
+            "jobs": jobs or 2,
             "ray_address": ray_address}
         log = TrialLog(folder)
     run_definition(definition, log, provenance(load_torch=True), new=resume is None)
