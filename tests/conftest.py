@@ -118,3 +118,22 @@ def edit_spec(spec: Path, **changes: object) -> None:
             node = node[key]
         node[leaf] = value
     spec.write_text(yaml.safe_dump(data))
+
+
+# A multimodal model small enough to train in a fraction of a second, and a search space over
+# it: the tuning tests' search (``salesfusion tune``).
+TUNE_TINY = {"epochs": 2, "lookback": 8, "hidden": 16, "fusion_dim": 16, "batch_size": 64,
+             "accelerator": "cpu", "modalities": ["text", "static"]}
+TUNE_SPACE = {"hidden": {"type": "int", "low": 8, "high": 32, "actions": [8, 16, 32]},
+              "epochs": {"type": "int", "low": 1, "high": 3, "actions": [1, 2, 3]},
+              "lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}
+
+
+@pytest.fixture
+def tune_shop(tmp_path: Path) -> Path:
+    """The shop's spec, with ``cfg.yaml`` (the tiny model) and ``space.yaml`` beside it."""
+    spec = make_shop(tmp_path)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"model": "multimodal",
+                                                       "params": TUNE_TINY}))
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump(TUNE_SPACE))
+    return spec

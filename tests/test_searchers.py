@@ -180,6 +180,7 @@ def test_optuna_on_a_storage_resumes_as_if_never_interrupted(tmp_path: Path) -> 
     def run(storage: str, scores: list[float], interrupt: bool) -> list[dict]:
         tpe = build_searcher("optuna", space, 9, {"storage": storage, "startup_trials": 2},
                              START)
+        tpe.owner = "search-1"
         proposals = []
         for score in scores:
             proposal = tpe.ask()
@@ -198,9 +199,28 @@ def test_optuna_on_a_storage_resumes_as_if_never_interrupted(tmp_path: Path) -> 
     *before, killed = run(f"sqlite:///{tmp_path / 'b.db'}", scores, True)
     resumed = build_searcher("optuna", space, 9, {"storage": f"sqlite:///{tmp_path / 'b.db'}",
                                                   "startup_trials": 2}, START)
-    resumed.abandon(killed)
+    resumed.owner = "search-1"
+    resumed.recover({})  # the killed trial never ended
     assert [*before, resumed.ask().params] == uninterrupted
     assert [t.state.name for t in resumed.study.trials][:5] == ["COMPLETE"] * 4 + ["FAIL"]
+    assert killed == 4
+
+
+def test_optuna_recovery_settles_only_its_own_open_trials(tmp_path: Path) -> None:
+    space = parse_space(THREE_STATES, "test")
+    storage = {"storage": f"sqlite:///{tmp_path / 's.db'}"}
+    mine, other = (build_searcher("optuna", space, seed, storage, START) for seed in (1, 2))
+    mine.owner, other.owner = "mine", "other"
+    logged_then_killed, killed_in_trial = mine.ask(), mine.ask()
+    elsewhere = other.ask()  # another process's trial, still running
+    resumed = build_searcher("optuna", space, 1, storage, START)
+    resumed.owner = "mine"
+    resumed.recover({mine.reference(logged_then_killed): ("complete", 0.7)})
+    trials = {t.number: t for t in resumed.study.get_trials()}
+    assert trials[logged_then_killed.token.number].state.name == "COMPLETE"
+    assert trials[logged_then_killed.token.number].value == 0.7
+    assert trials[killed_in_trial.token.number].state.name == "FAIL"
+    assert trials[elsewhere.token.number].state.name == "RUNNING"
 
 
 def test_bad_searcher_options_name_the_option() -> None:

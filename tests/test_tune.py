@@ -18,27 +18,11 @@ import yaml
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
-from tests.conftest import make_shop
 
 runner = CliRunner()
-TINY = {"epochs": 2, "lookback": 8, "hidden": 16, "fusion_dim": 16, "batch_size": 64,
-        "accelerator": "cpu", "modalities": ["text", "static"]}
-SPACE = {"hidden": {"type": "int", "low": 8, "high": 32, "actions": [8, 16, 32]},
-         "epochs": {"type": "int", "low": 1, "high": 3, "actions": [1, 2, 3]},
-         "lr": {"type": "float", "low": 0.001, "high": 0.01, "log": True}}
-
-
-@pytest.fixture
-def shop(tmp_path: Path) -> Path:
-    spec = make_shop(tmp_path)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"model": "multimodal", "params": TINY}))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    return spec
-
-
-def _tune(shop: Path, out: Path, *extra: str) -> list[str]:
-    return ["tune", "--config", str(shop.parent / "cfg.yaml"), "--space",
-            str(shop.parent / "space.yaml"), "--spec", str(shop), "--out", str(out), *extra]
+def _tune(spec: Path, out: Path, *extra: str) -> list[str]:
+    return ["tune", "--config", str(spec.parent / "cfg.yaml"), "--space",
+            str(spec.parent / "space.yaml"), "--spec", str(spec), "--out", str(out), *extra]
 
 
 def _ends(folder: Path) -> list[dict]:
@@ -46,9 +30,10 @@ def _ends(folder: Path) -> list[dict]:
     return [r for r in map(json.loads, lines) if r["event"] == "end"]
 
 
-def test_tune_writes_the_log_the_best_config_and_its_model(shop: Path, tmp_path: Path) -> None:
+def test_tune_writes_the_log_the_best_config_and_its_model(tune_shop: Path,
+                                                           tmp_path: Path) -> None:
     out = tmp_path / "search"
-    result = runner.invoke(app, _tune(shop, out, "--budget", "4", "--searcher", "msrl"))
+    result = runner.invoke(app, _tune(tune_shop, out, "--budget", "4", "--searcher", "msrl"))
     assert result.exit_code == 0, result.output
     assert "trial 0 [1/4]" in result.output and "best RMSE" in result.output
     trials = pl.read_parquet(out / "trials.parquet")
@@ -70,8 +55,8 @@ def test_tune_writes_the_log_the_best_config_and_its_model(shop: Path, tmp_path:
     assert set(metrics["market"]) == {"all", "GB", "DE"}
     # the best configuration is ready for `train --config`
     trained_model = tmp_path / "model"
-    result = runner.invoke(app, ["train", "--config", str(out / "best.yaml"), "--spec", str(shop),
-                                 "--out", str(trained_model)])
+    result = runner.invoke(app, ["train", "--config", str(out / "best.yaml"), "--spec",
+                                 str(tune_shop), "--out", str(trained_model)])
     assert result.exit_code == 0, result.output
     assert (out / "model" / "manifest.json").is_file()
 
@@ -107,7 +92,7 @@ def _register_spy():
     return SpyWindow
 
 
-def test_the_test_periods_never_reach_a_trial(shop: Path, tmp_path: Path) -> None:
+def test_the_test_periods_never_reach_a_trial(tune_shop: Path, tmp_path: Path) -> None:
     from salesfusion.components import MODELS
 
     _register_spy()
@@ -119,11 +104,11 @@ def test_the_test_periods_never_reach_a_trial(shop: Path, tmp_path: Path) -> Non
             _Spy.seen.clear()
             out = tmp_path / f"spy{run}"
             result = runner.invoke(app, ["tune", "--preset", "spy_window", "--space", str(space),
-                                         "--spec", str(shop), "--searcher", "grid",
+                                         "--spec", str(tune_shop), "--searcher", "grid",
                                          "--budget", "8", "--test-periods", "6", "--out",
                                          str(out)])
             assert result.exit_code == 0, result.output
-            sales = pl.read_csv(shop.parent / "sales.csv")
+            sales = pl.read_csv(tune_shop.parent / "sales.csv")
             periods = sorted(pl.read_parquet(out / "model" / "history.parquet")["timestamp"]
                              .unique())
             last_tuning = periods[-1]
@@ -134,7 +119,7 @@ def test_the_test_periods_never_reach_a_trial(shop: Path, tmp_path: Path) -> Non
             when = pl.col("when").str.to_datetime()
             sales.with_columns(
                 pl.when(when > last_tuning + pl.duration(days=7)).then(pl.col("qty") * 50)
-                .otherwise(pl.col("qty")).alias("qty")).write_csv(shop.parent / "sales.csv")
+                .otherwise(pl.col("qty")).alias("qty")).write_csv(tune_shop.parent / "sales.csv")
         first, second = (pl.read_parquet(o / "trials.parquet") for o in outs)
         assert first["score"].to_list() == second["score"].to_list()
         # ... while the final model's test metrics do see them (after the search).
@@ -150,14 +135,14 @@ def _cli(*args: str) -> list[str]:
 
 @pytest.mark.parametrize("searcher", ["msrl", "optuna"])
 def test_a_killed_search_resumes_without_repeating_finished_trials(
-        shop: Path, tmp_path: Path, searcher: str) -> None:
+        tune_shop: Path, tmp_path: Path, searcher: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     reference = tmp_path / "whole"
     args = ["--searcher", searcher, "--budget", "8"]
-    subprocess.run(_cli(*_tune(shop, reference, *args)), env=env, check=True,
+    subprocess.run(_cli(*_tune(tune_shop, reference, *args)), env=env, check=True,
                    capture_output=True)
     killed = tmp_path / "killed"
-    process = subprocess.Popen(_cli(*_tune(shop, killed, *args)), env=env,
+    process = subprocess.Popen(_cli(*_tune(tune_shop, killed, *args)), env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -185,15 +170,16 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(
     assert (killed / "best.yaml").read_text() == (reference / "best.yaml").read_text()
 
 
-def test_resume_can_raise_the_budget_and_refuses_other_data(shop: Path, tmp_path: Path) -> None:
+def test_resume_can_raise_the_budget_and_refuses_other_data(tune_shop: Path,
+                                                            tmp_path: Path) -> None:
     out = tmp_path / "search"
-    assert runner.invoke(app, _tune(shop, out, "--budget", "2")).exit_code == 0
+    assert runner.invoke(app, _tune(tune_shop, out, "--budget", "2")).exit_code == 0
     result = runner.invoke(app, ["tune", "--resume", str(out), "--budget", "4"])
     assert result.exit_code == 0, result.output
     assert pl.read_parquet(out / "trials.parquet").filter(
         pl.col("status") != "cached").height == 4
-    sales = pl.read_csv(shop.parent / "sales.csv")
-    sales.with_columns(pl.col("qty") + 1).write_csv(shop.parent / "sales.csv")
+    sales = pl.read_csv(tune_shop.parent / "sales.csv")
+    sales.with_columns(pl.col("qty") + 1).write_csv(tune_shop.parent / "sales.csv")
     before = (out / "trials.jsonl").read_text()
     result = runner.invoke(app, ["tune", "--resume", str(out), "--budget", "6"])
     assert result.exit_code == 2
@@ -201,9 +187,9 @@ def test_resume_can_raise_the_budget_and_refuses_other_data(shop: Path, tmp_path
     assert (out / "trials.jsonl").read_text() == before
 
 
-def test_time_budget_stops_the_search(shop: Path, tmp_path: Path) -> None:
+def test_time_budget_stops_the_search(tune_shop: Path, tmp_path: Path) -> None:
     out = tmp_path / "search"
-    result = runner.invoke(app, _tune(shop, out, "--budget", "40", "--searcher", "random",
+    result = runner.invoke(app, _tune(tune_shop, out, "--budget", "40", "--searcher", "random",
                                       "--time-budget", "1"))
     assert result.exit_code == 0, result.output
     assert "time budget of 1 s reached" in result.output
@@ -220,24 +206,24 @@ def test_time_budget_stops_the_search(shop: Path, tmp_path: Path) -> None:
     (["--test-periods", "29"], "too few for a validation part"),
     (["--backend", "spark"], "use local or ray"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(shop: Path, tmp_path: Path, extra: list[str],
+def test_bad_input_is_one_line_and_writes_nothing(tune_shop: Path, tmp_path: Path, extra: list[str],
                                                   message: str) -> None:
     out = tmp_path / "search"
-    result = runner.invoke(app, _tune(shop, out, *extra))
+    result = runner.invoke(app, _tune(tune_shop, out, *extra))
     assert result.exit_code == 2, result.output
     assert message in result.output
     assert not out.exists()
 
 
-def test_a_model_without_a_space_and_a_used_folder_are_refused(shop: Path,
+def test_a_model_without_a_space_and_a_used_folder_are_refused(tune_shop: Path,
                                                                tmp_path: Path) -> None:
-    result = runner.invoke(app, ["tune", "--preset", "naive", "--spec", str(shop), "--out",
+    result = runner.invoke(app, ["tune", "--preset", "naive", "--spec", str(tune_shop), "--out",
                                  str(tmp_path / "s")])
     assert result.exit_code == 2 and "declares no search space" in result.output
     used = tmp_path / "mine"
     used.mkdir()
     (used / "notes.txt").write_text("mine")
-    result = runner.invoke(app, _tune(shop, used))
+    result = runner.invoke(app, _tune(tune_shop, used))
     assert result.exit_code == 2 and "not an empty folder" in result.output
     assert [p.name for p in used.iterdir()] == ["notes.txt"]
     result = runner.invoke(app, ["tune", "--resume", str(used)])

@@ -10,12 +10,11 @@ from typing import Any
 
 import polars as pl
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
-from tests.conftest import make_shop
-from tests.test_tune import SPACE, TINY, _ends, _tune
+from tests.conftest import TUNE_TINY
+from tests.test_tune import _ends, _tune
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.xdist_group("ray")  # one local cluster at a time
@@ -29,18 +28,10 @@ def cluster():
     ray.shutdown()
 
 
-@pytest.fixture
-def shop(tmp_path: Path) -> Path:
-    spec = make_shop(tmp_path)
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({"model": "multimodal", "params": TINY}))
-    (tmp_path / "space.yaml").write_text(yaml.safe_dump(SPACE))
-    return spec
-
-
-def test_trials_run_in_parallel_on_ray_and_report_every_epoch(cluster: None, shop: Path,
+def test_trials_run_in_parallel_on_ray_and_report_every_epoch(cluster: None, tune_shop: Path,
                                                              tmp_path: Path) -> None:
     out = tmp_path / "search"
-    result = runner.invoke(app, _tune(shop, out, "--backend", "ray", "--jobs", "2",
+    result = runner.invoke(app, _tune(tune_shop, out, "--backend", "ray", "--jobs", "2",
                                       "--searcher", "random", "--budget", "4"))
     assert result.exit_code == 0, result.output
     trials = pl.read_parquet(out / "trials.parquet").filter(pl.col("status") == "complete")
@@ -59,19 +50,19 @@ def test_trials_run_in_parallel_on_ray_and_report_every_epoch(cluster: None, sho
     assert len(set(scores)) == 4
 
 
-def test_one_trial_at_a_time_on_ray_is_the_local_search(cluster: None, shop: Path,
+def test_one_trial_at_a_time_on_ray_is_the_local_search(cluster: None, tune_shop: Path,
                                                        tmp_path: Path) -> None:
     ends = {}
     for backend in ("local", "ray"):
         out = tmp_path / backend
-        result = runner.invoke(app, _tune(shop, out, "--backend", backend, "--jobs", "1",
+        result = runner.invoke(app, _tune(tune_shop, out, "--backend", backend, "--jobs", "1",
                                           "--searcher", "msrl", "--budget", "4"))
         assert result.exit_code == 0, result.output
         ends[backend] = [(r["params"], r["status"], r["score"]) for r in _ends(out)]
     assert ends["ray"] == ends["local"]
 
 
-def test_the_searcher_prunes_ray_trials_between_epochs(cluster: None, shop: Path,
+def test_the_searcher_prunes_ray_trials_between_epochs(cluster: None, tune_shop: Path,
                                                       tmp_path: Path) -> None:
     from salesfusion.components import SEARCHERS
     from salesfusion.models.registry import model_class
@@ -98,8 +89,8 @@ def test_the_searcher_prunes_ray_trials_between_epochs(cluster: None, shop: Path
         searcher = PruneAfterTwo(space, 0)
         log = TrialLog(tmp_path / "pruned")
         log.create({}, {})
-        data = TuningData.from_panel(_build(shop), 4, 4)
-        result = run_search_ray(model_class("multimodal"), TINY, searcher, data, log,
+        data = TuningData.from_panel(_build(tune_shop), 4, 4)
+        result = run_search_ray(model_class("multimodal"), TUNE_TINY, searcher, data, log,
                                 Budget(2), 0, jobs=2, progress=lambda line: None)
     finally:
         SEARCHERS.unregister("prune_after_two")

@@ -5,13 +5,14 @@ without repeating a finished trial and can be audited line by line.
 Each line is written whole and flushed to disk before the search goes on: a kill can only cut
 the line being written, and a reader ignores a last line without its newline. A trial with a
 ``start`` line and no ``end`` line was running when the process died; a resumed search runs it
-again (and tells a searcher with its own store, Optuna's study, that it was abandoned).
+again; a searcher with its own store (Optuna's study) settles it there (``Searcher.recover``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,7 +61,8 @@ class TrialLog:
     def create(self, definition: dict[str, Any], provenance: dict[str, Any]) -> None:
         """Start a new search in an empty (or new) folder."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        record = {"format": FORMAT, "definition": definition, "sessions": [provenance]}
+        record = {"format": FORMAT, "id": uuid.uuid4().hex, "definition": definition,
+                  "sessions": [provenance]}
         _write_json(self.definition_path, record)
         self.trials_path.touch()
         self.session = 0
@@ -83,6 +85,11 @@ class TrialLog:
         _write_json(self.definition_path, record)
         self.session = len(record["sessions"]) - 1
         self.seed = record["definition"].get("seed")
+
+    @property
+    def search_id(self) -> str:
+        """This search's unique id (marks its trials in a store shared with other searches)."""
+        return json.loads(self.definition_path.read_text())["id"]
 
     def sessions(self) -> list[dict[str, Any]]:
         return json.loads(self.definition_path.read_text())["sessions"]
@@ -121,10 +128,12 @@ class TrialLog:
                                      r.get("session", 0))
                 for r in self.records() if r["event"] == "end"}
 
-    def abandoned(self) -> list[dict[str, Any]]:
-        """Start records without an end: trials a killed process left running."""
-        ended = {r["trial"] for r in self.records() if r["event"] == "end"}
-        return [r for r in self.records() if r["event"] == "start" and r["trial"] not in ended]
+    def outcomes_by_reference(self) -> dict[Any, tuple[str, float | None]]:
+        """(status, score) of every ended trial, by the searcher reference its start logged."""
+        records = self.records()
+        references = {r["trial"]: r.get("reference") for r in records if r["event"] == "start"}
+        return {references[r["trial"]]: (r["status"], r["score"]) for r in records
+                if r["event"] == "end" and references.get(r["trial"]) is not None}
 
     def _append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"

@@ -14,7 +14,7 @@ Rules every searcher gets from here:
   (else the search cannot be continued: the code, options or seed differ) and hears the logged
   score, so it is in the state it had when the process died, and the search goes on exactly as
   an uninterrupted one. A searcher with its own persistent store (Optuna with a storage URL)
-  is not replayed; trials the dead process left running are marked abandoned in it.
+  is not replayed; the trials the dead process left open in it are settled from the log.
 """
 
 from __future__ import annotations
@@ -88,13 +88,12 @@ def trial_params(model_type: type[Forecaster], base: dict[str, Any],
 
 def replay(searcher: Searcher, log: TrialLog, state: SearchState) -> int:
     """Bring a fresh searcher to the state the logged search had; the next trial number."""
+    searcher.owner = log.search_id
     ends = log.ends()
     for end in ends.values():
         state.add(end)
     if not searcher.replays:
-        for record in log.abandoned():
-            if record.get("reference") is not None:
-                searcher.abandon(record["reference"])
+        searcher.recover(log.outcomes_by_reference())
         return max(ends, default=-1) + 1
     number = 0
     while number in ends:
@@ -159,10 +158,11 @@ def run_search(model_type: type[Forecaster], base: dict[str, Any], searcher: Sea
 
 def finish(searcher: Searcher, proposal: Proposal, outcome: TrialOutcome, log: TrialLog,
            number: int, state: SearchState) -> TrialEnd:
-    """Tell the searcher a trial's outcome and log it."""
-    searcher.tell(proposal, outcome.score)
+    """Log a trial's outcome, then tell the searcher (a kill between the two leaves the log
+    ahead, and a resumed search tells it from the log)."""
     end = log.ended(number, proposal.params, outcome.status, outcome.score, outcome.seconds,
                     outcome.epochs, outcome.error)
+    searcher.tell(proposal, outcome.score)
     state.add(end)
     return end
 

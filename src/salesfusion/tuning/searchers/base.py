@@ -54,6 +54,9 @@ class Searcher(ABC):
         # move from a current configuration.
         self.start = dict(start or {})
         self._asked = 0
+        # The search this searcher works for (its folder's id): marks its trials in a shared
+        # store, so that a resumed search settles only its own.
+        self.owner: str | None = None
 
     def ask(self) -> Proposal | None:
         """The next configuration to try, or None when the searcher has nothing left."""
@@ -77,11 +80,14 @@ class Searcher(ABC):
 
     def reference(self, proposal: Proposal) -> Any:
         """What identifies the proposal in the searcher's own store (logged when a trial starts,
-        so that a resumed search can ``abandon`` a trial a killed process left running)."""
+        so that a resumed search can settle the trials a killed process left open)."""
         return None
 
-    def abandon(self, reference: Any) -> None:  # noqa: B027 (optional)
-        """A trial started by a killed process will never finish."""
+    def recover(self, logged: dict[Any, tuple[str, float | None]]) -> None:  # noqa: B027
+        """For a searcher with its own store (``replays`` False), on resume: settle this
+        search's trials that a killed process left open in the store. ``logged`` maps the
+        reference of each trial the log saw end to its (status, score); the others never
+        finished."""
 
     def close(self) -> None:  # noqa: B027 (optional)
         """Release what the searcher holds (a study's storage)."""

@@ -27,6 +27,8 @@ from salesfusion.errors import InputError
 from salesfusion.models.search_space import CategoricalDimension, FloatDimension
 from salesfusion.tuning.searchers.base import Proposal, Searcher, SearcherOptions
 
+OWNER = "salesfusion_search"  # user attribute naming the search folder that asked a trial
+
 
 class OptunaOptions(SearcherOptions):
     storage: str | None = Field(None, description=(
@@ -107,6 +109,8 @@ class OptunaSearcher(Searcher):
         running = len(self.study.get_trials(deepcopy=False, states=(states.RUNNING,)))
         self.study.sampler = self._sampler(finished, running)
         trial = self.study.ask(self.distributions)
+        if self.owner is not None:
+            trial.set_user_attr(OWNER, self.owner)
         params = {}
         for name, value in trial.params.items():
             dim = self.space.dimensions[name]
@@ -134,10 +138,20 @@ class OptunaSearcher(Searcher):
             return True
         return False
 
-    def abandon(self, reference: int) -> None:
-        """Mark a trial of this study that a killed process left running as failed."""
-        self.study.tell(reference, state=self._optuna.trial.TrialState.FAIL,
-                        skip_if_finished=True)
+    def recover(self, logged: dict[Any, tuple[str, float | None]]) -> None:
+        """This search's trials still running in the study: those the log saw end get their
+        logged outcome (the process died between logging and telling), the others failed
+        (it died during the trial, or between asking and logging its start)."""
+        states = self._optuna.trial.TrialState
+        for trial in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
+            if self.owner is None or trial.user_attrs.get(OWNER) != self.owner:
+                continue  # another process's trial in a shared study
+            status, score = logged.get(trial.number, ("failed", None))
+            if status == "complete" and score is not None:
+                self.study.tell(trial.number, score, skip_if_finished=True)
+            else:
+                self.study.tell(trial.number, skip_if_finished=True,
+                                state=states.PRUNED if status == "pruned" else states.FAIL)
 
     @property
     def _pruned(self) -> set[int]:
