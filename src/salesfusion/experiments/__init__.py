@@ -1,0 +1,1 @@
+"""Experiments: many models on several datasets, repeated trials, ablations, significance."""
