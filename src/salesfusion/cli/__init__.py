@@ -14,6 +14,7 @@ from salesfusion.cli import (  # noqa: F401 (commands)
     components,
     data,
     encode,
+    experiment,
     models,
     tune,
 )

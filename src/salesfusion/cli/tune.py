@@ -41,15 +41,13 @@ def _model_and_space(definition: dict[str, Any]) -> tuple[Any, dict[str, Any], A
     from salesfusion.cli.models import _read_config
     from salesfusion.data.yamlfile import read_mapping
     from salesfusion.models.config import validate_config
-    from salesfusion.models.presets import load_preset
-    from salesfusion.models.registry import model_class
+    from salesfusion.models.presets import resolve_model
     from salesfusion.models.search_space import parse_space
 
     name, params = definition["model"], dict(definition["params"])
     if definition.get("config"):
         name, params = _read_config(Path(definition["config"]))
-    model_type = (load_preset(name) if Path(name).suffix.lower() in (".yaml", ".yml")
-                  else model_class(name))
+    model_type = resolve_model(name)
     source = definition.get("config") or name
     validate_config(model_type.Config, {**model_type.preset_params, **params},
                     owner=model_type.name, source=source)

@@ -25,6 +25,7 @@ from typing import Any
 from ray.tune.search import Searcher as RaySearcher
 
 from salesfusion.models.base import Forecaster
+from salesfusion.models.presets import resolve_model
 from salesfusion.tuning.log import TrialLog
 from salesfusion.tuning.objective import TrialOutcome, TuningData, run_trial
 from salesfusion.tuning.runner import (
@@ -40,18 +41,6 @@ from salesfusion.tuning.runner import (
     trial_params,
 )
 from salesfusion.tuning.searchers.base import Proposal, Searcher, key_of
-
-
-def resolve_model(reference: str) -> type[Forecaster]:
-    """A model class from its registered name or its preset file (what a worker receives)."""
-    from pathlib import Path
-
-    from salesfusion.models.presets import load_preset
-    from salesfusion.models.registry import model_class
-
-    if Path(reference).suffix.lower() in (".yaml", ".yml"):
-        return load_preset(reference)
-    return model_class(reference)
 
 
 def _trainable(config: dict[str, Any], model: str, data: TuningData) -> None:

@@ -68,6 +68,15 @@ def load_preset(path: str | Path) -> type[Forecaster]:
     return preset_class(read_preset(Path(path)))
 
 
+def resolve_model(reference: str) -> type[Forecaster]:
+    """A model class from its registered name (a model or preset) or a preset YAML file."""
+    from salesfusion.models.registry import model_class
+
+    if Path(reference).suffix.lower() in (".yaml", ".yml"):
+        return load_preset(reference)
+    return model_class(reference)
+
+
 def load_presets() -> dict[str, dict[str, Any]]:
     """Every bundled preset file, validated, by name."""
     return {p.stem: read_preset(p).model_dump() for p in sorted(PRESET_DIR.glob("*.yaml"))}

@@ -1,0 +1,107 @@
+"""``salesfusion experiment CONFIG --out DIR``: every cell of an experiment, resumable, then its
+tables and plots (``salesfusion.experiments``)."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from salesfusion.cli.common import app, console, guarded
+from salesfusion.cli.output import staged_files
+from salesfusion.errors import InputError
+
+RECORD = "experiment.json"
+# --smoke: the experiment's whole path on a few series, fast enough for CI.
+SMOKE = {"trials": 2, "max_series": 40, "epochs": 1, "max_train_windows": 1000, "budget": 2}
+
+
+def smoke(config: Any) -> Any:
+    """The experiment shrunk to a fast check: 2 trials, the 40 busiest series, one epoch of at
+    most 1,000 windows for the neural models, tuning budgets of 2."""
+    from salesfusion.models.presets import resolve_model
+
+    models = []
+    for entry in config.models:
+        fields = resolve_model(entry.name).Config.model_fields
+        params = dict(entry.params)
+        for name in ("epochs", "max_train_windows"):
+            if name in fields:
+                params[name] = min(params.get(name, SMOKE[name]), SMOKE[name])
+        tune = (entry.tune.model_copy(update={"budget": min(entry.tune.budget, SMOKE["budget"])})
+                if entry.tune else None)
+        models.append(entry.model_copy(update={"params": params, "tune": tune}))
+    return config.model_copy(update={
+        "models": models, "trials": min(config.trials, SMOKE["trials"]),
+        "seeds": config.seeds[:SMOKE["trials"]] if config.seeds else None,
+        "max_series": min(config.max_series or SMOKE["max_series"], SMOKE["max_series"])})
+
+
+@app.command()
+@guarded
+def experiment(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="An experiment YAML.")],
+    out: Annotated[Path, typer.Option(help="The experiment folder (its cells are cached "
+                                           "there: a rerun resumes).")],
+    jobs: Annotated[int, typer.Option(min=1, help="Cells run at once.")] = 1,
+    backend: Annotated[str, typer.Option(help="local (processes) or ray.")] = "local",
+    publish: Annotated[Path | None, typer.Option(
+        help="Also copy the tables, plots and summary to this folder (e.g. "
+             "experiments/results/NAME).")] = None,
+    smoke_run: Annotated[bool, typer.Option(
+        "--smoke", help="A fast check of the whole experiment: 2 trials, 40 series, one "
+                        "short epoch.")] = False,
+) -> None:
+    """Run an experiment: every dataset x model (x ablation level) x trial, then the tables."""
+    from salesfusion.experiments.config import load_experiment
+    from salesfusion.experiments.results import collect, write_results
+    from salesfusion.experiments.runner import run_experiment
+    from salesfusion.provenance import provenance
+
+    if backend not in ("local", "ray"):
+        raise InputError(f"--backend {backend!r}: use local or ray")
+    config = load_experiment(config_file)
+    if smoke_run:
+        config = smoke(config)
+    folder = out.resolve()
+    record_path = folder / RECORD
+    definition = json.loads(config.model_dump_json())
+    if record_path.is_file():
+        earlier = json.loads(record_path.read_text())
+        if earlier.get("config", {}).get("name") != config.name:
+            raise InputError(f"{out}: holds experiment '{earlier.get('config', {}).get('name')}'"
+                             f", not '{config.name}': use another --out")
+    elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise InputError(f"{out}: exists and holds no salesfusion experiment; choose a new "
+                         f"--out")
+    folder.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps({"config": definition}, indent=1))
+    started = time.perf_counter()
+
+    def progress(line: str) -> None:
+        console.print(line, markup=False, highlight=False)
+
+    plan = run_experiment(config, folder, jobs=jobs, backend=backend, progress=progress)
+    with console.status("Computing the tables, significance tests and plots"):
+        results = collect(config, plan, folder)
+        record = {"name": config.name, "command": _command(), "provenance": provenance(),
+                  "wall_seconds": time.perf_counter() - started,
+                  "cell_seconds": float(results.seconds["seconds"].sum()),
+                  "smoke": smoke_run, "config": definition}
+        with staged_files(folder) as staging:
+            written = write_results(results, config, staging, record)
+        if publish is not None:
+            with staged_files(publish.resolve()) as staging:
+                write_results(results, config, staging, record)
+    console.print((folder / "results.md").read_text(), markup=False, highlight=False)
+    console.print(f"Wrote {', '.join(written)} to {out}"
+                  + (f" (and published them to {publish})" if publish else ""))
+
+
+def _command() -> str:
+    return " ".join(["salesfusion", *(shlex.quote(a) for a in sys.argv[1:])])

@@ -1,0 +1,163 @@
+"""An experiment's results from its finished cells: metrics per cell and trial, mean ± std over
+trials, rank per dataset, change against the best baseline, paired significance (Diebold-
+Mariano with the HLN correction, Wilcoxon across series), critical-difference ranking, and the
+tables (Markdown, HTML, LaTeX) and plots that show them.
+
+Lower is better for every ranked metric except ``R2``, ``direction_accuracy`` and
+``direction_AUC``. Significance compares each model with the best baseline (the baseline with
+the best mean primary metric on that dataset) on the rows both forecast, trial by trial.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from salesfusion.evaluation.metrics import evaluate
+from salesfusion.experiments.cells import read_cell
+from salesfusion.experiments.config import ExperimentConfig
+from salesfusion.experiments.runner import Plan
+
+HIGHER_IS_BETTER = {"R2", "direction_accuracy", "direction_AUC"}
+
+
+@dataclass
+class Results:
+    cells: pl.DataFrame  # dataset, model, trial, metric, value
+    summary: pl.DataFrame  # dataset, model, metric, mean, std, trials
+    headline: pl.DataFrame  # dataset, model, primary mean/std, rank, vs best baseline %
+    significance: pl.DataFrame
+    ranking: dict[str, Any] | None
+    ablation: pl.DataFrame | None
+    seconds: pl.DataFrame  # dataset, model, trial, seconds
+
+
+def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
+    frames, records = [], []
+    baselines = {m.key for m in config.models if m.baseline}
+    for cell in plan.cells:
+        folder = out / "cells" / cell.folder
+        record = read_cell(folder)
+        frame = pl.read_parquet(folder / "forecasts.parquet")
+        records.append(record)
+        copies = [frame]
+        if len([c for c in plan.cells if c.dataset == cell.dataset
+                and c.variant == cell.variant]) == 1:
+            # An unseeded model ran once: its forecasts stand for every trial (so that it
+            # pairs with each trial of the others).
+            copies = [frame.with_columns(pl.lit(t).alias("trial"))
+                      for t in range(len(config.trial_seeds))]
+        frames.extend(copies)
+    forecasts = pl.concat(frames, how="diagonal_relaxed")
+    cells = evaluate(forecasts, ["dataset", "model", "trial"]).filter(
+        pl.col("metric").is_in(config.metrics))
+    summary = (cells.group_by("dataset", "model", "metric", maintain_order=True)
+               .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
+                    pl.col("value").count().alias("trials")))
+    headline = _headline(summary, config.primary_metric, baselines, config)
+    horizon = max(r["horizon"] for r in records)
+    significance = _significance(forecasts, headline, baselines, horizon)
+    seconds = pl.DataFrame([{k: r[k] for k in ("dataset", "model", "trial", "seconds")}
+                            for r in records])
+    return Results(cells, summary, headline, significance,
+                   _ranking(cells, config.primary_metric), _ablation(config, summary),
+                   seconds)
+
+
+def _headline(summary: pl.DataFrame, metric: str, baselines: set[str],
+              config: ExperimentConfig) -> pl.DataFrame:
+    higher = metric in HIGHER_IS_BETTER
+    primary = summary.filter(pl.col("metric") == metric)
+    rows = []
+    for dataset in primary["dataset"].unique(maintain_order=True):
+        part = primary.filter(pl.col("dataset") == dataset).sort("mean", descending=higher)
+        base = part.filter(pl.col("model").is_in(list(baselines)))
+        best = base.row(0, named=True) if base.height else None
+        for rank, row in enumerate(part.iter_rows(named=True), start=1):
+            change = None
+            if best is not None and best["mean"]:
+                change = 100 * (row["mean"] / best["mean"] - 1)
+            rows.append({"dataset": dataset, "model": row["model"],
+                         "baseline": row["model"] in baselines, "mean": row["mean"],
+                         "std": row["std"], "trials": row["trials"], "rank": rank,
+                         "best_baseline": best["model"] if best else None,
+                         "vs_best_baseline_pct": change})
+    return pl.DataFrame(rows)
+
+
+def _significance(forecasts: pl.DataFrame, headline: pl.DataFrame, baselines: set[str],
+                  horizon: int) -> pl.DataFrame:
+    from salesfusion.experiments.stats import significance_table
+
+    parts = []
+    for dataset in headline["dataset"].unique(maintain_order=True):
+        rows = headline.filter(pl.col("dataset") == dataset)
+        best = rows["best_baseline"][0]
+        if best is None:
+            continue
+        models = [m for m in rows["model"].to_list() if m != best]
+        if not models:
+            continue
+        data = forecasts.filter(pl.col("dataset") == dataset)
+        parts.append(significance_table(data, [*models, best], horizon, baseline=best))
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
+def _ranking(cells: pl.DataFrame, metric: str) -> dict[str, Any] | None:
+    from salesfusion.errors import InputError
+    from salesfusion.experiments.ranking import critical_difference
+
+    scores = cells.filter(pl.col("metric") == metric).select("dataset", "model", "trial",
+                                                             "value")
+    blocks = "dataset" if scores["dataset"].n_unique() >= 2 else "dataset_trial"
+    try:
+        result = critical_difference(scores, lower_is_better=metric not in HIGHER_IS_BETTER,
+                                     blocks=blocks)
+    except InputError as exc:
+        return {"skipped": str(exc)}
+    return {"blocks": blocks, "mean_ranks": result.mean_ranks,
+            "critical_difference": result.critical_difference,
+            "friedman_p_value": result.friedman_p_value, "groups": result.groups,
+            "n_blocks": result.n_blocks, "method": result.method}
+
+
+def _ablation(config: ExperimentConfig, summary: pl.DataFrame) -> pl.DataFrame | None:
+    if config.ablation is None:
+        return None
+    rows = []
+    for variant in config.variants():
+        if not variant.levels:
+            continue
+        part = summary.filter((pl.col("model") == variant.label)
+                              & (pl.col("metric") == config.primary_metric))
+        for row in part.iter_rows(named=True):
+            rows.append({**variant.levels, "dataset": row["dataset"], "model": variant.label,
+                         "mean": row["mean"], "std": row["std"]})
+    return pl.DataFrame(rows)
+
+
+def write_results(results: Results, config: ExperimentConfig, folder: Path,
+                  record: dict[str, Any]) -> list[str]:
+    """Tables (Markdown, HTML, LaTeX), CSVs, plots and ``summary.json`` into ``folder``; the
+    file names written."""
+    from salesfusion.experiments.tables import render_tables, write_plots
+
+    folder.mkdir(parents=True, exist_ok=True)
+    results.cells.write_csv(folder / "cells.csv", float_precision=6)
+    results.summary.write_csv(folder / "summary.csv", float_precision=6)
+    results.headline.write_csv(folder / "headline.csv", float_precision=6)
+    results.seconds.write_csv(folder / "seconds.csv", float_precision=2)
+    written = ["cells.csv", "summary.csv", "headline.csv", "seconds.csv"]
+    if results.significance.height:
+        results.significance.write_csv(folder / "significance.csv", float_precision=6)
+        written.append("significance.csv")
+    written += render_tables(results, config, folder, record)
+    written += write_plots(results, config, folder)
+    (folder / "summary.json").write_text(json.dumps(
+        {**record, "ranking": results.ranking,
+         "headline": results.headline.to_dicts()}, indent=1, default=str) + "\n")
+    return [*written, "summary.json"]
