@@ -162,3 +162,27 @@ def test_the_ready_made_experiments_run_end_to_end(tmp_path: Path, name: str) ->
     config = load_experiment(ROOT / "experiments" / f"{name}.yaml")
     assert headline.height == len(config.variants()) * len(config.datasets)
     assert (out / "results.md").is_file() and (out / "plots.html").is_file()
+
+
+def test_mlflow_tracking_logs_each_cell_once(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    config = _experiment(tmp_path, trials=2)
+    out = tmp_path / "out"
+    for _ in range(2):  # the rerun finds every cell run and logs nothing twice
+        result = runner.invoke(app, ["experiment", str(config), "--out", str(out), "--mlflow"])
+        assert result.exit_code == 0, result.output
+    assert "0 cell run(s) logged, 10 already there" in result.output
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("salesfusion/tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 10
+    assert {r.data.tags["mlflow.parentRunId"] for r in children} == {parents[0].info.run_id}
+    wape = pl.read_csv(out / "cells.csv").filter(
+        (pl.col("model") == "naive") & (pl.col("metric") == "WAPE"))["value"][0]
+    naive = next(r for r in children if r.data.params["variant"] == "naive")
+    assert naive.data.metrics["WAPE"] == pytest.approx(wape)
+    history = client.get_metric_history(parents[0].info.run_id, "shop.naive.WAPE")
+    assert len(history) == 1

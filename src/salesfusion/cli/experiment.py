@@ -3,6 +3,7 @@ tables and plots (``salesfusion.experiments``)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
 import sys
@@ -53,6 +54,10 @@ def experiment(
     publish: Annotated[Path | None, typer.Option(
         help="Also copy the tables, plots and summary to this folder (e.g. "
              "experiments/results/NAME).")] = None,
+    mlflow: Annotated[bool, typer.Option(
+        help="Track the experiment in MLflow (one nested run per cell).")] = False,
+    mlflow_uri: Annotated[str | None, typer.Option(
+        help="MLflow tracking URI (default: sqlite:///OUT/mlflow.db).")] = None,
     smoke_run: Annotated[bool, typer.Option(
         "--smoke", help="A fast check of the whole experiment: 2 trials, 40 series, one "
                         "short epoch.")] = False,
@@ -65,6 +70,8 @@ def experiment(
 
     if backend not in ("local", "ray"):
         raise InputError(f"--backend {backend!r}: use local or ray")
+    if (mlflow or mlflow_uri) and importlib.util.find_spec("mlflow") is None:
+        raise InputError("--mlflow needs MLflow: pip install 'salesfusion[tracking]'")
     config = load_experiment(config_file)
     if smoke_run:
         config = smoke(config)
@@ -98,6 +105,14 @@ def experiment(
         if publish is not None:
             with staged_files(publish.resolve()) as staging:
                 write_results(results, config, staging, record)
+    if mlflow or mlflow_uri:
+        from salesfusion.experiments.tracking import track
+
+        uri = mlflow_uri or f"sqlite:///{folder / 'mlflow.db'}"
+        with console.status(f"Logging to MLflow ({uri})"):
+            counts = track(uri, config, plan, results, folder, record)
+        console.print(f"MLflow: {counts['logged']} cell run(s) logged, {counts['skipped']} "
+                      f"already there", markup=False, highlight=False)
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"Wrote {', '.join(written)} to {out}"
                   + (f" (and published them to {publish})" if publish else ""))
