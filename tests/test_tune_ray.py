@@ -1,6 +1,7 @@
-"""The Ray Tune backend on a local Ray cluster that this module starts and stops: real trials
+"""The Ray backends on a local Ray cluster that this module starts and stops: real tuning trials
 in parallel, each epoch's validation loss reported through ``ray.tune.report``, pruning through
-the searcher, and the local search reproduced trial for trial with one trial at a time."""
+the searcher, the local search reproduced trial for trial with one trial at a time, and an
+experiment's cells as Ray tasks."""
 
 from __future__ import annotations
 
@@ -98,3 +99,18 @@ def test_the_searcher_prunes_ray_trials_between_epochs(cluster: None, tune_shop:
     assert statuses == ["pruned", "pruned"]
     assert all(len(e.epochs) >= 2 for e in result.state.ends.values())
     assert result.best is None
+
+
+def test_experiment_cells_run_as_ray_tasks_with_the_local_results(cluster: None,
+                                                                  tmp_path: Path) -> None:
+    from tests.test_experiment import _experiment
+
+    config = _experiment(tmp_path, trials=2)
+    summaries = {}
+    for backend in ("local", "ray"):
+        out = tmp_path / backend
+        result = runner.invoke(app, ["experiment", str(config), "--out", str(out), "--backend",
+                                     backend, "--jobs", "2"])
+        assert result.exit_code == 0, result.output
+        summaries[backend] = pl.read_csv(out / "summary.csv")
+    assert summaries["ray"].equals(summaries["local"])
