@@ -29,9 +29,11 @@ CELL_RECORD = "cell.json"
 
 
 @lru_cache(maxsize=4)
-def load_panel(dataset: DatasetEntry, max_series: int | None) -> Panel:
-    """The dataset's panel (a bundled dataset with its benchmark's series selection), cached
-    per process; with ``max_series``, the series with the most demand."""
+def load_panel(dataset: DatasetEntry, max_series: int | None, launches: bool = False) -> Panel:
+    """The dataset's panel, cached per process: a bundled dataset with its benchmark's series
+    selection (series active before the test part), except for a launch evaluation, whose test
+    series are exactly those not yet active; with ``max_series``, the series with the most
+    demand."""
     from salesfusion.data.crosscheck import crosscheck
     from salesfusion.data.panel import build_panel
     from salesfusion.data.selection import keep_active_series
@@ -43,7 +45,7 @@ def load_panel(dataset: DatasetEntry, max_series: int | None) -> Panel:
     if dataset.name is not None:
         bundled = load_dataset(dataset.name)
         panel = bundled.panel(dataset.freq)
-        if (benchmark := bundled.benchmark) is not None:
+        if (benchmark := bundled.benchmark) is not None and not launches:
             protocol = BacktestProtocol.from_benchmark(benchmark)
             panel = keep_active_series(panel, protocol.test_length, lookback=benchmark.lookback,
                                        min_nonzero=benchmark.min_nonzero)
@@ -116,7 +118,7 @@ def run_cell(cell: Cell, evaluation: Evaluation, max_series: int | None,
     from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
 
     started = time.perf_counter()
-    panel = load_panel(cell.dataset, max_series)
+    panel = load_panel(cell.dataset, max_series, evaluation.kind == "launch")
     model_type = resolve_model(cell.variant.entry.name)
     model = model_type(**model_params(cell, tuned))
     horizon = getattr(model.config, "horizon", None)
@@ -179,7 +181,7 @@ def tune_model(entry_label: str, cell: Cell, evaluation: Evaluation, max_series:
 
     step = cell.variant.entry.tune
     assert step is not None
-    panel = load_panel(cell.dataset, max_series)
+    panel = load_panel(cell.dataset, max_series, evaluation.kind == "launch")
     model_type = resolve_model(cell.variant.entry.name)
     base = dict(cell.variant.params)
     horizon = getattr(model_type(**base).config, "horizon", None)
