@@ -127,3 +127,18 @@ def test_cross_market_model_reads_the_items_sales_abroad(shop):
     assert windows.abroad[0] > 0 and windows.abroad[1] == 0
     forecast = model.predict_launch(entries, horizon=4, history=history)
     assert forecast["y_pred"].is_finite().all()
+
+
+@pytest.mark.parametrize("backbone", ["gtm", "transformer"])
+def test_attention_backbones_forecast_launches_on_several_dates(shop, backbone):
+    """Launch windows of several dates keep boolean history masks (an attention backbone's
+    padding mask must be boolean)."""
+    panel = shop.panel()
+    params = {**model_class("multimodal").test_params(), "horizon": HORIZON,
+              "backbone": backbone, "epochs": 1}
+    model = create_model("multimodal", **params).fit(panel)
+    launches, _ = _launches(panel, [2, 20])
+    _, windows = model.launch_windows(launch_grid(launches, HORIZON, "W"), panel)
+    assert windows.history_mask.dtype == np.bool_
+    forecast = model.predict_launch(launches, HORIZON, history=panel)
+    assert forecast.height == 2 * HORIZON and forecast["y_pred"].is_finite().all()

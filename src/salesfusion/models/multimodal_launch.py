@@ -86,9 +86,11 @@ class LaunchPath:
             parts.append((wide, windows))
         keys = pl.concat([wide.keys for wide, _ in parts])
         offsets = np.cumsum([0] + [wide.keys.height for wide, _ in parts[:-1]])
+        # Only the series index is offset: adding 0 to the boolean masks would make them
+        # integers, which attention backbones (gtm, transformer) refuse as padding masks.
         windows = Windows(*(np.concatenate(
-            [getattr(w, f) + (o if f == "series" else 0) for (_, w), o in zip(parts, offsets,
-                                                                               strict=True)])
+            [getattr(w, f) + o if f == "series" else getattr(w, f)
+             for (_, w), o in zip(parts, offsets, strict=True)])
             for f in Windows.__dataclass_fields__))
         wide = WidePanel(keys=keys, periods=parts[0][0].periods,
                          y=np.zeros((keys.height, 0)), price_local=None, fx_rate=None)
