@@ -80,11 +80,14 @@ def test_a_tiny_experiment_writes_every_table(tmp_path: Path) -> None:
     ({"models": [{"name": "naive2"}]}, "unknown model 'naive2'"),
     ({"datasets": [{"name": "synthetic", "spec": "x.yaml"}]}, "exactly one of name"),
     ({"evaluation": {"kind": "holdout"}}, "evaluation.kind"),
+    ({"evaluation": {"kind": "launch", "launch": {"test_fraction": 2}}}, "test_fraction"),
+    ({"models": [{"name": "multimodal", "params": TINY, "tune": {"budget": 2}}]},
+     "is ablated and tuned"),
 ])
 def test_bad_configs_name_the_file_and_the_field(tmp_path: Path, change: dict,
                                                  message: str) -> None:
     path = _experiment(tmp_path, **change)
-    if "ablation" not in change and "models" in change:
+    if "ablation" not in change and "models" in change and "tune" not in str(change):
         raw = yaml.safe_load(path.read_text())
         raw.pop("ablation")
         path.write_text(yaml.safe_dump(raw))

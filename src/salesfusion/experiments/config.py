@@ -150,6 +150,15 @@ class ExperimentConfig(_Strict):
         if self.ablation is not None and self.ablation.model not in [m.key for m in self.models]:
             raise ValueError(f"ablation model '{self.ablation.model}' is not one of the models "
                              f"({', '.join(m.key for m in self.models)})")
+        ablated = [m for m in self.models if self.ablation and m.key == self.ablation.model]
+        if ablated and ablated[0].tune is not None:
+            raise ValueError(f"model '{ablated[0].key}' is ablated and tuned: an ablation "
+                             f"compares fixed settings, so give it no tune step")
+        if self.evaluation.kind == "launch":
+            from salesfusion.evaluation.launch import LaunchProtocol
+
+            LaunchProtocol(**{"horizon": self.evaluation.horizon or 8,
+                              **self.evaluation.launch})
         return self
 
     @property
