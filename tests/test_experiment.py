@@ -56,6 +56,9 @@ def test_a_tiny_experiment_writes_every_table(tmp_path: Path) -> None:
     headline = pl.read_csv(out / "headline.csv")
     assert headline.height == 6 and sorted(headline["rank"]) == [1, 2, 3, 4, 5, 6]
     assert set(headline["best_baseline"]) == {"moving_average"}
+    # every metric of the evaluation module per cell and trial, directional ones included
+    assert {"WAPE", "MASE", "sMAPE", "R2", "direction_accuracy", "direction_AUC"} <= set(
+        pl.read_csv(out / "cells.csv")["metric"])
     summary = pl.read_csv(out / "summary.csv")
     # the baselines stand for every trial, the seeded models vary
     trials = summary.filter(pl.col("metric") == "WAPE")

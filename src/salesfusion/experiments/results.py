@@ -27,7 +27,7 @@ HIGHER_IS_BETTER = {"R2", "direction_accuracy", "direction_AUC"}
 
 @dataclass
 class Results:
-    cells: pl.DataFrame  # dataset, model, trial, metric, value
+    cells: pl.DataFrame  # dataset, model, trial, metric, value: every metric of evaluation
     summary: pl.DataFrame  # dataset, model, metric, mean, std, trials
     headline: pl.DataFrame  # dataset, model, primary mean/std, rank, vs best baseline %
     significance: pl.DataFrame
@@ -53,9 +53,9 @@ def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
                       for t in range(len(config.trial_seeds))]
         frames.extend(copies)
     forecasts = pl.concat(frames, how="diagonal_relaxed")
-    cells = evaluate(forecasts, ["dataset", "model", "trial"]).filter(
-        pl.col("metric").is_in(config.metrics))
-    summary = (cells.group_by("dataset", "model", "metric", maintain_order=True)
+    cells = evaluate(forecasts, ["dataset", "model", "trial"])  # every metric, per cell/trial
+    summary = (cells.filter(pl.col("metric").is_in(config.metrics))
+               .group_by("dataset", "model", "metric", maintain_order=True)
                .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
                     pl.col("value").count().alias("trials")))
     headline = _headline(summary, config.primary_metric, baselines, config)
