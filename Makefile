@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.salesfusion-installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench readme results clean
+.PHONY: demo test lint bench readme results experiments clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -49,6 +49,14 @@ results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch.py --seeds 3 --ablation
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/searchers.py --seeds 20 --budget 10
 	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,searchers --neural-models "$(NEURAL_MODELS)"
+
+# The four ready-made experiments at their full (2-core) scale, their tables published to
+# experiments/results/ (about 40 minutes with two jobs); a rerun computes only missing cells.
+EXPERIMENTS := seed001_recurrent seed004_ablation cold_start seed000_comparison
+experiments: export OMP_NUM_THREADS := 1
+experiments: export OMP_WAIT_POLICY := PASSIVE
+experiments: $(STAMP)
+	for name in $(EXPERIMENTS); do HF_HUB_OFFLINE=1 $(VENV)/bin/salesfusion experiment experiments/$$name.yaml --out runs/experiments/$$name --jobs 2 --publish experiments/results/$$name || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

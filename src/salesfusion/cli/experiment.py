@@ -78,6 +78,7 @@ def experiment(
     folder = out.resolve()
     record_path = folder / RECORD
     definition = json.loads(config.model_dump_json())
+    earlier: dict[str, Any] = {}
     if record_path.is_file():
         earlier = json.loads(record_path.read_text())
         if earlier.get("config", {}).get("name") != config.name:
@@ -87,17 +88,25 @@ def experiment(
         raise InputError(f"{out}: exists and holds no salesfusion experiment; choose a new "
                          f"--out")
     folder.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({"config": definition}, indent=1))
+    sessions = earlier.get("sessions", [])
+    record_path.write_text(json.dumps({"config": definition, "sessions": sessions}, indent=1))
     started = time.perf_counter()
 
     def progress(line: str) -> None:
         console.print(line, markup=False, highlight=False)
 
     plan = run_experiment(config, folder, jobs=jobs, backend=backend, progress=progress)
+    # Each run of the command: its wall time and the cells it computed (a resumed or re-run
+    # experiment's wall time is the sum over its runs).
+    sessions = [*sessions, {"date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "wall_seconds": round(time.perf_counter() - started, 1),
+                            "cells_run": plan.ran, "jobs": jobs, "backend": backend}]
+    record_path.write_text(json.dumps({"config": definition, "sessions": sessions}, indent=1))
     with console.status("Computing the tables, significance tests and plots"):
         results = collect(config, plan, folder)
         record = {"name": config.name, "command": _command(), "provenance": provenance(),
-                  "wall_seconds": time.perf_counter() - started,
+                  "wall_seconds": sum(s["wall_seconds"] for s in sessions),
+                  "sessions": sessions,
                   "cell_seconds": float(results.seconds["seconds"].sum()),
                   "smoke": smoke_run, "config": definition}
         with staged_files(folder) as staging:

@@ -34,6 +34,7 @@ class Plan:
     cells: list[Cell]
     tuned: dict[tuple[str, str], dict[str, Any]]  # (dataset, model entry) -> best params
     keys: dict[str, str]  # cell folder -> key
+    ran: int = 0  # cells computed by this run (the others were cached)
 
 
 def cells_of(config: ExperimentConfig) -> list[Cell]:
@@ -61,7 +62,7 @@ def run_experiment(config: ExperimentConfig, out: Path, *, jobs: int = 1,
             if (read_cell(out / "cells" / c.folder) or {}).get("key") != keys[c.folder]]
     progress(f"{len(cells)} cells ({len(cells) - len(todo)} already done), {len(todo)} to run "
              f"with {jobs} job(s) on the {backend} backend")
-    plan = Plan(cells, tuned, keys)
+    plan = Plan(cells, tuned, keys, len(todo))
     if not todo:
         return plan
     arguments = [(c, config.evaluation, config.max_series,

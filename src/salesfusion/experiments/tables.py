@@ -82,7 +82,8 @@ def render_tables(results: Any, config: ExperimentConfig, folder: Path,
                f"{(provenance.get('commit') or 'unknown')[:12]}, {provenance.get('date_utc')}, "
                f"threads {provenance.get('threads', {}).get('env', {})}; "
                f"{len(config.trial_seeds)} trials; wall time "
-               f"{record.get('wall_seconds', 0):,.0f} s")
+               f"{record.get('wall_seconds', 0):,.0f} s over {len(record.get('sessions', []))} "
+               f"run(s) of the command (cells' own compute {record.get('cell_seconds', 0):,.0f} s)")
     ranking = results.ranking or {}
     cd_note = (f"Critical difference {ranking['critical_difference']:.3f} over "
                f"{ranking['n_blocks']} blocks ({ranking['blocks']}), Friedman p "
