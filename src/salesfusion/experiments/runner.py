@@ -136,7 +136,10 @@ def _run_on_ray(arguments: list[tuple], jobs: int, clock: _Clock) -> None:
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False)
+        # A cluster named by RAY_ADDRESS (Ray's own variable) is joined; else a local one.
+        address = os.environ.get("RAY_ADDRESS")
+        ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
+                 log_to_driver=False)
     try:
         remote = ray.remote(num_cpus=1)(run_cell)
         pending = [remote.remote(*args) for args in arguments]

@@ -71,6 +71,7 @@ def run_search_ray(model_type: type[Forecaster], base: dict[str, Any], searcher:
     state = SearchState()
     number = replay(searcher, log, state)
     started_here = not ray.is_initialized()
+    address = address or os.environ.get("RAY_ADDRESS")  # Ray's own way to name a cluster
     if started_here:
         # Workers inherit the driver's thread settings; a local cluster has one CPU per trial.
         ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
