@@ -34,6 +34,7 @@ class Results:
     ranking: dict[str, Any] | None
     ablation: pl.DataFrame | None
     seconds: pl.DataFrame  # dataset, model, trial, seconds
+    oracle: pl.DataFrame  # dataset, metric, value: the true mean's error (synthetic data only)
 
 
 def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
@@ -65,7 +66,33 @@ def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
                             for r in records])
     return Results(cells, summary, headline, significance,
                    _ranking(cells, config.primary_metric), _ablation(config, summary),
-                   seconds)
+                   seconds, _oracle(config, forecasts))
+
+
+def _oracle(config: ExperimentConfig, forecasts: pl.DataFrame) -> pl.DataFrame:
+    """Where the truth is known (the bundled synthetic shop), the error of forecasting its
+    true Poisson mean on the rows the models were scored on: the floor no model can beat."""
+    from salesfusion.datasets import load_dataset
+    from salesfusion.datasets.synthetic import expected_demand
+
+    parts = []
+    for dataset in config.datasets:
+        if dataset.name != "synthetic":
+            continue
+        truth = expected_demand(load_dataset("synthetic"))
+        rows = (forecasts.filter(pl.col("dataset") == dataset.key)
+                .unique(["item_id", "market", "timestamp", "window"])
+                .select("item_id", "market", "timestamp", "window", "y_true",
+                        *[c for c in ("y_last", "mase_scale") if c in forecasts.columns])
+                .join(truth.rename({"mean": "y_pred"}), on=["item_id", "market", "timestamp"],
+                      how="inner"))
+        if rows.height:
+            parts.append(evaluate(rows).filter(pl.col("metric").is_in(config.metrics))
+                         .with_columns(pl.lit(dataset.key).alias("dataset"),
+                                       pl.lit(rows.height).alias("rows")))
+    return (pl.concat(parts).select("dataset", "metric", "value", "rows") if parts
+            else pl.DataFrame(schema={"dataset": pl.String, "metric": pl.String,
+                                      "value": pl.Float64, "rows": pl.Int64}))
 
 
 def _headline(summary: pl.DataFrame, metric: str, baselines: set[str],
@@ -152,6 +179,9 @@ def write_results(results: Results, config: ExperimentConfig, folder: Path,
     results.headline.write_csv(folder / "headline.csv", float_precision=6)
     results.seconds.write_csv(folder / "seconds.csv", float_precision=2)
     written = ["cells.csv", "summary.csv", "headline.csv", "seconds.csv"]
+    if results.oracle.height:
+        results.oracle.write_csv(folder / "oracle.csv", float_precision=6)
+        written.append("oracle.csv")
     if results.significance.height:
         results.significance.write_csv(folder / "significance.csv", float_precision=6)
         written.append("significance.csv")

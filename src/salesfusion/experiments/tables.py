@@ -77,6 +77,10 @@ def render_tables(results: Any, config: ExperimentConfig, folder: Path,
                 ("Critical-difference ranking", ranking_view(results))]
     if results.ablation is not None:
         sections.append(("Ablation grid: " + config.primary_metric, results.ablation))
+    if results.oracle.height:
+        sections.append(("Oracle: the true mean's error on the same rows (the floor)",
+                         results.oracle.pivot(on="metric", index=["dataset", "rows"],
+                                              values="value")))
     provenance = record.get("provenance", {})
     caption = (f"Experiment `{config.name}`: `{record.get('command')}`; commit "
                f"{(provenance.get('commit') or 'unknown')[:12]}, {provenance.get('date_utc')}, "
