@@ -51,7 +51,7 @@ results: $(STAMP)
 	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,searchers --neural-models "$(NEURAL_MODELS)"
 
 # The four ready-made experiments at their full (2-core) scale, their tables published to
-# experiments/results/ (about 40 minutes with two jobs); a rerun computes only missing cells.
+# experiments/results/ (about 25 minutes with two jobs); a rerun computes only missing cells.
 EXPERIMENTS := seed001_recurrent seed004_ablation cold_start seed000_comparison
 experiments: export OMP_NUM_THREADS := 1
 experiments: export OMP_WAIT_POLICY := PASSIVE
