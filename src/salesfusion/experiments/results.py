@@ -183,7 +183,8 @@ def write_results(results: Results, config: ExperimentConfig, folder: Path,
         results.oracle.write_csv(folder / "oracle.csv", float_precision=6)
         written.append("oracle.csv")
     if results.significance.height:
-        results.significance.write_csv(folder / "significance.csv", float_precision=6)
+        # Full precision: p-values such as 1e-14 would round to 0 at 6 decimals.
+        results.significance.write_csv(folder / "significance.csv")
         written.append("significance.csv")
     written += render_tables(results, config, folder, record)
     written += write_plots(results, config, folder)
