@@ -196,3 +196,18 @@ def test_mlflow_tracking_logs_each_cell_once(tmp_path: Path) -> None:
     assert naive.data.metrics["WAPE"] == pytest.approx(wape)
     history = client.get_metric_history(parents[0].info.run_id, "shop.naive.WAPE")
     assert len(history) == 1
+
+
+def test_a_foreign_folder_in_place_of_a_cell_is_never_removed(tmp_path: Path) -> None:
+    config = _experiment(tmp_path, trials=1)
+    out = tmp_path / "out"
+    assert runner.invoke(app, ["experiment", str(config), "--out", str(out)]).exit_code == 0
+    cell = out / "cells" / "shop" / "moving_average" / "trial-0"
+    (cell / "cell.json").unlink()  # now a folder salesfusion did not write
+    (cell / "mine.txt").write_text("mine")
+    raw = yaml.safe_load(config.read_text())
+    raw["models"][1]["params"] = {"window": 3}  # the cell must be computed again
+    config.write_text(yaml.safe_dump(raw))
+    result = runner.invoke(app, ["experiment", str(config), "--out", str(out)])
+    assert result.exit_code == 2 and "not written by salesfusion" in result.output
+    assert (cell / "mine.txt").read_text() == "mine"

@@ -22,6 +22,7 @@ from typing import Any
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.errors import InputError
 from salesfusion.experiments.config import Cell, DatasetEntry, Evaluation
 from salesfusion.models.presets import resolve_model
 
@@ -150,8 +151,13 @@ def publish_cell(folder: Path, forecasts: pl.DataFrame, record: dict[str, Any]) 
                                     dir=folder.parent))
     forecasts.write_parquet(staging / "forecasts.parquet")
     (staging / CELL_RECORD).write_text(json.dumps(record, indent=1, default=str))
-    if folder.exists():  # an earlier result of this cell under another key (ours: it has a
-        stale = folder.with_name(f".{folder.name}.stale-{os.getpid()}")  # record, see runner)
+    if folder.exists():
+        if read_cell(folder) is None:  # not a cell we wrote: never removed
+            shutil.rmtree(staging)
+            raise InputError(f"{folder}: in the way of a cell and not written by salesfusion; "
+                             f"move it or use another --out")
+        # An earlier result of this cell under another key (a changed configuration).
+        stale = folder.with_name(f".{folder.name}.stale-{os.getpid()}")
         os.replace(folder, stale)
         os.replace(staging, folder)
         shutil.rmtree(stale)
@@ -191,8 +197,6 @@ def tune_model(entry_label: str, cell: Cell, evaluation: Evaluation, max_series:
     space = (parse_space(read_mapping(Path(step.space), "search space"), step.space)
              if step.space else model_type.search_space)
     if space is None:
-        from salesfusion.errors import InputError
-
         raise InputError(f"model '{entry_label}' has a tune step but declares no search "
                          f"space: give tune.space")
     searcher = build_searcher(step.searcher, space, 0, dict(step.options),
