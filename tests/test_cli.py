@@ -1,5 +1,6 @@
 """The CLI's happy paths and output contract."""
 
+import json
 import re
 import subprocess
 import sys
@@ -181,3 +182,25 @@ def test_encoder_loading_prints_no_third_party_output(shop_spec, tmp_path):
                             r"0 masked, .* inputs/s", line) for line in lines), done.stderr
     unsold = [line for line in lines if "P012" in line]  # the item without sales
     assert unsold and all(line.lstrip().startswith("warning:") for line in unsold)
+
+
+def test_one_model_failing_keeps_the_others_results(tmp_path):
+    """statsforecast's ETS refuses series this short ("tiny datasets"): the naive model's
+    results are written, the failure is in failures.json, the report and stderr, exit code 1."""
+    from tests.conftest import make_shop
+
+    spec = make_shop(tmp_path, weeks=8)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "naive,ets",
+                                 "--horizon", "2", "--windows", "2", "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "error: model 'ets' failed: NotImplementedError: tiny datasets" in result.output
+    metrics = pl.read_csv(out / "metrics.csv")
+    assert set(metrics["model"]) == {"naive"}
+    assert "tiny datasets" in json.loads((out / "failures.json").read_text())["ets"]
+    assert "failed, no results" in (out / "report.html").read_text()
+    alone = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "ets",
+                                "--horizon", "2", "--windows", "2", "--out",
+                                str(tmp_path / "alone")])
+    assert alone.exit_code == 2 and "every model failed; ets" in alone.output
+    assert not (tmp_path / "alone").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,6 +58,12 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
     _print_summary(run.summary())
     written = "metrics_since_launch.csv" if launch else "report.html"
     console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and {written}")
+    if run.failures:
+        for model, error in run.failures.items():
+            print(f"error: model '{model}' failed: {error}", file=sys.stderr)
+        print(f"error: {len(run.failures)} model(s) failed (listed in {out}/failures.json and "
+              f"the report); the other models' results are written", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 def _launch_protocol(horizon: int, cutoffs: list[datetime] | None, test_fraction: float,

@@ -49,6 +49,8 @@ class BacktestProgress(Protocol):
 
     def model_done(self, model: str, seconds: float, notes: Sequence[str]) -> None: ...
 
+    def model_failed(self, model: str, error: str) -> None: ...
+
 
 class SilentProgress:
     """Reports nothing."""
@@ -60,6 +62,9 @@ class SilentProgress:
         pass
 
     def model_done(self, model: str, seconds: float, notes: Sequence[str]) -> None:
+        pass
+
+    def model_failed(self, model: str, error: str) -> None:
         pass
 
 
@@ -135,6 +140,11 @@ class ConsoleProgress:
             self.line(f"[{model}] done in {format_seconds(seconds)}")
         for note in notes:
             self.line(f"[{model}] note: {note}")
+
+    def model_failed(self, model: str, error: str) -> None:
+        if self._bars is not None and model in self._tasks:
+            self._bars.update(self._tasks[model], description=f"{model} (failed)")
+        self.line(f"[{model}] failed: {error}; the other models go on")
 
     @contextmanager
     def stage(self, text: str, spinner: bool = True) -> Iterator[None]:

@@ -79,8 +79,10 @@ def _market_figure(by_market: pl.DataFrame) -> go.Figure:
 
 def _notes_section(run: BacktestRun) -> str:
     windows = run.protocol.windows
-    items = [f"<li><b>{html.escape(model)}</b>: {html.escape(note.describe(windows))}</li>"
-             for model, kept in run.notes.items() for note in kept]
+    items = [f"<li><b>{html.escape(model)}</b>: failed, no results: {html.escape(error)}</li>"
+             for model, error in run.failures.items()]
+    items += [f"<li><b>{html.escape(model)}</b>: {html.escape(note.describe(windows))}</li>"
+              for model, kept in run.notes.items() for note in kept]
     if not items:
         return "<p>No model noted a fallback, a masked input or an unused modality.</p>"
     return f"<ul>{''.join(items)}</ul>"

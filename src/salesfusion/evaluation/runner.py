@@ -49,6 +49,9 @@ class BacktestRun:
     metrics: pl.DataFrame
     seconds: dict[str, float] = field(default_factory=dict)
     notes: dict[str, list[ModelNote]] = field(default_factory=dict)
+    # Models that raised during their backtest: their error, one line each. The other models'
+    # results stand; the command's exit code says that some failed.
+    failures: dict[str, str] = field(default_factory=dict)
 
     def summary(self, metrics: tuple[str, ...] = ("WAPE", "MASE", "sMAPE", "RMSE")) -> pl.DataFrame:
         """Overall metrics per model over all windows, best WAPE first, with wall time."""
@@ -77,6 +80,8 @@ class BacktestRun:
         notes = {model: [{"note": n.text, "windows": n.windows} for n in kept]
                  for model, kept in self.notes.items()}
         (folder / "notes.json").write_text(json.dumps(notes, indent=2) + "\n")
+        if self.failures:
+            (folder / "failures.json").write_text(json.dumps(self.failures, indent=2) + "\n")
 
 
 def backtest_models(panel: Panel, models: list[str | Forecaster],
@@ -99,6 +104,7 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
                              f"launch protocol cannot score it")
     progress = progress or SilentProgress()
     forecasts, seconds, notes = [], {}, {}
+    failures: dict[str, str] = {}
     for given in models:
         model = create_model(given, horizon=protocol.horizon) if isinstance(given, str) \
             else given
@@ -113,11 +119,20 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
 
         started = time.perf_counter()
         run = run_launch_backtest if launch else run_backtest
-        forecasts.append(run(model, panel, protocol, on_window=heard))
+        try:
+            forecasts.append(run(model, panel, protocol, on_window=heard))
+        except Exception as error:  # one model's failure must not lose the others' results
+            failures[model.name] = " ".join(f"{type(error).__name__}: {error}".split())[:500]
+            progress.model_failed(model.name, failures[model.name])
+            continue
         seconds[model.name] = time.perf_counter() - started
         notes[model.name] = [ModelNote(text, windows) for text, windows in kept.items()]
         progress.model_done(model.name, seconds[model.name],
                             [n.describe(protocol.windows) for n in notes[model.name]])
+    if not forecasts:
+        first, message = next(iter(failures.items()))
+        raise InputError(f"every model failed; {first}: {message}")
     all_forecasts = pl.concat(forecasts, how="diagonal")
     return BacktestRun(panel=panel, protocol=protocol, forecasts=all_forecasts,
-                       metrics=metrics_table(all_forecasts), seconds=seconds, notes=notes)
+                       metrics=metrics_table(all_forecasts), seconds=seconds, notes=notes,
+                       failures=failures)
