@@ -9,8 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
-from salesfusion.cli.output import RECORD, STAGING, staged_file, staged_run
+from salesfusion.cli.output import RECORD, staged_file, staged_run
 from salesfusion.errors import InputError
+from salesfusion.staging import STAGING
 from tests.conftest import make_shop
 
 

@@ -20,19 +20,16 @@ beside it removes those whose process is gone.
 from __future__ import annotations
 
 import json
-import os
-import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import sha256_file
+from salesfusion.staging import staging_folder
 
 RECORD = ".salesfusion-output.json"
-STAGING = ".salesfusion-staging-"  # between the output's name and the writer's process id
 
 
 @contextmanager
@@ -104,10 +101,7 @@ def _refuse_foreign(folder: Path, names: list[str]) -> None:
 @contextmanager
 def _staging(out: Path) -> Iterator[Path]:
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(out)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}{STAGING}{os.getpid()}-",
-                                        dir=out.parent))
+        staging = staging_folder(out)
     except OSError as exc:
         raise InputError(f"{out}: cannot write the output there ({exc.strerror or exc})") \
             from None
@@ -115,27 +109,6 @@ def _staging(out: Path) -> Iterator[Path]:
         yield staging
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # ours: made above, emptied on success
-
-
-def _remove_abandoned(out: Path) -> None:
-    """Staging folders of runs killed before they published (their process is gone)."""
-    for folder in out.parent.glob(f".{out.name}{STAGING}*"):
-        # Ours only: named as ``_staging`` names them (pid, "-", mkdtemp's random part), a real
-        # folder (never a link), and its writer gone.
-        pid, _, rest = folder.name.removeprefix(f".{out.name}{STAGING}").partition("-")
-        if (pid.isdigit() and re.fullmatch(r"[a-z0-9_]+", rest) and not folder.is_symlink()
-                and folder.is_dir() and not _alive(int(pid))):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish(staging: Path, folder: Path, *, run: bool) -> None:

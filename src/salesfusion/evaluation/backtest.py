@@ -47,23 +47,34 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
         refitted = fitted is None or protocol.refit
         if refitted:
             fitted = model.clone().fit(history)
-        test_end = periods.filter(periods > origin).head(protocol.horizon).max()
-        actuals = panel.data.filter((pl.col("timestamp") > origin)
-                                    & (pl.col("timestamp") <= test_end))
-        wanted = actuals.select(SERIES_KEY).unique().join(
-            history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
-        forecast = fitted.predict(protocol.horizon, history=history, series=wanted)
-        joined, quantiles = scored_window(
-            actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")), forecast,
-            model.name, window)
-        joined = joined.join(origin_context(history), on=SERIES_KEY, how="left")
-        frames.append(joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS))
+        frames.append(forecast_window(fitted, panel, history, protocol.horizon, model.name,
+                                      window))
         if on_window:
             on_window(WindowDone(
                 model=model.name, window=window, windows=protocol.windows, origin=origin,
                 seconds=time.perf_counter() - started, refitted=refitted,
                 notes=tuple(getattr(fitted, "notes", ()))))
     return pl.concat(frames, how="diagonal")
+
+
+def forecast_window(fitted: Forecaster, panel: Panel, history: Panel, horizon: int,
+                    model_name: str, window: int) -> pl.DataFrame:
+    """``fitted``'s forecast of the ``horizon`` periods of ``panel`` after ``history``'s last
+    one, joined to the actuals: every series with history and actuals there, scored rows with
+    the origin context (one window of ``run_backtest``)."""
+    origin = history.periods.max()
+    periods = panel.periods
+    test_end = periods.filter(periods > origin).head(horizon).max()
+    actuals = panel.data.filter((pl.col("timestamp") > origin)
+                                & (pl.col("timestamp") <= test_end))
+    wanted = actuals.select(SERIES_KEY).unique().join(
+        history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
+    forecast = fitted.predict(horizon, history=history, series=wanted)
+    joined, quantiles = scored_window(
+        actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")), forecast,
+        model_name, window)
+    joined = joined.join(origin_context(history), on=SERIES_KEY, how="left")
+    return joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS)
 
 
 def scored_window(actuals: pl.DataFrame, forecast: pl.DataFrame, model_name: str,

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +24,7 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.experiments.config import Cell, DatasetEntry, Evaluation
 from salesfusion.models.presets import resolve_model
+from salesfusion.staging import staging_folder
 
 CELL_RECORD = "cell.json"
 
@@ -37,19 +37,15 @@ def load_panel(dataset: DatasetEntry, max_series: int | None, launches: bool = F
     demand."""
     from salesfusion.data.crosscheck import crosscheck
     from salesfusion.data.panel import build_panel
-    from salesfusion.data.selection import keep_active_series
     from salesfusion.data.spec import load_spec
     from salesfusion.data.validate import load_tables
     from salesfusion.datasets import load_dataset
-    from salesfusion.evaluation.protocol import BacktestProtocol
 
     if dataset.name is not None:
         bundled = load_dataset(dataset.name)
         panel = bundled.panel(dataset.freq)
-        if (benchmark := bundled.benchmark) is not None and not launches:
-            protocol = BacktestProtocol.from_benchmark(benchmark)
-            panel = keep_active_series(panel, protocol.test_length, lookback=benchmark.lookback,
-                                       min_nonzero=benchmark.min_nonzero)
+        if bundled.benchmark is not None and not launches:
+            panel = bundled.benchmark.select(panel)
     else:
         tables = load_tables(load_spec(Path(str(dataset.spec))))
         panel = build_panel(tables, dataset.freq)
@@ -101,11 +97,10 @@ def test_periods(protocol: Any, panel: Panel) -> int:
 
 def model_params(cell: Cell, tuned: dict[str, Any] | None) -> dict[str, Any]:
     """The variant's parameters, the tuned ones, and the trial's seed (models with one)."""
-    model_type = resolve_model(cell.variant.entry.name)
-    params = {**cell.variant.params, **(tuned or {})}
-    if "seed" in model_type.Config.model_fields:
-        params["seed"] = cell.seed
-    return params
+    from salesfusion.tuning.runner import trial_params
+
+    return trial_params(resolve_model(cell.variant.entry.name), cell.variant.params,
+                        tuned or {}, cell.seed)
 
 
 def seeded(cell: Cell) -> bool:
@@ -146,9 +141,7 @@ def run_cell(cell: Cell, evaluation: Evaluation, max_series: int | None,
 
 def publish_cell(folder: Path, forecasts: pl.DataFrame, record: dict[str, Any]) -> None:
     """Write the cell in a staging folder and rename it into place (see the module doc)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.staging-{os.getpid()}-",
-                                    dir=folder.parent))
+    staging = staging_folder(folder)  # a killed writer's is removed by the next one
     forecasts.write_parquet(staging / "forecasts.parquet")
     (staging / CELL_RECORD).write_text(json.dumps(record, indent=1, default=str))
     if folder.exists():
@@ -157,8 +150,8 @@ def publish_cell(folder: Path, forecasts: pl.DataFrame, record: dict[str, Any]) 
             raise InputError(f"{folder}: in the way of a cell and not written by salesfusion; "
                              f"move it or use another --out")
         # An earlier result of this cell under another key (a changed configuration).
-        stale = folder.with_name(f".{folder.name}.stale-{os.getpid()}")
-        os.replace(folder, stale)
+        stale = staging_folder(folder)  # marked as ours, so a kill here leaves nothing behind
+        os.replace(folder, stale / "earlier")
         os.replace(staging, folder)
         shutil.rmtree(stale)
     else:

@@ -18,7 +18,7 @@ from typing import Any
 import polars as pl
 
 from salesfusion.evaluation.metrics import evaluate
-from salesfusion.experiments.cells import read_cell
+from salesfusion.experiments.cells import read_cell, seeded
 from salesfusion.experiments.config import ExperimentConfig
 from salesfusion.experiments.runner import Plan
 
@@ -46,8 +46,7 @@ def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
         frame = pl.read_parquet(folder / "forecasts.parquet")
         records.append(record)
         copies = [frame]
-        if len([c for c in plan.cells if c.dataset == cell.dataset
-                and c.variant == cell.variant]) == 1:
+        if not seeded(cell):
             # An unseeded model ran once: its forecasts stand for every trial (so that it
             # pairs with each trial of the others).
             copies = [frame.with_columns(pl.lit(t).alias("trial"))

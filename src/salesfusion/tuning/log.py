@@ -100,11 +100,16 @@ class TrialLog:
                       "reference": reference, "session": self.session, "time_utc": _now()})
 
     def ended(self, trial: int, params: dict[str, Any], status: str, score: float | None,
-              seconds: float, epochs: list[float], error: str | None) -> TrialEnd:
-        self._append({"event": "end", "trial": trial, "params": params, "status": status,
-                      "score": score, "seconds": round(seconds, 3), "epochs": epochs,
-                      "seed": self.seed, "error": error, "session": self.session,
-                      "time_utc": _now()})
+              seconds: float, epochs: list[float], error: str | None,
+              reference: Any = None) -> TrialEnd:
+        """A trial's end; ``reference`` for a trial that logged no start (a cached answer)."""
+        record = {"event": "end", "trial": trial, "params": params, "status": status,
+                  "score": score, "seconds": round(seconds, 3), "epochs": epochs,
+                  "seed": self.seed, "error": error, "session": self.session,
+                  "time_utc": _now()}
+        if reference is not None:
+            record["reference"] = reference
+        self._append(record)
         # The rounded time, as a resumed search reads it back (budgets decide alike).
         return TrialEnd(trial, params, status, score, round(seconds, 3), epochs, error,
                         self.session)
@@ -132,8 +137,10 @@ class TrialLog:
         """(status, score) of every ended trial, by the searcher reference its start logged."""
         records = self.records()
         references = {r["trial"]: r.get("reference") for r in records if r["event"] == "start"}
-        return {references[r["trial"]]: (r["status"], r["score"]) for r in records
-                if r["event"] == "end" and references.get(r["trial"]) is not None}
+        ends = [(r.get("reference", references.get(r["trial"])), r) for r in records
+                if r["event"] == "end"]
+        return {reference: (r["status"], r["score"]) for reference, r in ends
+                if reference is not None}
 
     def _append(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, default=str) + "\n"

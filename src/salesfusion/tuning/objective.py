@@ -26,7 +26,7 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import origin_context, run_backtest, scored_window
+from salesfusion.evaluation.backtest import forecast_window, run_backtest
 from salesfusion.evaluation.metrics import evaluate
 from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.base import Forecaster
@@ -135,19 +135,7 @@ def fit_final(model_type: type[Forecaster], params: dict[str, Any],
     model = model_type(**params).fit(data.panel)
     if data.test is None:
         return model, None
-    history = data.panel
-    origin = history.periods.max()
-    periods = data.test.periods.sort()
-    test_end = periods.filter(periods > origin).head(data.horizon).max()
-    actuals = data.test.data.filter((pl.col("timestamp") > origin)
-                                    & (pl.col("timestamp") <= test_end))
-    wanted = actuals.select(SERIES_KEY).unique().join(
-        history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
-    forecast = model.predict(data.horizon, history=history, series=wanted)
-    joined, _ = scored_window(actuals.select(*SERIES_KEY, "timestamp",
-                                             pl.col("y").alias("y_true")),
-                              forecast, model.name, 0)
-    joined = joined.join(origin_context(history), on=SERIES_KEY, how="left")
+    joined = forecast_window(model, data.test, data.panel, data.horizon, model.name, 0)
     overall = evaluate(joined).with_columns(pl.lit("all").alias("market"))
     by_market = evaluate(joined, ["market"])
     return model, pl.concat([overall.select(by_market.columns), by_market])

@@ -29,7 +29,6 @@ from salesfusion.models.presets import resolve_model
 from salesfusion.tuning.log import TrialLog
 from salesfusion.tuning.objective import TrialOutcome, TuningData, run_trial
 from salesfusion.tuning.runner import (
-    STALE_ASKS,
     Budget,
     SearchResult,
     SearchState,
@@ -37,10 +36,11 @@ from salesfusion.tuning.runner import (
     check_start,
     describe,
     finish,
+    next_to_train,
     replay,
     trial_params,
 )
-from salesfusion.tuning.searchers.base import Proposal, Searcher, key_of
+from salesfusion.tuning.searchers.base import Proposal, Searcher
 
 
 def _trainable(config: dict[str, Any], model: str, data: TuningData) -> None:
@@ -113,26 +113,15 @@ class _Adapter(RaySearcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         if self.stopped:
             return None if self.running else self.FINISHED
-        stale = 0
-        while True:
-            planned = Budget(self.budget.trials - len(self.running), self.budget.seconds)
+        # Running trials count against the trial budget as if finished.
+        planned = Budget(self.budget.trials - len(self.running), self.budget.seconds)
+        proposal, self.number, stopped = next_to_train(self.ours, self.log, self.state,
+                                                       planned, self.number)
+        if proposal is None:
             if budget_left(self.state, planned) is not None:
-                return self._finish(budget_left(self.state, self.budget)
-                                    or f"trial budget of {self.budget.trials} reached")
-            proposal = self.ours.ask()
-            if proposal is None:
-                return self._finish("the searcher has no configuration left")
-            earlier = self.state.results.get(key_of(proposal.params))
-            if earlier is None:
-                break
-            self.ours.tell(proposal, earlier.score if earlier.status == "complete" else None)
-            self.state.add(self.log.ended(self.number, proposal.params, "cached", earlier.score,
-                                          0.0, [], f"same configuration as trial "
-                                                   f"{earlier.trial}"))
-            self.number += 1
-            stale += 1
-            if stale >= STALE_ASKS:
-                return self._finish(f"the last {STALE_ASKS} proposals had all been tried")
+                stopped = (budget_left(self.state, self.budget)
+                           or f"trial budget of {self.budget.trials} reached")
+            return self._finish(stopped or "")
         self.log.started(self.number, proposal.params, self.ours.reference(proposal))
         self.running[trial_id] = (self.number, proposal)
         self.number += 1

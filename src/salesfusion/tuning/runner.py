@@ -127,33 +127,44 @@ def run_search(model_type: type[Forecaster], base: dict[str, Any], searcher: Sea
     if state.ends:
         progress(f"resumed: {len(state.trained)} trial(s) trained before, best "
                  f"{_score(state.best(), data.metric)}")
-    stale = 0
     while True:
-        stop = budget_left(state, budget)
-        if stop:
-            return SearchResult(state.best(), state, stop)
-        proposal = searcher.ask()
+        proposal, number, stopped = next_to_train(searcher, log, state, budget, number)
         if proposal is None:
-            return SearchResult(state.best(), state, "the searcher has no configuration left")
-        params = trial_params(model_type, base, proposal.params, seed)
-        earlier = state.results.get(key_of(proposal.params))
-        if earlier is not None:
-            searcher.tell(proposal, earlier.score if earlier.status == "complete" else None)
-            state.add(log.ended(number, proposal.params, "cached", earlier.score, 0.0, [],
-                                f"same configuration as trial {earlier.trial}"))
-            number += 1
-            stale += 1
-            if stale >= STALE_ASKS:
-                return SearchResult(state.best(), state, f"the last {STALE_ASKS} proposals "
-                                    f"had all been tried (the searcher has settled)")
-            continue
-        stale = 0
+            return SearchResult(state.best(), state, stopped or "")
         log.started(number, proposal.params, searcher.reference(proposal))
-        outcome = train(proposal, params)
+        outcome = train(proposal, trial_params(model_type, base, proposal.params, seed))
         end = finish(searcher, proposal, outcome, log, number, state)
         progress(describe(end, state, budget, data.metric))
         check_start(state)
         number += 1
+
+
+def next_to_train(searcher: Searcher, log: TrialLog, state: SearchState, budget: Budget,
+                  number: int) -> tuple[Proposal | None, int, str | None]:
+    """Ask until the searcher proposes a configuration not scored yet: (it, its trial number,
+    None), or (None, the next trial number, why the search stops). A repeat is answered from
+    the log and logged as ``cached``; a spent budget, an exhausted searcher or ``STALE_ASKS``
+    repeats in a row stop the search."""
+    stale = 0
+    while True:
+        if (reason := budget_left(state, budget)) is not None:
+            return None, number, reason
+        proposal = searcher.ask()
+        if proposal is None:
+            return None, number, "the searcher has no configuration left"
+        earlier = state.results.get(key_of(proposal.params))
+        if earlier is None:
+            return proposal, number, None
+        # Logged before the searcher is told, as ``finish`` does.
+        state.add(log.ended(number, proposal.params, "cached", earlier.score, 0.0, [],
+                            f"same configuration as trial {earlier.trial}",
+                            searcher.reference(proposal)))
+        searcher.tell(proposal, earlier.score if earlier.status == "complete" else None)
+        number += 1
+        stale += 1
+        if stale >= STALE_ASKS:
+            return None, number, (f"the last {STALE_ASKS} proposals had all been tried (the "
+                                  f"searcher has settled)")
 
 
 def finish(searcher: Searcher, proposal: Proposal, outcome: TrialOutcome, log: TrialLog,

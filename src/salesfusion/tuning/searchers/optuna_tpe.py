@@ -17,6 +17,7 @@ are never pruned.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -28,6 +29,7 @@ from salesfusion.models.search_space import CategoricalDimension, FloatDimension
 from salesfusion.tuning.searchers.base import Proposal, Searcher, SearcherOptions
 
 OWNER = "salesfusion_search"  # user attribute naming the search folder that asked a trial
+ORPHAN_SECONDS = 60
 
 
 class OptunaOptions(SearcherOptions):
@@ -57,6 +59,7 @@ class OptunaSearcher(Searcher):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._optuna = optuna
+        self._pruned: set[int] = set()  # trial numbers report() pruned (told PRUNED, not FAIL)
         self.replays = self.options.storage is None
         try:
             self.study = optuna.create_study(
@@ -143,21 +146,25 @@ class OptunaSearcher(Searcher):
         logged outcome (the process died between logging and telling), the others failed
         (it died during the trial, or between asking and logging its start)."""
         states = self._optuna.trial.TrialState
-        for trial in self.study.get_trials(deepcopy=False, states=(states.RUNNING,)):
-            if self.owner is None or trial.user_attrs.get(OWNER) != self.owner:
+        now = datetime.now()
+        trials = self.study.get_trials(deepcopy=False)
+        shared = any(t.user_attrs.get(OWNER) not in (None, self.owner) for t in trials)
+        for trial in (t for t in trials if t.state == states.RUNNING):
+            owner = trial.user_attrs.get(OWNER)
+            # A trial without an owner was created by a process killed before it could mark
+            # it (an instant after asking): ours when no other search uses the study, and
+            # abandoned by anyone after ORPHAN_SECONDS.
+            orphan = owner is None and (not shared or (
+                trial.datetime_start is not None
+                and (now - trial.datetime_start).total_seconds() > ORPHAN_SECONDS))
+            if not orphan and (self.owner is None or owner != self.owner):
                 continue  # another process's trial in a shared study
             status, score = logged.get(trial.number, ("failed", None))
-            if status == "complete" and score is not None:
+            if status in ("complete", "cached") and score is not None:
                 self.study.tell(trial.number, score, skip_if_finished=True)
             else:
                 self.study.tell(trial.number, skip_if_finished=True,
                                 state=states.PRUNED if status == "pruned" else states.FAIL)
-
-    @property
-    def _pruned(self) -> set[int]:
-        if not hasattr(self, "_pruned_numbers"):
-            self._pruned_numbers: set[int] = set()
-        return self._pruned_numbers
 
     def reference(self, proposal: Proposal) -> int:
         return int(proposal.token.number)
