@@ -184,23 +184,41 @@ def test_encoder_loading_prints_no_third_party_output(shop_spec, tmp_path):
     assert unsold and all(line.lstrip().startswith("warning:") for line in unsold)
 
 
-def test_one_model_failing_keeps_the_others_results(tmp_path):
-    """statsforecast's ETS refuses series this short ("tiny datasets"): the naive model's
-    results are written, the failure is in failures.json, the report and stderr, exit code 1."""
+def test_ets_on_short_series_falls_back_per_series_and_keeps_the_others(tmp_path):
+    """statsforecast's ETS refuses series this short ("tiny datasets"): they are forecast by the
+    fallback, counted in the log and notes, and every model's results are written."""
     from tests.conftest import make_shop
 
     spec = make_shop(tmp_path, weeks=8)
     out = tmp_path / "out"
     result = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "naive,ets",
                                  "--horizon", "2", "--windows", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "series too short for AutoETS" in result.output
+    metrics = pl.read_csv(out / "metrics.csv", infer_schema=False)
+    assert set(metrics["model"]) == {"naive", "ets"}
+    notes = json.loads((out / "notes.json").read_text())
+    assert any("too short for AutoETS" in str(note) for note in notes["ets"])
+
+
+def test_one_model_failing_keeps_the_others_results(tmp_path):
+    """With 3 windows of 2 weeks on an 8-week shop, the first training panel has 2 periods:
+    enough for naive, too few for lstm. naive's results are written, the failure is in
+    failures.json, the report and stderr, exit code 1; alone, lstm's failure is exit code 2."""
+    from tests.conftest import make_shop
+
+    spec = make_shop(tmp_path, weeks=8)
+    out = tmp_path / "out"
+    args = ["--horizon", "2", "--windows", "3"]
+    result = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "naive,lstm",
+                                 *args, "--out", str(out)])
     assert result.exit_code == 1, result.output
-    assert "error: model 'ets' failed: NotImplementedError: tiny datasets" in result.output
-    metrics = pl.read_csv(out / "metrics.csv")
+    assert "error: model 'lstm' failed: InputError: model 'lstm' needs at least" in result.output
+    metrics = pl.read_csv(out / "metrics.csv", infer_schema=False)
     assert set(metrics["model"]) == {"naive"}
-    assert "tiny datasets" in json.loads((out / "failures.json").read_text())["ets"]
+    assert "needs at least" in json.loads((out / "failures.json").read_text())["lstm"]
     assert "failed, no results" in (out / "report.html").read_text()
-    alone = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "ets",
-                                "--horizon", "2", "--windows", "2", "--out",
-                                str(tmp_path / "alone")])
-    assert alone.exit_code == 2 and "every model failed; ets" in alone.output
+    alone = runner.invoke(app, ["backtest", "--spec", str(spec), "--models", "lstm", *args,
+                                "--out", str(tmp_path / "alone")])
+    assert alone.exit_code == 2 and "every model failed; lstm" in alone.output
     assert not (tmp_path / "alone").exists()

@@ -38,8 +38,9 @@ def test_future_known_and_past_only_channels(shop_panel):
     periods = extended_periods(wide, shop_panel.freq, 3)
     scale = fit_exogenous_scale(shop_panel)
     cube = covariate_cube(shop_panel, wide.keys, periods, scale)
-    assert cube.names == [*event_names(), "footfall", "search_trend"]
-    assert cube.future_known.tolist() == [True] * len(event_names()) + [False, True]
+    # The sales table's prices (past-only: the shop is a transaction log), then the exogenous.
+    assert cube.names == [*event_names(), "price", "price_local", "footfall", "search_trend"]
+    assert cube.future_known.tolist() == [True] * len(event_names()) + [False] * 3 + [True]
     # The event scheduled after the sales end is in the forecast periods of P003 in GB.
     row = wide.keys.with_row_index().filter((pl.col("item_id") == "P003")
                                             & (pl.col("market") == "GB"))["index"].item()
@@ -53,22 +54,24 @@ def test_future_known_and_past_only_channels(shop_panel):
     history_width, future_width = feature_widths(cube)
     assert windows.history.shape[-1] == history_width == 3 + cube.width
     assert windows.future.shape[1:] == (3, future_width)
-    assert future_width == 2 + cube.width - 1  # calendar + every channel but footfall
+    assert future_width == 2 + cube.width - 3  # calendar + every channel but the past-only 3
 
     # A past-only column's values after the origin never reach a window; future-known do.
-    changed = shop_panel.exogenous.with_columns(
+    index, exogenous = next((i, t) for i, t in enumerate(shop_panel.covariate_tables)
+                            if "footfall" in t.channels)
+    changed = exogenous.frame.with_columns(
         pl.when(pl.col("timestamp") > shop_panel.data["timestamp"].max())
         .then(pl.col("footfall") * 10 + 1).otherwise(pl.col("footfall")).alias("footfall"),
         pl.when(pl.col("timestamp") > shop_panel.data["timestamp"].max())
         .then(pl.col("search_trend") + 40).otherwise(pl.col("search_trend"))
         .alias("search_trend"))
-    shop_panel.exogenous = changed
+    shop_panel.covariate_tables[index] = exogenous.with_frame(changed)
     again = make_windows(wide, shop_panel.freq, 8, 3, origins=np.array([len(wide.periods) - 1]),
                          covariates=covariate_cube(shop_panel, wide.keys, periods, scale))
     np.testing.assert_array_equal(windows.history, again.history)
     # The future-known trend moves by exactly its +40, in the training standard deviations;
     # nothing else in the future inputs moves (footfall is not one of them).
-    trend_column = 2 + cube.width - 2  # the last future channel
+    trend_column = 2 + cube.width - 4  # the last future channel
     difference = again.future - windows.future
     np.testing.assert_allclose(difference[..., trend_column], 40 / scale["search_trend"][1],
                                rtol=1e-4)

@@ -135,7 +135,7 @@ def test_future_known_columns_must_cover_the_horizon(tmp_path):
     spec = make_shop(tmp_path)
     longer = _validate(spec, "--horizon", "12")
     assert longer.exit_code == 2  # the table runs 8 weeks past the sales: 4 of 12 missing
-    assert "'search_trend' has no value for 8 of the 24 (period[, market]) cell(s)" \
+    assert "'search_trend' has no value for 8 of the 24 (period, market) cell(s)" \
         in longer.stderr
 
     last_weeks = [str(np.datetime64("2021-01-04") + np.timedelta64(7 * w, "D"))

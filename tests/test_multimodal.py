@@ -38,7 +38,8 @@ def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
     net = model._net.train()
     wide = to_wide(panel)
     covariates = model._covariates(panel, wide)
-    assert covariates.width == 7  # the synthetic shop's events: counts, audience, 4 decays
+    # The synthetic shop's events (counts, audience, 4 decays) and its price in both currencies.
+    assert covariates.width == 9
     windows = make_windows(wide, panel.freq, 8, 4, covariates=covariates)
     windows = windows.subset(windows.target_mask.any(axis=1))
     tensors = model._tensors(wide, windows.subset(np.arange(min(512, len(windows)))))

@@ -106,9 +106,11 @@ def test_exogenous_covariates_join_per_period_and_market(tmp_path):
                          "future_known": ["promo"]}
     spec_path.write_text(yaml.safe_dump(spec))
     panel = build_panel(load_tables(load_spec(spec_path)))
-    assert panel.future_known == ["promo"]
-    a1 = panel.data.filter(pl.col("item_id") == "A1")
-    assert a1["promo"][0] == pytest.approx(0.5)  # mean of the week's two days
-    assert a1["promo"][1] is None  # no UK value in week 2
-    b2 = panel.data.filter(pl.col("item_id") == "B2")
-    assert b2["promo"][0] == pytest.approx(1.0)
+    assert "promo" in panel.future_known
+    (table,) = [t for t in panel.covariate_tables if t.source.startswith("exogenous")]
+    assert table.keys == ("market", "timestamp")
+    uk = table.frame.filter(pl.col("market") == "UK")
+    assert uk["promo"].to_list() == [pytest.approx(0.5)]  # mean of the week's two days
+    fr = table.frame.filter(pl.col("market") == "FR")
+    assert fr["promo"].to_list() == [pytest.approx(1.0)]
+    assert uk["timestamp"][0] < fr["timestamp"][0]  # no UK value in week 2

@@ -35,8 +35,9 @@ def data_validate(
 ) -> None:
     """Check a spec, its tables and how they agree; print what each table holds."""
     tables = load_tables(load_spec(spec))
-    for name, table in tables.spec.tables().items():
-        frame = getattr(tables, name)
+    exogenous = iter(tables.exogenous)
+    for name, table in tables.spec.named_tables():
+        frame = next(exogenous) if name.startswith("exogenous") else getattr(tables, name)
         console.print(f"{name}: {frame.height:,} rows from {tables.spec.resolve(table.path)} "
                       f"(roles: {', '.join(table.columns)})")
     panel = build_panel(tables)

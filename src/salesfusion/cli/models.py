@@ -97,6 +97,9 @@ def predict(
     markets: Annotated[str | None, typer.Option(
         help="A,B: the markets --launch forecasts in (every market of the panel when "
              "omitted).")] = None,
+    plan: Annotated[Path | None, typer.Option(
+        help="CSV/Parquet what-if plan: timestamp, item_id, market and future-known covariate "
+             "columns (price, promo, ...) to forecast under instead of the data's.")] = None,
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
@@ -122,6 +125,10 @@ def predict(
     # The model's own frequency, not the spec's default: a weekly model forecasts weeks.
     panel = panel_from(dataset, spec, check_freq(freq) if freq else forecaster.freq,
                         None, None, None)
+    if plan is not None:
+        from salesfusion.data.plans import load_plan
+
+        panel = panel.with_plan(load_plan(plan, panel), where=str(plan))
     if launch:
         launches = _launches(panel, launch_date, items, markets)
         forecast = forecaster.predict_launch(launches, horizon, history=panel)

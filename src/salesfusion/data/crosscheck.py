@@ -203,28 +203,41 @@ def _fx(tables: Tables, panel: Panel) -> list[Finding]:
 
 
 def _future_known(panel: Panel, horizon: int, forecasting: bool) -> list[Finding]:
-    if not panel.future_known or panel.exogenous is None or panel.data.height == 0:
+    """Future-known exogenous channels without values for the periods a forecast needs. The
+    sales table's own covariates (prices, promotions) are left out: without a plan
+    (``predict --plan``) their last values carry forward, by design."""
+    if not panel.future_known or panel.data.height == 0:
         return []
     future = pl.DataFrame({"timestamp": periods_after(panel.data["timestamp"].max(), panel.freq,
-                                                      horizon)})
-    keys = ["timestamp"]
-    if "market" in panel.exogenous.columns:
-        keys.append("market")
-        future = future.join(panel.data.select("market").unique(maintain_order=True),
-                             how="cross")
-    needed = future.join(panel.exogenous, on=keys, how="left")
+                                                      horizon)}).cast(pl.Datetime("us"))
     level: Level = "error" if forecasting else "warning"
     found = []
-    for column in panel.future_known:
-        missing = needed.filter(pl.col(column).is_null())
-        if missing.height == 0:
+    for table in panel.covariate_tables:
+        columns = [c for c in table.channels if c in panel.future_known]
+        if table.source == "sales" or not columns:
             continue
-        first = _first(" ".join([f"{row[0]:%Y-%m-%d}", *map(str, row[1:])])
-                       for row in missing.select(keys).iter_rows())
-        found.append(Finding(level, "future_known_missing", missing.height, first,
-                             f"future-known column '{column}' has no value for {missing.height} "
-                             f"of the {needed.height} (period[, market]) cell(s) a {horizon}-"
-                             f"period forecast needs (first: {_shown(first)})"))
+        others = [k for k in table.keys if k != "timestamp"]
+        if table.attribute is not None and panel.items is not None:
+            values = panel.items.join(panel.data.select("item_id").unique(), on="item_id",
+                                      how="semi").select(table.attribute).drop_nulls().unique()
+        else:
+            values = panel.data.select(others).unique(maintain_order=True) if others else None
+        needed = future.join(values, how="cross") if values is not None else future
+        needed = needed.join(table.frame.with_columns(pl.col("timestamp").cast(
+            pl.Datetime("us"))), on=list(table.keys), how="left")
+        shown_keys = ["timestamp", *others]
+        for column in columns:
+            missing = needed.filter(pl.col(column).is_null())
+            if missing.height == 0:
+                continue
+            first = _first(" ".join([f"{row[0]:%Y-%m-%d}", *map(str, row[1:])])
+                           for row in missing.select(shown_keys).iter_rows())
+            found.append(Finding(level, "future_known_missing", missing.height, first,
+                                 f"future-known column '{column}' has no value for "
+                                 f"{missing.height} of the {needed.height} "
+                                 f"({', '.join(['period', *others])}) cell(s) a "
+                                 f"{horizon}-period forecast needs (first: "
+                                 f"{_shown(first)})"))
     return found
 
 

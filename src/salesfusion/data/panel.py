@@ -13,8 +13,11 @@ The rules, all declared in the spec's ``cleaning`` section and counted in ``Pane
 - A partly covered first or last period (the data starts mid-week, say) is dropped when
   ``drop_partial_periods``, so every period in the panel is complete.
 - A series runs from its launch (the item's ``launch_date`` when given and earlier, else its first
-  sale in that market) to the last period: a period without sales after launch is a real 0
-  ("did not sell"); periods before launch have no row at all ("did not exist", masked).
+  sale in that market) to the last period, or to the item's ``end_date`` (delisted, or observed
+  only for a window) when the items table gives one and it is not before the series' last sale:
+  a period without sales between them is a real 0 ("did not sell"); periods before launch or
+  after the end have no row at all ("did not exist", masked), so nothing is zero-filled there.
+- ``promo`` and numeric sales columns declared as covariates are the mean of the period's rows.
 - ``price`` is the units-weighted mean unit price of the period in the seller's currency; in a
   period without sales it is the mean listed price of the period's rows (a period-grain table
   lists prices of unsold weeks) and null when there is none; ``price_local`` converts it into
@@ -30,6 +33,15 @@ from pathlib import Path
 
 import polars as pl
 
+from salesfusion.data.covariate_tables import (
+    CovariateTable,
+    apply_plan,
+    check_unique_channels,
+    exogenous_tables,
+    sales_covariate_columns,
+    sales_covariate_kinds,
+    sales_table,
+)
 from salesfusion.data.events import period_events
 from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
 from salesfusion.data.fx import attach_fx, period_rates
@@ -45,7 +57,7 @@ class Panel:
     """A regular panel of demand with its static tables.
 
     ``data`` has ``item_id, market, timestamp, y`` (units) plus ``price``, ``price_local`` and
-    ``fx_rate`` where known and the exogenous covariates, sorted by series and time.
+    ``fx_rate`` where known and the sales-table covariates, sorted by series and time.
     """
 
     data: pl.DataFrame
@@ -60,11 +72,11 @@ class Panel:
     log: dict[str, int] = field(default_factory=dict)
     image_root: Path | None = None  # folder the items' image paths are relative to
     # Per-period tables kept whole (not cut by ``until``): events are schedules and future-known
-    # exogenous columns are known ahead by declaration; consumers read past-only columns at
-    # history periods only. ``events``: see ``data.events.period_events``; ``exogenous``:
-    # one row per timestamp[, market] with the declared columns.
+    # covariates are known ahead by declaration; consumers read past-only columns at history
+    # periods only. ``events``: see ``data.events.period_events``; ``covariate_tables``: see
+    # ``data.covariate_tables`` (their channels are ``past_only`` + ``future_known``).
     events: pl.DataFrame | None = None
-    exogenous: pl.DataFrame | None = None
+    covariate_tables: list[CovariateTable] = field(default_factory=list)
 
     @property
     def periods(self) -> pl.Series:
@@ -86,6 +98,12 @@ class Panel:
 
     def between(self, first: datetime, last: datetime) -> Panel:
         return replace(self, data=self.data.filter(pl.col("timestamp").is_between(first, last)))
+
+    def with_plan(self, plan: pl.DataFrame, where: str = "plan") -> Panel:
+        """The panel with a what-if plan of future-known covariates (prices, promotions) in
+        place of its own values (see ``data.covariate_tables.apply_plan``)."""
+        return replace(self, covariate_tables=apply_plan(self.covariate_tables, plan,
+                                                         self.future_known, where))
 
     def select_series(self, keys: pl.DataFrame) -> Panel:
         return replace(self, data=self.data.join(keys.select(SERIES_KEY).unique(),
@@ -164,6 +182,8 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         aggregations.append(revenue.sum().alias("revenue"))
     if "price" in frame.columns:
         aggregations.append(pl.col("price").mean().alias("listed_price"))
+    extra = [c for c in sales_covariate_columns(spec, frame.columns) if c != "price"]
+    aggregations += [pl.col(c).mean() for c in extra]
     agg = frame.group_by(*SERIES_KEY, "period").agg(aggregations)
     negative = agg["y"] < 0
     log["periods_clipped_negative"] = int(negative.sum())
@@ -176,8 +196,11 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         starts = (starts.join(launches, on="item_id", how="left")
                   .with_columns(pl.min_horizontal("launch", "declared").clip(lower_bound=first)
                                 .alias("launch")).drop("declared"))
+    starts = _series_ends(starts, agg, tables.items, freq, last)
     grid = (starts.join(pl.DataFrame({"period": period_range(first, last, freq)}), how="cross")
-            .filter(pl.col("period") >= pl.col("launch")).drop("launch"))
+            .filter(pl.col("period").is_between(pl.col("launch"), pl.col("end")))
+            .drop("launch", "end"))
+    log["series_ended_before_last_period"] = starts.filter(pl.col("end") < last).height
     panel = (grid.join(agg, on=[*SERIES_KEY, "period"], how="left")
              .with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"}))
     if "revenue" in panel.columns:
@@ -191,7 +214,18 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         rates = period_rates(tables.fx, freq, spec.currency, spec.fx.max_staleness_days)
         panel = attach_fx(panel, tables.markets, rates)
         log["periods_without_fx_rate"] = int(panel["fx_rate"].is_null().sum())
-    panel, exo_cols, exogenous = _join_exogenous(panel, tables, freq)
+    channels = [c for c in dict.fromkeys(["price", "price_local",
+                                          *sales_covariate_columns(spec, panel.columns)])
+                if c in panel.columns]
+    kinds = sales_covariate_kinds(spec, channels)
+    covariates = [t for t in [sales_table(panel, channels)] if t is not None]
+    past_only = [c for c in channels if not kinds[c]]
+    future_known = [c for c in channels if kinds[c]]
+    for table, past, future in exogenous_tables(spec, tables.exogenous, freq):
+        covariates.append(table)
+        past_only += past
+        future_known += future
+    check_unique_channels(covariates)
     log.update(series=panel.select(SERIES_KEY).n_unique(), rows=panel.height)
 
     items_spec = spec.items
@@ -203,25 +237,29 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         static_text=[r for r in ("title", "description") if items_spec and r in items_spec.columns],
         static_categorical=list(items_spec.static_categorical) if items_spec else [],
         static_numeric=list(items_spec.static_numeric) if items_spec else [],
-        past_only=[c for c in exo_cols if c in (spec.exogenous.past_only if spec.exogenous
-                                                 else [])],
-        future_known=[c for c in exo_cols if c in (spec.exogenous.future_known
-                                                    if spec.exogenous else [])],
+        past_only=past_only,
+        future_known=future_known,
         log=log,
         image_root=spec.images_dir(),
         events=period_events(tables.events, freq) if tables.events is not None else None,
-        exogenous=exogenous,
+        covariate_tables=covariates,
     )
 
 
-def _join_exogenous(panel: pl.DataFrame, tables: Tables,
-                    freq: str) -> tuple[pl.DataFrame, list, pl.DataFrame | None]:
-    if tables.exogenous is None:
-        return panel, [], None
-    exo_spec = tables.spec.exogenous
-    columns = list(dict.fromkeys([*exo_spec.past_only, *exo_spec.future_known]))
-    keys = ["timestamp", "market"] if "market" in exo_spec.columns else ["timestamp"]
-    per_period = (tables.exogenous
-                  .with_columns(truncate_to_period(pl.col("timestamp"), freq))
-                  .group_by(keys).agg([pl.col(c).mean() for c in columns]))
-    return panel.join(per_period, on=keys, how="left"), columns, per_period.sort(keys)
+def _series_ends(starts: pl.DataFrame, agg: pl.DataFrame, items: pl.DataFrame | None,
+                 freq: str, last: datetime) -> pl.DataFrame:
+    """``starts`` with ``end``: the panel's last period, or the item's declared ``end_date``
+    period when it is earlier, but never before the series' last sale (a sale is real)."""
+    starts = starts.with_columns(pl.lit(last).cast(pl.Datetime("us")).alias("end"))
+    if items is None or "end_date" not in items.columns:
+        return starts
+    last_sale = (agg.filter(pl.col("y") > 0).group_by(SERIES_KEY)
+                 .agg(pl.col("period").max().alias("_last_sale")))
+    declared = items.select("item_id", truncate_to_period(pl.col("end_date"), freq)
+                            .alias("_declared_end"))
+    return (starts.join(declared, on="item_id", how="left")
+            .join(last_sale, on=SERIES_KEY, how="left")
+            .with_columns(pl.when(pl.col("_declared_end").is_null()).then(pl.col("end"))
+                          .otherwise(pl.min_horizontal("end", pl.max_horizontal(
+                              "_declared_end", "_last_sale"))).alias("end"))
+            .drop("_declared_end", "_last_sale"))

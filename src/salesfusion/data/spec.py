@@ -18,22 +18,28 @@ from salesfusion.errors import InputError
 TableFormat = Literal["csv", "parquet", "duckdb"]
 
 # Which roles each table must map, and which it may map (DESIGN.md section 2).
+# ``market`` is optional in sales and events: a single-market shop leaves it out and every row
+# belongs to the spec's ``single_market``.
 REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
-    "sales": ("item_id", "market", "timestamp", "quantity"),
+    "sales": ("item_id", "timestamp", "quantity"),
     "items": ("item_id",),
     "markets": ("market",),
     "exogenous": ("timestamp",),
     "reviews": ("item_id", "timestamp", "text"),
-    "events": ("market", "timestamp"),
+    "events": ("timestamp",),
 }
 OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
-    "sales": ("price", "revenue", "promo", "channel", "invoice"),
-    "items": ("title", "description", "image", "launch_date"),
+    "sales": ("market", "price", "revenue", "promo", "channel", "invoice"),
+    "items": ("title", "description", "image", "launch_date", "end_date"),
     "markets": ("currency", "maturity", "region", "language"),
-    "exogenous": ("market",),
+    # An exogenous table is keyed by period and optionally by market, by item (``item_id``) or
+    # by the value of an item attribute (``attribute``, with ``attribute_of``).
+    "exogenous": ("market", "item_id", "attribute"),
     "reviews": ("rating", "market", "image"),
-    "events": ("item_id", "kol_id", "audience", "duration"),
+    "events": ("market", "item_id", "kol_id", "audience", "duration"),
 }
+# Sales roles that become per-(item, market, period) covariates of every model.
+SALES_COVARIATE_ROLES = ("price", "promo")
 
 
 class _Strict(BaseModel):
@@ -55,6 +61,9 @@ class TableSpec(_Strict):
     static_numeric: list[str] = Field(default_factory=list)
     past_only: list[str] = Field(default_factory=list)
     future_known: list[str] = Field(default_factory=list)
+    # Exogenous tables keyed by an item attribute: the items-table columns whose values the
+    # table's ``attribute`` column holds (e.g. one trend series per category or colour term).
+    attribute_of: list[str] = Field(default_factory=list)
 
     def resolved_format(self) -> str:
         if self.format:
@@ -121,10 +130,13 @@ class DatasetSpec(_Strict):
     # "transaction": many rows per (item, market, period) are summed; "period": already a panel,
     # so a repeated (item, market, timestamp) key is an error.
     sales_grain: Literal["transaction", "period"] = "transaction"
+    # The market of every sales and events row when those tables map no ``market`` column.
+    single_market: str = Field("ALL", min_length=1)
     sales: TableSpec
     items: TableSpec | None = None
     markets: TableSpec | None = None
-    exogenous: TableSpec | None = None
+    # One table or a list of tables, each keyed its own way (see OPTIONAL_ROLES).
+    exogenous: list[TableSpec] = Field(default_factory=list)
     reviews: TableSpec | None = None
     events: TableSpec | None = None
     fx: FxSpec | None = None
@@ -139,25 +151,57 @@ class DatasetSpec(_Strict):
     def _upper_freq(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("exogenous", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [] if value is None else [value] if isinstance(value, dict) else value
+
     @model_validator(mode="after")
     def _check_roles(self) -> DatasetSpec:
-        for table_name in REQUIRED_ROLES:
-            table: TableSpec | None = getattr(self, table_name)
-            if table is None:
-                continue
-            missing = [r for r in REQUIRED_ROLES[table_name] if r not in table.columns]
+        for table_name, table in self.named_tables():
+            kind = table_name.split("[")[0]
+            missing = [r for r in REQUIRED_ROLES[kind] if r not in table.columns]
             if missing:
                 raise ValueError(f"table '{table_name}' must map the role(s) {missing}")
-            known = set(REQUIRED_ROLES[table_name]) | set(OPTIONAL_ROLES[table_name])
+            known = set(REQUIRED_ROLES[kind]) | set(OPTIONAL_ROLES[kind])
             unknown = sorted(set(table.columns) - known)
             if unknown:
                 raise ValueError(f"table '{table_name}' maps unknown role(s) {unknown}; "
                                  f"known roles are {sorted(known)}")
+            if kind != "exogenous" and table.attribute_of:
+                raise ValueError(f"table '{table_name}': 'attribute_of' is for exogenous tables")
+        for index, table in enumerate(self.exogenous):
+            self._check_exogenous_keys(f"exogenous[{index}]", table)
+        if "market" in self.sales.columns and self.events and \
+                "market" not in self.events.columns:
+            raise ValueError("the sales table maps 'market', so the events table must too")
         if self.fx is not None and (self.markets is None or "currency" not in self.markets.columns):
             raise ValueError("an 'fx' table needs a 'markets' table that maps the 'currency' role")
         if self.fx is not None and self.currency is None:
             raise ValueError("an 'fx' table needs the sales 'currency' (the prices' currency)")
         return self
+
+    def _check_exogenous_keys(self, name: str, table: TableSpec) -> None:
+        if ("attribute" in table.columns) != bool(table.attribute_of):
+            raise ValueError(f"table '{name}': the 'attribute' role and 'attribute_of' (the "
+                             f"items columns its values belong to) go together")
+        if "attribute" in table.columns and "item_id" in table.columns:
+            raise ValueError(f"table '{name}' is keyed by item or by attribute, not both")
+        if table.attribute_of:
+            declared = set(self.items.static_categorical) if self.items else set()
+            unknown = [a for a in table.attribute_of if a not in declared]
+            if unknown:
+                raise ValueError(f"table '{name}': attribute_of names {unknown}, which are not "
+                                 f"static_categorical columns of the items table")
+        if not table.past_only and not table.future_known:
+            raise ValueError(f"table '{name}' declares no covariate column: list its columns "
+                             f"under past_only or future_known")
+
+    def named_tables(self) -> list[tuple[str, TableSpec]]:
+        """Every table of the spec with its name (``exogenous[i]`` for the exogenous ones)."""
+        named = [(name, getattr(self, name)) for name in REQUIRED_ROLES
+                 if name != "exogenous" and getattr(self, name) is not None]
+        return named + [(f"exogenous[{i}]", table) for i, table in enumerate(self.exogenous)]
 
     def resolve(self, path: str) -> Path:
         """A table path relative to the spec file's folder."""
@@ -168,7 +212,7 @@ class DatasetSpec(_Strict):
         return self.resolve(self.image_root).resolve() if self.image_root else self.base_dir
 
     def tables(self) -> dict[str, TableSpec]:
-        return {name: getattr(self, name) for name in REQUIRED_ROLES if getattr(self, name)}
+        return dict(self.named_tables())
 
 
 def load_spec(path: str | Path) -> DatasetSpec:

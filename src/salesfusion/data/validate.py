@@ -25,10 +25,12 @@ from salesfusion.data.io import read_raw
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
 from salesfusion.errors import InputError
 
-NUMERIC_ROLES = {"quantity", "price", "revenue", "rating", "audience", "duration"}
-TIME_ROLES = {"timestamp", "launch_date"}
+NUMERIC_ROLES = {"quantity", "price", "revenue", "promo", "rating", "audience", "duration"}
+TIME_ROLES = {"timestamp", "launch_date", "end_date"}
 TEXT_ROLES = {"item_id", "market", "title", "description", "text", "image", "invoice",
-              "currency", "maturity", "region", "language", "channel", "kol_id"}
+              "currency", "maturity", "region", "language", "channel", "kol_id", "attribute"}
+# Tables whose rows belong to the spec's ``single_market`` when they map no market column.
+MARKET_FILLED = ("sales", "events")
 KEY_ROLES: dict[str, tuple[str, ...]] = {
     "items": ("item_id",),
     "markets": ("market",),
@@ -43,7 +45,7 @@ class Tables:
     sales: pl.DataFrame
     items: pl.DataFrame | None = None
     markets: pl.DataFrame | None = None
-    exogenous: pl.DataFrame | None = None
+    exogenous: list[pl.DataFrame] = field(default_factory=list)  # one per spec.exogenous
     reviews: pl.DataFrame | None = None
     events: pl.DataFrame | None = None
     fx: pl.DataFrame | None = None
@@ -80,16 +82,19 @@ def normalize_ids(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     return frame.with_columns([rule for role, rule in rules.items() if role in frame.columns])
 
 
-def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...]) -> pl.DataFrame:
-    """Read one table of the spec, rename role columns to role names and cast their types."""
-    table: TableSpec = getattr(spec, name)
+def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...],
+               table: TableSpec | None = None) -> pl.DataFrame:
+    """Read one table of the spec (``table``, else the spec's field ``name``), rename role
+    columns to role names and cast their types."""
+    table = table if table is not None else getattr(spec, name)
     path = spec.resolve(table.path)
     where = str(path) if not table.table else f"{path}:{table.table}"
     raw = read_raw(path, table.resolved_format(), table.table)
     if raw.height == 0:
         raise InputError(f"{where}: table '{name}' is empty (no data rows)")
-    covariates = [*table.static_categorical, *table.static_numeric, *table.past_only,
-                  *table.future_known]
+    # A covariate list may name a role (the sales table's price or promo) to set its kind.
+    covariates = [c for c in [*table.static_categorical, *table.static_numeric, *table.past_only,
+                              *table.future_known] if c not in table.columns]
     wanted = {**table.columns, **{c: c for c in covariates}}
     missing = [f"'{col}' (role {role})" if role != col else f"'{col}'"
                for role, col in wanted.items() if col not in raw.columns]
@@ -108,7 +113,7 @@ def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...]) -> pl.Da
         else:
             frame = cast_text(frame, role, column, where)
     for column in dict.fromkeys([*table.static_numeric, *table.past_only, *table.future_known]):
-        if column not in table.columns:
+        if column not in table.columns and column in frame.columns:
             frame = cast_numeric(frame, column, column, where, nan_is_missing=True)
     for column in table.static_categorical:
         frame = cast_text(frame, column, column, where)
@@ -149,18 +154,26 @@ def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
 def load_tables(spec: DatasetSpec) -> Tables:
     """Load and check every table the spec names."""
     loaded: dict[str, pl.DataFrame] = {}
-    for name in spec.tables():
-        loaded[name] = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
+    for name, _table in spec.named_tables():
+        if name.startswith("exogenous"):
+            continue
+        frame = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
+        if name in MARKET_FILLED and "market" not in frame.columns:
+            frame = frame.with_columns(pl.lit(spec.single_market).alias("market"))
+        loaded[name] = frame
     for name, keys in KEY_ROLES.items():
         if name in loaded:
             _check_unique(loaded[name], keys, getattr(spec, name), str(spec.resolve(
                 getattr(spec, name).path)))
-    if "exogenous" in loaded:
-        keys = ("timestamp", "market") if "market" in spec.exogenous.columns else ("timestamp",)
-        _check_unique(loaded["exogenous"], keys, spec.exogenous,
-                      str(spec.resolve(spec.exogenous.path)))
+    exogenous = []
+    for index, table in enumerate(spec.exogenous):
+        frame = normalize_ids(load_table(spec, f"exogenous[{index}]", REQUIRED_ROLES["exogenous"],
+                                         table), spec)
+        keys = tuple(k for k in ("item_id", "market", "attribute") if k in table.columns)
+        _check_unique(frame, (*keys, "timestamp"), table, str(spec.resolve(table.path)))
+        exogenous.append(frame)
     if spec.sales_grain == "period":
         _check_unique(loaded["sales"], ("item_id", "market", "timestamp"), spec.sales,
                       str(spec.resolve(spec.sales.path)))
     fx = load_fx(spec, spec.fx) if spec.fx else None
-    return Tables(spec=spec, fx=fx, **loaded)
+    return Tables(spec=spec, fx=fx, exogenous=exogenous, **loaded)

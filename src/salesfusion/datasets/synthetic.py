@@ -10,7 +10,9 @@ mean that adds up known effects, each carried by exactly one modality:
 - attributes: category and (log) price appear only in the items table;
 - market: level, growth (emerging markets grow), yearly seasonality;
 - events: a live stream lifts the featured item's demand in that market by ``uplift`` at the
-  event week, decaying with the market's half-life (short in emerging, long in mature markets).
+  event week, decaying with the market's half-life (short in emerging, long in mature markets);
+- covariates (opt-in, ``covariates=True``; see ``synthetic_covariates``): weekly price plans
+  with promotions, and a search-trend table keyed by the category attribute.
 
 ``SyntheticTruth`` holds every effect, and each item's per-modality contribution, so tests can
 check that a modality pathway recovers the effect that is really there.
@@ -32,6 +34,14 @@ from PIL import Image, ImageDraw
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets.base import Dataset
+from salesfusion.datasets.synthetic_covariates import (
+    covariate_log_effect,
+    draw_price_plan,
+    draw_trends,
+    price_log_effect,
+    trend_log_effect,
+)
+from salesfusion.errors import InputError
 
 COLOURS = {"red": (220, 40, 40), "green": (40, 170, 60), "blue": (40, 70, 220),
            "yellow": (235, 200, 30), "purple": (140, 50, 170)}
@@ -70,6 +80,10 @@ class SyntheticTruth:
     seasonal_amplitude: float
     # Per item: each modality's contribution to its log demand.
     item_effects: pl.DataFrame = field(repr=False)
+    # Covariate effects; 0 in a shop generated without covariates (and in truth.json files
+    # written before they existed). Per-row prices and promotions are in the sales table.
+    promo_uplift: float = 0.0  # log lift of a promotion week beyond its price cut
+    trend_effect: float = 0.0  # log effect per sd of the category's trend a week earlier
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -116,8 +130,14 @@ def _describe(tier: str, category: str, material: str, rng: np.random.Generator)
 
 def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0,
              image_size: int = 64, seasonal_amplitude: float = 0.3, kol_uplift: float = 1.2,
-             events_per_market: int = 40, new_items: float = 0.1) -> SyntheticTruth:
-    """Write the tables, images and spec of a synthetic shop into ``folder``."""
+             events_per_market: int = 40, new_items: float = 0.1, covariates: bool = False,
+             promo_uplift: float = 0.4, trend_effect: float = 0.3) -> SyntheticTruth:
+    """Write the tables, images and spec of a synthetic shop into ``folder``. With
+    ``covariates``, prices follow weekly plans with promotions and a category trend table is
+    written (``promo_uplift`` and ``trend_effect`` are their effects, unused without)."""
+    for name, value in (("promo_uplift", promo_uplift), ("trend_effect", trend_effect)):
+        if not math.isfinite(value):
+            raise InputError(f"synthetic: {name} must be a finite number, got {value}")
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "images").mkdir(exist_ok=True)
@@ -148,6 +168,11 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         _render(ImageDraw.Draw(image), image_size, shapes[i], COLOURS[colours[i]], patterns[i],
                 rng)
         image.save(folder / "images" / f"{item_ids[i]}.png")
+    if covariates:  # drawn up front from their own stream: the effects' sizes change no draw
+        extra = np.random.default_rng([seed, 1])
+        plans = [draw_price_plan(extra, prices, launch, n_weeks) for _ in MARKETS]
+        trends = draw_trends(extra, list(CATEGORIES), weeks)
+        trend_term = trend_log_effect(trends, categories, trend_effect)
     items = pl.DataFrame({
         "item_id": item_ids,
         "title": [f"{t.capitalize()} {m} {c} {i}" for t, m, c, i in
@@ -162,7 +187,7 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     event_rows, sales_parts = [], []
     week_index = np.arange(n_weeks)
     season = seasonal_amplitude * np.sin(2 * np.pi * week_index / 52.0)
-    for name, _currency, _maturity, _lang, level, growth, half_life in MARKETS:
+    for m, (name, _currency, _maturity, _lang, level, growth, half_life) in enumerate(MARKETS):
         kol = np.zeros((n_items, n_weeks))
         for _ in range(events_per_market):
             item, week = int(rng.integers(n_items)), int(rng.integers(n_weeks))
@@ -176,13 +201,18 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
                                "audience": float(rng.integers(1_000, 100_000))})
         log_mean = (0.5 + level + growth * week_index[None, :] + season[None, :]
                     + (visual + textual + attribute)[:, None] + kol)
+        if covariates:
+            log_mean = log_mean + price_log_effect(plans[m], prices, PRICE_ELASTICITY,
+                                                   promo_uplift) + trend_term
         units = rng.poisson(np.exp(log_mean))
         alive = week_index[None, :] >= launch[:, None]
         rows, cols = np.nonzero(alive)
         sales_parts.append(pl.DataFrame({
             "item_id": np.asarray(item_ids)[rows], "market": name,
             "week": weeks[cols].astype("datetime64[us]"),
-            "units": units[rows, cols].astype(float), "price": prices[rows]}))
+            "units": units[rows, cols].astype(float),
+            "price": plans[m].price[rows, cols] if covariates else prices[rows],
+            **({"promo": plans[m].promo[rows, cols]} if covariates else {})}))
     sales = pl.concat(sales_parts)
     markets = pl.DataFrame({"market": [m[0] for m in MARKETS], "currency": [m[1] for m in MARKETS],
                             "maturity": [m[2] for m in MARKETS],
@@ -215,6 +245,14 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         "fx": {"path": "fx.parquet", "date_column": "Date", "base_currency": "EUR"},
         "cleaning": {"drop_partial_periods": False, "require_positive_price": True},
     }
+    if covariates:
+        trends.write_parquet(folder / "trends.parquet")
+        spec["sales"]["columns"]["promo"] = "promo"
+        # The trend is keyed by the items' category, not by item or market; it is past-only
+        # because the demand reacts to last week's value and the table ends with the sales.
+        spec["exogenous"] = [{"path": "trends.parquet",
+                              "columns": {"timestamp": "week", "attribute": "term"},
+                              "attribute_of": ["category"], "past_only": ["trend"]}]
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     truth = SyntheticTruth(
         colour_effect=COLOUR_EFFECT, pattern_effect=PATTERN_EFFECT, tier_effect=TIERS,
@@ -225,7 +263,9 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         item_effects=pl.DataFrame({"item_id": item_ids, "colour": colours, "pattern": patterns,
                                    "shape": shapes, "tier": tiers, "visual": visual,
                                    "textual": textual, "attribute": attribute,
-                                   "launch_week": launch}))
+                                   "launch_week": launch}),
+        promo_uplift=promo_uplift if covariates else 0.0,
+        trend_effect=trend_effect if covariates else 0.0)
     (folder / "truth.json").write_text(truth.to_json())
     return truth
 
@@ -254,14 +294,18 @@ def _read_truth(path: Path) -> SyntheticTruth:
 
 def expected_demand(dataset: SyntheticDataset) -> pl.DataFrame:
     """The true Poisson mean of every sales row (``item_id, market, timestamp, mean``), rebuilt
-    from the truth and the events table as ``generate`` drew it: the best any forecast can do,
+    from the truth and the events table as ``generate`` drew it (with covariates, also from the
+    rows' prices and promotions and the folder's trends.parquet): the best any forecast can do,
     so that a benchmark can report the noise floor (the oracle's error against the draws)."""
     truth = dataset.truth
     if truth is None:
         raise ValueError("expected_demand needs a synthetic dataset with its truth")
     sales = dataset.tables.sales.select(
         pl.col("item_id").cast(pl.String), pl.col("market").cast(pl.String),
-        pl.col("timestamp").cast(pl.Datetime("us")))
+        pl.col("timestamp").cast(pl.Datetime("us")), "price",
+        *[c for c in ("promo",) if c in dataset.tables.sales.columns])
+    sales = covariate_log_effect(sales, dataset.tables.items, dataset.folder,
+                                 truth.price_elasticity, truth.promo_uplift, truth.trend_effect)
     first = FIRST_WEEK.astype("datetime64[us]").item()
     week = ((pl.col("timestamp") - pl.lit(first)).dt.total_days() // 7).cast(pl.Int64)
     markets = pl.DataFrame({"market": [m[0] for m in MARKETS], "_level": [m[4] for m in MARKETS],
@@ -285,6 +329,7 @@ def expected_demand(dataset: SyntheticDataset) -> pl.DataFrame:
     season = truth.seasonal_amplitude * (2 * math.pi * pl.col("_week") / 52.0).sin()
     return (rows.join(lifts, on=["item_id", "market", "timestamp"], how="left")
             .with_columns((0.5 + pl.col("_level") + pl.col("_growth") * pl.col("_week") + season
-                           + pl.col("_item") + pl.col("_kol").fill_null(0.0)).exp()
+                           + pl.col("_item") + pl.col("_kol").fill_null(0.0)
+                           + pl.col("_covariates")).exp()
                           .alias("mean"))
             .select("item_id", "market", "timestamp", "mean"))

@@ -44,12 +44,13 @@ def to_wide(panel: Panel) -> WidePanel:
         matrix[row, col] = data[column].cast(pl.Float64).fill_null(np.nan).to_numpy()
         return matrix
 
-    price = _forward_fill(dense("price_local")) if "price_local" in data.columns else None
-    fx = _forward_fill(dense("fx_rate")) if "fx_rate" in data.columns else None
+    price = forward_fill(dense("price_local")) if "price_local" in data.columns else None
+    fx = forward_fill(dense("fx_rate")) if "fx_rate" in data.columns else None
     return WidePanel(keys=keys, periods=periods, y=dense("y"), price_local=price, fx_rate=fx)
 
 
-def _forward_fill(matrix: np.ndarray) -> np.ndarray:
+def forward_fill(matrix: np.ndarray) -> np.ndarray:
+    """Each row's NaNs replaced by the row's last earlier value (NaN before the first)."""
     valid = ~np.isnan(matrix)
     index = np.where(valid, np.arange(matrix.shape[1]), 0)
     np.maximum.accumulate(index, axis=1, out=index)

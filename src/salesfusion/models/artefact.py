@@ -51,9 +51,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class CovariateTableMeta(_Strict):
+    keys: list[str]
+    channels: list[str]
+    source: str
+
+
 class Covariates(_Strict):
     past_only: list[str]
     future_known: list[str]
+    tables: list[CovariateTableMeta] = []
 
 
 class Manifest(_Strict):

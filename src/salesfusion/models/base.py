@@ -6,7 +6,9 @@ columns ``q<level>``, and two boolean columns that ``predict`` adds for every mo
 ``cold_start`` (the series had no history in the panel the forecast was made from, so it is
 forecast from other series) and ``before_launch`` (the period starts before the item's launch: the
 period holding its items-table ``launch_date``, or its first sale when that is earlier). Demand
-is never forecast before launch: ``y_pred`` and the quantiles of ``before_launch`` rows are 0.
+is never forecast before launch: ``y_pred`` and the quantiles of ``before_launch`` rows are 0. Nor
+after an item's end: ``after_end`` marks periods after the period holding its items-table
+``end_date`` (a delisted item), whose demand is 0 too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import polars as pl
 
+from salesfusion.data.covariate_tables import CovariateTable
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
@@ -209,11 +212,17 @@ class Forecaster(ABC):
             frame = getattr(self._history, table)
             if frame is not None:
                 frame.write_parquet(folder / f"history_{table}.parquet")
+        tables = []
+        for index, table in enumerate(self._history.covariate_tables):
+            table.frame.write_parquet(folder / f"history_covariates_{index}.parquet")
+            tables.append({"keys": list(table.keys), "channels": list(table.channels),
+                           "source": table.source})
         self._save_state(folder)
         # The manifest covers every file the model wrote, members' folders of an ensemble too.
         write_manifest(folder, {"model": self.name, "params": self.params, "freq": self.freq,
                                 "covariates": {"past_only": self._history.past_only,
-                                               "future_known": self._history.future_known}})
+                                               "future_known": self._history.future_known,
+                                               "tables": tables}})
         return folder
 
     @classmethod
@@ -236,15 +245,22 @@ class Forecaster(ABC):
             history = pl.read_parquet(folder / "history.parquet")
             tables = {t: pl.read_parquet(folder / f"history_{t}.parquet")
                       for t in _HISTORY_TABLES if f"history_{t}.parquet" in manifest.files}
+            covariates = [CovariateTable(
+                frame=pl.read_parquet(folder / f"history_covariates_{index}.parquet"),
+                keys=tuple(meta.keys), channels=tuple(meta.channels), source=meta.source)
+                for index, meta in enumerate(manifest.covariates.tables)]
             model._history = Panel(data=history, freq=manifest.freq,
                                    past_only=manifest.covariates.past_only,
-                                   future_known=manifest.covariates.future_known, **tables)
+                                   future_known=manifest.covariates.future_known,
+                                   covariate_tables=covariates, **tables)
             model._load_state(folder)
         model._fitted = True
         return model
 
 
-_HISTORY_TABLES = ("events", "exogenous")  # the Panel's whole-period tables, saved alongside
+# The Panel's tables saved alongside its data: the whole-period events, and the items table
+# (launch and end dates, and the attributes that attribute-keyed covariates are joined by).
+_HISTORY_TABLES = ("events", "items")
 
 
 def _is_quantile(column: str) -> bool:
@@ -256,8 +272,9 @@ def _is_quantile(column: str) -> bool:
 
 def _flag_history_and_launch(forecast: pl.DataFrame, history: Panel,
                              items: pl.DataFrame | None) -> pl.DataFrame:
-    """Add ``cold_start`` and ``before_launch`` to a model's forecast and zero the demand of
-    periods before each item's launch (see the module docstring)."""
+    """Add ``cold_start``, ``before_launch`` and ``after_end`` to a model's forecast and zero
+    the demand of periods before each item's launch or after its declared end (see the module
+    docstring)."""
     from salesfusion.data.frequency import truncate_to_period
 
     first_seen = history.data.group_by(SERIES_KEY).agg(pl.col("timestamp").min().alias("_first"))
@@ -273,8 +290,17 @@ def _flag_history_and_launch(forecast: pl.DataFrame, history: Panel,
         launch = pl.min_horizontal("_first", "_declared")
     flagged = flagged.with_columns(
         (pl.col("timestamp") < launch).fill_null(False).alias("before_launch"))
+    after_end = pl.lit(False)
+    if items is not None and "end_date" in items.columns:
+        ends = (items.select("item_id", truncate_to_period(pl.col("end_date"), history.freq)
+                             .alias("_end"))
+                .drop_nulls("_end").unique("item_id", keep="first"))
+        flagged = flagged.join(ends, on="item_id", how="left")
+        after_end = (pl.col("timestamp") > pl.col("_end")).fill_null(False)
+    flagged = flagged.with_columns(after_end.alias("after_end"))
     demand = [c for c in flagged.columns if c == "y_pred" or _is_quantile(c)]
+    gone = pl.col("before_launch") | pl.col("after_end")
     return flagged.with_columns(
-        [pl.when(pl.col("before_launch")).then(0.0).otherwise(pl.col(c))
-         .cast(flagged.schema[c]).alias(c) for c in demand]
-    ).drop("_first", "_declared", strict=False)
+        [pl.when(gone).then(0.0).otherwise(pl.col(c)).cast(flagged.schema[c]).alias(c)
+         for c in demand]
+    ).drop("_first", "_declared", "_end", strict=False)

@@ -8,8 +8,11 @@ component's name, so a new fusion or backbone is one file and its registration:
   level as separate static variables, and no fusion runs;
 - otherwise the fusion combines the item's modalities (plus the ``market`` and ``events``
   entities when it declares them) and the backbone gets fused content + market + level;
-- a backbone that reads future inputs gets the forecast periods' known inputs per step; the
-  others get them flattened next to their output, before the head.
+- a backbone that reads future inputs gets the forecast periods' known inputs per step; for
+  the others, a step-local decoder (as TiDE's temporal decoder) adds to step h's output a term
+  computed from step h's known inputs (calendar, events, planned prices and promotions) and the
+  encoded history, shared over steps and the same for every quantile (so quantiles stay
+  ordered): a planned price of one period moves that period's forecast only.
 
 A fusion whose required modality is absent (an ablation removed it) is replaced by the
 configured fallback fusion and ``notes`` says so. Item content (text/image vectors with
@@ -31,6 +34,7 @@ from salesfusion.models.heads import HEADS
 from salesfusion.models.temporal import BACKBONES, BackboneShape
 
 MARKET_DIM = 8
+STEP_CONTEXT_DIM = 8  # what the step-local decoder reads of the encoded history
 # The network's inputs, one tensor each in a batch mapping (see ``training.batches``).
 NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future", "abroad")
 # Item content buffers, by modality (vectors, presence, optional token masks / codes).
@@ -92,8 +96,11 @@ class MultimodalNet(nn.Module):
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
                                            MARKET_DIM, 1, *([1] if cross_market else [])))
         self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
-        head_in = self.backbone.out_dim + (0 if self.reads_future else horizon * future_dim)
-        self.head = HEADS.get(head)(head_in, horizon, quantiles)
+        self.head = HEADS.get(head)(self.backbone.out_dim, horizon, quantiles)
+        self.step_decoder = None if self.reads_future else nn.Sequential(
+            nn.Linear(future_dim + STEP_CONTEXT_DIM, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        self.step_context = None if self.reads_future else nn.Linear(self.backbone.out_dim,
+                                                                     STEP_CONTEXT_DIM)
 
     def content(self, items: torch.Tensor) -> dict[str, ModalityInput]:
         """The modality inputs of a batch of item rows (row -1: an item with no content)."""
@@ -143,4 +150,5 @@ class MultimodalNet(nn.Module):
         if self.reads_future:
             return self.head(self.backbone(history, mask, context, future))
         encoded = self.backbone(history, mask, context)
-        return self.head(torch.cat([encoded, future.flatten(1)], dim=1))
+        step_context = self.step_context(encoded)[:, None, :].expand(-1, future.shape[1], -1)
+        return self.head(encoded) + self.step_decoder(torch.cat([future, step_context], dim=-1))

@@ -1,9 +1,12 @@
 """One global LightGBM model over every series, direct multi-horizon.
 
 Each training row is (series, origin t, step h): features known at t (lags, rolling statistics,
-price and FX, the item's demand across markets), the step h, the calendar of period t+h and the
-market, with target y[t+h]. One model covers every step, so there is no recursion and no
-accumulation of its own errors.
+price and FX, the item's demand across markets), the step h, the calendar of period t+h, the
+market and the dynamic covariates (``features.covariates``: events, prices, promotions,
+exogenous series keyed by period, market, item or attribute): every channel's value at t, and
+each future-known channel's value at t+h and its change from t (so a planned price or promotion
+of period t+h moves that period's forecast only), with target y[t+h]. One model covers every
+step, so there is no recursion and no accumulation of its own errors.
 
 The default objective is L1 on a level-scaled target (units divided by the series' 13-period
 mean + 1, rows weighted by that level): it minimises the total absolute error, so WAPE directly,
@@ -17,6 +20,7 @@ part), then the model is refit on all of it with that many rounds.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -30,7 +34,8 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.data.splits import ValidationPeriods
 from salesfusion.errors import InputError
 from salesfusion.features.calendar import calendar_features
-from salesfusion.features.lags import origin_features, to_wide
+from salesfusion.features.covariates import Covariates, covariate_cube, fit_exogenous_scale
+from salesfusion.features.lags import WidePanel, origin_features, to_wide
 from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
 from salesfusion.models.registry import register
@@ -53,6 +58,9 @@ class LightGBMForecaster(Forecaster):
         target_scaling: bool = Field(True, description=(
             "Divide units by the series' 13-period mean + 1 (rows weighted by it)."))
         tweedie_variance_power: float = Field(1.2, gt=1, lt=2)
+        covariates: bool = Field(True, description=(
+            "Read the dynamic covariates (events, prices, promotions, exogenous series); "
+            "False: ablate them."))
 
     @property
     def min_history(self) -> int:
@@ -69,6 +77,8 @@ class LightGBMForecaster(Forecaster):
         wide = to_wide(history)
         features = origin_features(wide)
         n_periods = wide.y.shape[1]
+        future = periods_after(wide.periods[-1], history.freq, horizon).to_numpy()
+        cube = self._cube(history, wide, future if target_steps is None else None)
         market_code = wide.keys["market"].replace_strict(
             self._markets, default=-1, return_dtype=pl.Int64).to_numpy().astype(float)
         has_history = features["age"] >= 1
@@ -84,7 +94,6 @@ class LightGBMForecaster(Forecaster):
                 targets.append(wide.y[s_idx, t_idx + h])
                 calendars.append({k: v[t_idx + h] for k, v in calendar.items()})
         else:
-            future = periods_after(wide.periods[-1], history.freq, horizon).to_numpy()
             calendar = calendar_features(future, history.freq)
             last = n_periods - 1
             s_all = np.nonzero(has_history[:, last])[0]
@@ -110,6 +119,8 @@ class LightGBMForecaster(Forecaster):
         for name in calendars[0]:
             columns[name] = np.concatenate([c[name] for c in calendars])
         columns["market"] = market_code[s_idx]
+        if cube is not None:
+            columns.update(_covariate_columns(cube, s_idx, t_idx, h_idx))
         self._feature_names = list(columns)
         matrix = np.column_stack([columns[name] for name in self._feature_names])
         side = {"target": np.concatenate(targets) if targets else np.empty(0), "scale": scale,
@@ -119,8 +130,26 @@ class LightGBMForecaster(Forecaster):
             keys = keys.with_columns(pl.Series("timestamp", future[h_idx - 1]))
         return keys, matrix, side
 
+    def _cube(self, panel: Panel, wide: WidePanel, future: np.ndarray | None) -> Covariates | None:
+        """The covariates over the panel's periods (and ``future`` ones when predicting)."""
+        if not self.config.covariates:
+            return None
+        periods = np.asarray(wide.periods)
+        if future is not None:
+            periods = np.concatenate([periods, future.astype(periods.dtype)])
+        cube = covariate_cube(panel, wide.keys, periods, self._covariate_scale)
+        if self._covariate_names is None:  # fitting: these are the model's channels
+            self._covariate_names = cube.names
+        elif cube.names != self._covariate_names:
+            raise InputError(f"model 'lightgbm' was trained with the covariates "
+                             f"{self._covariate_names}; the data given has {cube.names}: give "
+                             f"the same events, sales covariates and exogenous tables")
+        return cube if cube.width else None
+
     def _fit(self, panel: Panel) -> None:
         self._markets = {m: i for i, m in enumerate(sorted(panel.data["market"].unique()))}
+        self._covariate_scale = fit_exogenous_scale(panel) if self.config.covariates else {}
+        self._covariate_names: list[str] | None = None
         horizon = int(self.params["horizon"])
         _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
         validation = ValidationPeriods(panel.data["timestamp"].n_unique(), horizon)
@@ -149,10 +178,30 @@ class LightGBMForecaster(Forecaster):
     def _save_state(self, folder: Path) -> None:
         self._booster.save_model(str(folder / "booster.txt"))
         (folder / "lightgbm.json").write_text(json.dumps(
-            {"markets": self._markets, "features": self._feature_names}))
+            {"markets": self._markets, "features": self._feature_names,
+             "covariate_scale": self._covariate_scale,
+             "covariate_names": self._covariate_names}))
 
     def _load_state(self, folder: Path) -> None:
         state = json.loads((folder / "lightgbm.json").read_text())
         self._markets = state["markets"]
         self._feature_names = state["features"]
+        self._covariate_scale = state["covariate_scale"]
+        self._covariate_names = state["covariate_names"]
         self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
+
+
+def _covariate_columns(cube: Covariates, s_idx: np.ndarray, t_idx: np.ndarray,
+                       h_idx: np.ndarray) -> dict[str, np.ndarray]:
+    """Each channel at the origin; each future-known one also at the target period and as its
+    change from the origin (a what-if price of period t+h reaches step h's row only)."""
+    columns = {}
+    for index, name in enumerate(cube.names):
+        label = "cov_" + re.sub(r"[^0-9A-Za-z_]", "_", name)
+        at_origin = cube.values[s_idx, t_idx, index]
+        columns[label] = at_origin
+        if cube.future_known[index]:
+            at_target = cube.values[s_idx, t_idx + h_idx, index]
+            columns[f"{label}_at_target"] = at_target
+            columns[f"{label}_change"] = at_target - at_origin
+    return columns

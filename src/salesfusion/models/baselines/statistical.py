@@ -1,101 +1,47 @@
-"""Classic local baselines through statsforecast: naive, seasonal naive, moving average, ETS and
-the intermittent-demand methods (Croston, ADIDA, iMAPA, TSB).
+"""Classic local baselines through statsforecast: naive, seasonal naive, moving average, ETS,
+ARIMA (with the panel's future-known covariates as regressors) and the intermittent-demand
+methods (Croston, ADIDA, iMAPA, TSB).
 
 Each is a *local* model: its parameters are estimated per series from the history it forecasts
-from, so ``fit`` learns nothing global and ``predict`` re-estimates on the history it is given
-(``StatsForecast.forecast`` fits and forecasts in one pass). A saved model keeps that history, so
-a loaded one gives the same forecasts.
+from, so ``fit`` learns nothing global (ARIMA keeps the covariates' scale) and ``predict``
+re-estimates on the history it is given. A saved model keeps that history, so a loaded one gives
+the same forecasts. Series too short for a model, or on which it fails, get a counted fallback
+(``statsforecast_adapter``). Of these models only ETS and ARIMA raise on real inputs: ETS with a
+multiplicative error on a series holding a zero, ARIMA on collinear regressors (dropped here per
+series first); naive, seasonal naive and the intermittent methods forecast any non-empty series.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import pandas as pd
 import polars as pl
 from pydantic import Field
-from statsforecast import StatsForecast
 from statsforecast import models as sf_models
 
-from salesfusion.data.frequency import OFFSET_UNIT, PANDAS_FREQ, SEASON_LENGTH
-from salesfusion.data.panel import SERIES_KEY, Panel
-from salesfusion.models.base import Forecaster
+from salesfusion.data.frequency import periods_after
+from salesfusion.data.panel import Panel
+from salesfusion.features.covariates import covariate_cube, fit_exogenous_scale
+from salesfusion.models.baselines.statsforecast_adapter import (
+    FallbackTally,
+    IntervalConfig,
+    Regressors,
+    SeasonalConfig,
+    StatsForecastModel,
+)
 from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
 
-
-class IntervalConfig(ModelConfig):
-    interval_level: int = Field(80, ge=1, le=99, description=(
-        "Central prediction interval (percent) whose bounds become the quantile columns."))
-
-
-class SeasonalConfig(IntervalConfig):
-    season_length: int | None = Field(None, ge=1, description=(
-        "Periods per season; None: the frequency's (7 daily, 52 weekly, 12 monthly)."))
-
-
-class StatsForecastModel(Forecaster):
-    """Adapter: subclasses say which statsforecast model to use for a given season length."""
-
-    # Series shorter than this many seasons get the non-seasonal variant (season length 1).
-    seasons_needed: ClassVar[int] = 0
-
-    def _model(self, season_length: int) -> Any:
-        raise NotImplementedError
-
-    def _season_length(self, freq: str) -> int:
-        return int(getattr(self.config, "season_length", None) or SEASON_LENGTH[freq])
-
-    def _fit(self, panel: Panel) -> None:
-        """Nothing global to learn: per-series parameters are estimated at predict time."""
-
-    def _save_state(self, folder: Path) -> None:
-        """The base class saves the history, which is all a local model needs."""
-
-    def _load_state(self, folder: Path) -> None:
-        pass
-
-    def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
-        data = history.data.join(series, on=SERIES_KEY, how="semi").select(
-            *SERIES_KEY, "timestamp", "y")
-        season = self._season_length(history.freq)
-        lengths = data.group_by(SERIES_KEY).agg(pl.len().alias("n"))
-        seasonal = lengths.filter(pl.col("n") >= self.seasons_needed * season) if season > 1 \
-            else lengths.clear()
-        groups = [(seasonal, season),
-                  (lengths.join(seasonal, on=SERIES_KEY, how="anti"), 1)]
-        parts = [self._forecast_group(data.join(keys, on=SERIES_KEY, how="semi"), horizon,
-                                      history.freq, season_length)
-                 for keys, season_length in groups if keys.height]
-        return pl.concat(parts)
-
-    def _forecast_group(self, data: pl.DataFrame, horizon: int, freq: str,
-                        season_length: int) -> pl.DataFrame:
-        keys = data.select(SERIES_KEY).unique(maintain_order=True).with_row_index("unique_id")
-        long = (data.join(keys, on=SERIES_KEY).select("unique_id", pl.col("timestamp").alias("ds"),
-                                                     pl.col("y").cast(pl.Float64))
-                .to_pandas())
-        model = self._model(season_length)
-        engine = StatsForecast(models=[model], freq=PANDAS_FREQ[freq], n_jobs=1)
-        level = [self.params["interval_level"]] if self.supports_quantiles else None
-        result = engine.forecast(df=long, h=horizon, level=level)
-        if isinstance(result, pd.DataFrame) and "unique_id" not in result.columns:
-            result = result.reset_index()
-        alias = str(model)
-        columns = {alias: "y_pred"}
-        if level:
-            tail = (100 - level[0]) / 200
-            columns[f"{alias}-lo-{level[0]}"] = f"q{round(tail, 4)}"
-            columns[f"{alias}-hi-{level[0]}"] = f"q{round(1 - tail, 4)}"
-        frame = pl.from_pandas(result[["unique_id", "ds", *columns]]).rename(
-            {"ds": "timestamp", **columns})
-        frame = frame.with_columns(pl.col("unique_id").cast(pl.UInt32),
-                                   pl.col("timestamp").cast(pl.Datetime("us")))
-        return (frame.join(keys, on="unique_id").select(*SERIES_KEY, "timestamp",
-                                                         *columns.values())
-                .with_columns(pl.col(c).cast(pl.Float64) for c in columns.values()))
+# AutoARIMA runs on a handful of points, but its order search there is noise (with a regressor
+# and 2-4 points its intervals are infinite): it gets this many periods, 2 more per regressor.
+ARIMA_MIN_PERIODS = 7
+# A regressor whose singular-value ratio against the intercept and the regressors kept before it
+# is below this is (near-)collinear with them for that series: AutoARIMA's regression would be
+# singular, so it is dropped (a channel constant over the history is the commonest case).
+COLLINEAR_RATIO = 1e-6
 
 
 @register
@@ -103,6 +49,7 @@ class Naive(StatsForecastModel):
     """The last observed value, repeated."""
 
     name = "naive"
+    label = "Naive"
     supports_quantiles = True
     Config = IntervalConfig
 
@@ -115,6 +62,7 @@ class SeasonalNaive(StatsForecastModel):
     """The value one season earlier; series shorter than one season fall back to naive."""
 
     name = "seasonal_naive"
+    label = "SeasonalNaive"
     supports_quantiles = True
     seasons_needed = 1
     Config = SeasonalConfig
@@ -126,9 +74,11 @@ class SeasonalNaive(StatsForecastModel):
 
 @register
 class MovingAverage(StatsForecastModel):
-    """Mean of the last ``window`` periods (fewer when the series is shorter)."""
+    """Mean of the last ``window`` periods; a series shorter than the window gets the mean of
+    what it has (the adapter's fallback, with the window as its span)."""
 
     name = "moving_average"
+    label = "WindowAverage"
 
     class Config(ModelConfig):
         window: int = Field(4, ge=1, description="Periods averaged.")
@@ -136,26 +86,11 @@ class MovingAverage(StatsForecastModel):
     def _model(self, season_length: int) -> Any:
         return sf_models.WindowAverage(window_size=int(self.params["window"]))
 
-    def _forecast_group(self, data: pl.DataFrame, horizon: int, freq: str,
-                        season_length: int) -> pl.DataFrame:
-        window = int(self.params["window"])
-        lengths = data.group_by(SERIES_KEY).agg(pl.len().alias("n"))
-        short = lengths.filter(pl.col("n") < window)
-        if short.height == 0:
-            return super()._forecast_group(data, horizon, freq, season_length)
-        # WindowAverage rejects series shorter than its window; average what there is instead.
-        long_part = data.join(short, on=SERIES_KEY, how="anti")
-        parts = [super()._forecast_group(long_part, horizon, freq, season_length)] \
-            if long_part.height else []
-        short_means = (data.join(short, on=SERIES_KEY, how="semi").group_by(SERIES_KEY)
-                       .agg(pl.col("y").mean().alias("y_pred"),
-                            pl.col("timestamp").max().alias("last")))
-        steps = pl.DataFrame({"step": np.arange(1, horizon + 1)})
-        unit = OFFSET_UNIT[freq]
-        flat = short_means.join(steps, how="cross").with_columns(
-            pl.col("last").dt.offset_by(pl.format("{}" + unit, pl.col("step"))).alias("timestamp"))
-        parts.append(flat.select(*SERIES_KEY, "timestamp", "y_pred"))
-        return pl.concat(parts)
+    def _min_length(self, season_length: int, regressors: int) -> int:
+        return int(self.params["window"])  # WindowAverage rejects shorter series
+
+    def _fallback_window(self) -> int:
+        return int(self.params["window"])
 
 
 @register
@@ -163,6 +98,7 @@ class ETS(StatsForecastModel):
     """AutoETS (error, trend, season selected by AICc); seasonal only with two full seasons."""
 
     name = "ets"
+    label = "AutoETS"
     supports_quantiles = True
     seasons_needed = 2
 
@@ -170,9 +106,99 @@ class ETS(StatsForecastModel):
         model: str = Field("ZZZ", pattern="^[ZAM][ZANM][ZANM]$", description=(
             "statsforecast ETS spec: error, trend, season, each Z (selected), A, M or N."))
 
+    def _spec(self, season_length: int) -> str:
+        return self.params["model"] if season_length > 1 else self.params["model"][:2] + "N"
+
     def _model(self, season_length: int) -> Any:
-        spec = self.params["model"] if season_length > 1 else self.params["model"][:2] + "N"
-        return sf_models.AutoETS(season_length=season_length, model=spec, alias="AutoETS")
+        return sf_models.AutoETS(season_length=season_length, model=self._spec(season_length),
+                                 alias="AutoETS")
+
+    def _min_length(self, season_length: int, regressors: int) -> int:
+        # statsforecast's own rule (ets_f): "tiny datasets" unless n > parameters + 4, counting
+        # alpha and l0, beta and b0 for an explicit trend, gamma and s for an explicit season.
+        _, trend, season = self._spec(season_length)
+        parameters = 2 + 2 * (trend in "AM") + 2 * (season in "AM")
+        return parameters + 5
+
+
+@register
+class ARIMA(StatsForecastModel):
+    """AutoARIMA (orders selected by AICc, stepwise) regressing on the panel's future-known
+    covariates (events, ``future_known`` exogenous columns, standardised with the training
+    periods' statistics); past-only columns are unknown over the horizon, so never used.
+    Seasonal only with two full seasons."""
+
+    name = "arima"
+    label = "AutoARIMA"
+    supports_quantiles = True
+    seasons_needed = 2
+
+    class Config(SeasonalConfig):
+        covariates: bool = Field(True, description=(
+            "Regress on the panel's future-known covariates; False: plain AutoARIMA."))
+        max_p: int = Field(5, ge=0, le=5, description="Largest AR order searched.")
+        max_q: int = Field(5, ge=0, le=5, description=(
+            "Largest MA order searched (lower orders search faster: each candidate is a "
+            "numerical optimisation per series)."))
+
+    @classmethod
+    def test_params(cls) -> dict[str, Any]:
+        return {"max_p": 0, "max_q": 0}  # regression with differenced errors: ~10 ms a series
+
+    def _model(self, season_length: int) -> Any:
+        return sf_models.AutoARIMA(season_length=season_length, max_p=int(self.params["max_p"]),
+                                   max_q=int(self.params["max_q"]), alias="AutoARIMA")
+
+    def _min_length(self, season_length: int, regressors: int) -> int:
+        return ARIMA_MIN_PERIODS + 2 * regressors
+
+    def _short_rule(self) -> str:
+        return (f"fewer than {ARIMA_MIN_PERIODS} periods"
+                + (", 2 more per regressor" if self.config.covariates else ""))
+
+    def _fit(self, panel: Panel) -> None:
+        self._scale = fit_exogenous_scale(panel) if self.config.covariates else {}
+
+    def _save_state(self, folder: Path) -> None:
+        (folder / "arima.json").write_text(json.dumps({"scale": self._scale}))
+
+    def _load_state(self, folder: Path) -> None:
+        self._scale = json.loads((folder / "arima.json").read_text())["scale"]
+
+    def _regressors(self, history: Panel, keys: pl.DataFrame, horizon: int) -> Regressors | None:
+        self._regressor_names: list[str] = []
+        if not self.config.covariates:
+            return None
+        past = np.asarray(history.periods.to_numpy(), dtype="datetime64[us]")
+        future = periods_after(history.periods.max(), history.freq, horizon).to_numpy()
+        periods = np.concatenate([past, future.astype("datetime64[us]")])
+        cube = covariate_cube(history, keys, periods, self._scale)
+        known = cube.future_known
+        self._regressor_names = [n for n, k in zip(cube.names, known, strict=True) if k]
+        return Regressors(values=cube.values[..., known], periods=periods,
+                          names=self._regressor_names)
+
+    def _select_regressors(self, x: np.ndarray) -> np.ndarray:
+        """The channels independent of the intercept and of each other over this history,
+        greedily in channel order."""
+        kept: list[int] = []
+        for column in range(x.shape[1]):
+            design = np.hstack([np.ones((len(x), 1)), x[:, [*kept, column]]])
+            if design.shape[1] > len(x):
+                break
+            values = np.linalg.svd(design, compute_uv=False)
+            if values.min() / values.sum() > COLLINEAR_RATIO:
+                kept.append(column)
+        return np.array(kept, dtype=int)
+
+    def _describe(self, tally: FallbackTally) -> list[str]:
+        notes = super()._describe(tally)
+        if self.config.covariates:
+            notes.append(f"regressors: {', '.join(self._regressor_names)} (each series uses "
+                         f"those not constant or collinear over its history)"
+                         if self._regressor_names else
+                         "no future-known covariates in the panel: plain AutoARIMA")
+        return notes
 
 
 @register
@@ -180,6 +206,7 @@ class Croston(StatsForecastModel):
     """Croston's method for intermittent demand (classic, smoothing 0.1)."""
 
     name = "croston"
+    label = "CrostonClassic"
 
     def _model(self, season_length: int) -> Any:
         return sf_models.CrostonClassic()
@@ -190,6 +217,7 @@ class ADIDA(StatsForecastModel):
     """Aggregate-disaggregate intermittent demand approach."""
 
     name = "adida"
+    label = "ADIDA"
 
     def _model(self, season_length: int) -> Any:
         return sf_models.ADIDA()
@@ -200,6 +228,7 @@ class IMAPA(StatsForecastModel):
     """Intermittent multiple aggregation prediction algorithm."""
 
     name = "imapa"
+    label = "IMAPA"
 
     def _model(self, season_length: int) -> Any:
         return sf_models.IMAPA()
@@ -210,6 +239,7 @@ class TSB(StatsForecastModel):
     """Teunter-Syntetos-Babai: separately smoothed demand probability and size."""
 
     name = "tsb"
+    label = "TSB"
 
     class Config(ModelConfig):
         alpha_d: float = Field(0.2, gt=0, le=1, description="Smoothing of the demand size.")

@@ -1,0 +1,67 @@
+"""What-if plans: a file of future-known covariate values (planned prices, promotions) that a
+forecast is made under (``salesfusion predict --plan FILE``).
+
+A plan is a CSV or Parquet table with a ``timestamp`` column (ISO 8601 dates; each date stands
+for the period holding it), the key columns of the covariates it sets (``item_id`` and
+``market`` for the sales table's ``price`` and ``promo``; ``market`` for a market-keyed
+exogenous column) and one column per covariate. Item ids are stripped and upper-cased as the
+spec's default ``normalize_item_ids`` does; markets are stripped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from salesfusion.data.columns import cast_numeric, cast_text, first_rows
+from salesfusion.data.dates import cast_time
+from salesfusion.data.frequency import truncate_to_period
+from salesfusion.data.io import read_raw
+from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.errors import InputError
+
+KEYS = ("item_id", "market", "timestamp")
+
+
+def load_plan(path: Path, panel: Panel) -> pl.DataFrame:
+    """The plan at ``path``, typed and checked against ``panel`` (one-line errors naming the
+    file, the column and the first offending rows)."""
+    suffix = path.suffix.lower()
+    formats = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+    if suffix not in formats:
+        raise InputError(f"{path}: a plan is a .csv or .parquet file")
+    frame = read_raw(path, formats[suffix])
+    where = str(path)
+    if frame.height == 0:
+        raise InputError(f"{where}: the plan has no rows")
+    if "timestamp" not in frame.columns:
+        raise InputError(f"{where}: a plan needs a 'timestamp' column; it has {frame.columns}")
+    frame = cast_time(frame, "timestamp", "timestamp", where, None)
+    for key in ("item_id", "market"):
+        if key in frame.columns:
+            frame = cast_text(frame, key, key, where).with_columns(
+                pl.col(key).str.strip_chars())
+            missing = frame[key].is_null()
+            if missing.any():
+                raise InputError(f"{where}: column '{key}' has empty values: "
+                                 f"{first_rows(missing, frame[key])}")
+    if "item_id" in frame.columns:
+        frame = frame.with_columns(pl.col("item_id").str.to_uppercase())
+    for column in [c for c in frame.columns if c not in KEYS]:
+        frame = cast_numeric(frame, column, column, where)
+    frame = frame.with_columns(truncate_to_period(pl.col("timestamp"), panel.freq))
+    keys = [k for k in KEYS if k in frame.columns]
+    repeated = frame.select(keys).is_duplicated()
+    if repeated.any():
+        raise InputError(f"{where}: the plan sets the same ({', '.join(keys)}) twice (periods "
+                         f"at frequency {panel.freq}): {first_rows(repeated, frame['timestamp'])}")
+    known = [k for k in SERIES_KEY if k in frame.columns]
+    if known:
+        unknown = frame.select(known).join(panel.data.select(known).unique(), on=known,
+                                           how="anti")
+        if unknown.height:
+            raise InputError(f"{where}: the plan names {unknown.height} row(s) of "
+                             f"({', '.join(known)}) the data has no series for, first: "
+                             f"{unknown.row(0)}")
+    return frame
