@@ -48,7 +48,8 @@ results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/tft_speed.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch.py --seeds 3 --ablation
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/searchers.py --seeds 20 --budget 10
-	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,searchers --neural-models "$(NEURAL_MODELS)"
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/covariates.py
+	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,searchers,covariates --neural-models "$(NEURAL_MODELS)"
 
 # The four ready-made experiments at their full (2-core) scale, their tables published to
 # experiments/results/ (about 25 minutes with two jobs); a rerun computes only missing cells.

@@ -191,9 +191,35 @@ def searchers_table(path: Path) -> str:
     return f"{caption}\n\n{table}\n\n{paired}"
 
 
+def covariates_table(path: Path) -> str:
+    """Per dataset, model and covariate variant: WAPE and RMSE over all backtest windows and
+    the WAPE change against the variant without covariates; then the recovered elasticity and
+    promotion uplift against the synthetic truth."""
+    data = json.loads(path.read_text())
+    record = data["provenance"]
+    threads = record.get("threads", {}).get("env", {}).get("OMP_NUM_THREADS")
+    shop = data["synthetic_params"]
+    caption = (f"commit {(record.get('commit') or 'unknown')[:12]}, {record.get('date_utc')}, "
+               f"OMP_NUM_THREADS={threads}, seed {data.get('seed')}, synthetic shop "
+               f"{shop['n_items']} items x {shop['n_weeks']} weeks")
+    none = {(r["dataset"], r["model"]): r["wape"] for r in data["accuracy"]
+            if r["variant"] == "none"}
+    rows = [[r["dataset"], r["model"], r["variant"], f"{r['wape']:.2f}",
+             f"{r['wape'] - none[(r['dataset'], r['model'])]:+.2f}", f"{r['rmse']:.3f}"]
+            for r in data["accuracy"]]
+    table = _markdown(["dataset", "model", "covariates", "WAPE", "vs none", "RMSE"], rows)
+    recovered = [[r["model"], f"{r['elasticity']['estimated']:.3f}",
+                  f"{r['elasticity']['truth']:.3f}", f"{r['promo_uplift']['estimated']:.3f}",
+                  f"{r['promo_uplift']['truth']:.3f}"] for r in data["recovery"]]
+    recovery = _markdown(["model", "price elasticity", "truth", "promotion uplift (log)",
+                          "truth"], recovered)
+    return f"{caption}\n\n{table}\n\n{recovery}"
+
+
 MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make results",
                "speed": "make results", "ablation": "make results", "launch": "make results",
-               "launch-ablation": "make results", "searchers": "make results"}
+               "launch-ablation": "make results", "searchers": "make results",
+               "covariates": "make results"}
 
 
 class SourceError(Exception):
@@ -249,6 +275,7 @@ def main() -> None:
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     parser.add_argument("--launch", type=Path, default=results / "launch.json")
     parser.add_argument("--searchers", type=Path, default=results / "searchers.json")
+    parser.add_argument("--covariates", type=Path, default=results / "covariates.json")
     args = parser.parse_args()
     neural_models = args.neural_models.replace(",", " ").split()
     sources: dict[str, tuple[Path, Callable[[Path], str]]] = {
@@ -257,7 +284,8 @@ def main() -> None:
         "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
         "ablation": (args.ablation, ablation_table), "launch": (args.launch, launch_table),
         "launch-ablation": (args.launch, launch_ablation_table),
-        "searchers": (args.searchers, searchers_table)}
+        "searchers": (args.searchers, searchers_table),
+        "covariates": (args.covariates, covariates_table)}
     try:
         text = args.readme.read_text()
         # Every source is checked before anything is rendered or written: all or nothing.
