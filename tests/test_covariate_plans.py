@@ -217,3 +217,24 @@ def test_predict_with_a_plan_from_the_command_line(tmp_path):
                               str(tmp_path / "missing.csv")])
     assert bad.exit_code == 2 and "missing.csv: file not found" in bad.output
     assert not (tmp_path / "bad.parquet").exists()
+
+
+def test_an_item_keyed_exogenous_plan_reaches_that_series_only(tmp_path):
+    spec_path = make_shop(tmp_path, covariates=False)
+    weeks = np.datetime64("2021-01-04") + np.arange(34) * np.timedelta64(7, "D")
+    pl.DataFrame({"sku": "p004", "country": "GB", "week": weeks.astype(str),
+                  "discount": np.where(np.arange(34) % 5 == 0, 0.2, 0.0)}).write_csv(
+        tmp_path / "discounts.csv")
+    _edit_spec(spec_path, lambda s: s.update(exogenous=[{
+        "path": "discounts.csv", "future_known": ["discount"],
+        "columns": {"timestamp": "week", "item_id": "sku", "market": "country"}}]))
+    panel = build_panel(load_tables(load_spec(spec_path)))
+    assert "discount" in panel.future_known
+    wide = to_wide(panel)
+    periods = np.concatenate([np.asarray(wide.periods), weeks[-4:].astype("datetime64[us]")])
+    cube = covariate_cube(panel, wide.keys, periods, fit_exogenous_scale(panel))
+    discount = cube.values[..., cube.names.index("discount")]
+    row = wide.keys.with_row_index().filter((pl.col("item_id") == "P004")
+                                            & (pl.col("market") == "GB"))["index"].item()
+    assert np.ptp(discount[row]) > 0  # ids normalised: the lower-case sku joins
+    assert not np.delete(discount, row, axis=0).any()  # no other series has a value
