@@ -11,7 +11,8 @@ import pytest
 from salesfusion.data.panel import Panel
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
-from salesfusion.explain.event_response import event_study, model_response
+from salesfusion.explain.event_response import event_study
+from salesfusion.explain.model_response import model_response
 from salesfusion.models.registry import create_model
 
 MONDAY = datetime(2024, 1, 1)
