@@ -35,9 +35,7 @@ def data_validate(
 ) -> None:
     """Check a spec, its tables and how they agree; print what each table holds."""
     tables = load_tables(load_spec(spec))
-    exogenous = iter(tables.exogenous)
-    for name, table in tables.spec.named_tables():
-        frame = next(exogenous) if name.startswith("exogenous") else getattr(tables, name)
+    for name, table, frame in tables.named_frames():
         console.print(f"{name}: {frame.height:,} rows from {tables.spec.resolve(table.path)} "
                       f"(roles: {', '.join(table.columns)})")
     panel = build_panel(tables)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal, get_args
 
+import numpy as np
 import polars as pl
 
 Frequency = Literal["D", "W", "M"]
@@ -41,3 +42,13 @@ def periods_after(last: datetime, freq: str, horizon: int) -> pl.Series:
     first = pl.select(offset(pl.lit(last), freq, 1)).item()
     final = pl.select(offset(pl.lit(last), freq, horizon)).item()
     return period_range(first, final, freq).alias("timestamp")
+
+
+def extend_periods(periods: np.ndarray, freq: str, horizon: int) -> np.ndarray:
+    """``periods`` (ascending period starts) followed by the ``horizon`` periods after the last,
+    in the same dtype: the history and forecast periods a covariate cube spans."""
+    periods = np.asarray(periods)
+    if horizon == 0:
+        return periods
+    future = periods_after(periods[-1], freq, horizon).to_numpy()
+    return np.concatenate([periods, future.astype(periods.dtype)])

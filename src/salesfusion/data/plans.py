@@ -19,6 +19,7 @@ from salesfusion.data.dates import cast_time
 from salesfusion.data.frequency import truncate_to_period
 from salesfusion.data.io import read_raw
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.validate import with_normal_ids
 from salesfusion.errors import InputError
 
 KEYS = ("item_id", "market", "timestamp")
@@ -40,14 +41,12 @@ def load_plan(path: Path, panel: Panel) -> pl.DataFrame:
     frame = cast_time(frame, "timestamp", "timestamp", where, None)
     for key in ("item_id", "market"):
         if key in frame.columns:
-            frame = cast_text(frame, key, key, where).with_columns(
-                pl.col(key).str.strip_chars())
+            frame = cast_text(frame, key, key, where)
             missing = frame[key].is_null()
             if missing.any():
                 raise InputError(f"{where}: column '{key}' has empty values: "
                                  f"{first_rows(missing, frame[key])}")
-    if "item_id" in frame.columns:
-        frame = frame.with_columns(pl.col("item_id").str.to_uppercase())
+    frame = with_normal_ids(frame)
     for column in [c for c in frame.columns if c not in KEYS]:
         frame = cast_numeric(frame, column, column, where)
     frame = frame.with_columns(truncate_to_period(pl.col("timestamp"), panel.freq))

@@ -211,9 +211,6 @@ class DatasetSpec(_Strict):
     def images_dir(self) -> Path:
         return self.resolve(self.image_root).resolve() if self.image_root else self.base_dir
 
-    def tables(self) -> dict[str, TableSpec]:
-        return dict(self.named_tables())
-
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and validate a YAML dataset spec; errors name the file and the offending field."""

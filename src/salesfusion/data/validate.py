@@ -51,6 +51,13 @@ class Tables:
     fx: pl.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
 
+    def named_frames(self) -> list[tuple[str, TableSpec, pl.DataFrame]]:
+        """Every loaded table with its name and spec, as ``DatasetSpec.named_tables`` names
+        them (``exogenous[i]`` for the exogenous ones)."""
+        exogenous = {f"exogenous[{i}]": frame for i, frame in enumerate(self.exogenous)}
+        return [(name, table, exogenous[name] if name in exogenous else getattr(self, name))
+                for name, table in self.spec.named_tables()]
+
 
 def _check_required_values(frame: pl.DataFrame, roles: tuple[str, ...], table: TableSpec,
                            where: str) -> None:
@@ -75,8 +82,11 @@ def _check_unique(frame: pl.DataFrame, keys: tuple[str, ...], table: TableSpec,
 
 def normalize_ids(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     """Apply the spec's id rule to one loaded table (any table with ``item_id``/``market``)."""
-    if not spec.cleaning.normalize_item_ids:
-        return frame
+    return with_normal_ids(frame) if spec.cleaning.normalize_item_ids else frame
+
+
+def with_normal_ids(frame: pl.DataFrame) -> pl.DataFrame:
+    """Item ids stripped and upper-cased, market names stripped (where the columns exist)."""
     rules = {"item_id": pl.col("item_id").str.strip_chars().str.to_uppercase(),
              "market": pl.col("market").str.strip_chars()}
     return frame.with_columns([rule for role, rule in rules.items() if role in frame.columns])

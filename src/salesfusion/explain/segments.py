@@ -91,11 +91,6 @@ def market_features(panel: Panel, rows: dict[str, np.ndarray] | None = None) -> 
                               .alias("penetration")).select("market", *FEATURES)
 
 
-def _feature_matrix(frame: pl.DataFrame) -> np.ndarray:
-    """The features as the clustering reads them: in their percent units (see above)."""
-    return frame.select(FEATURES).to_numpy()
-
-
 def _cluster(values: np.ndarray, k: int, seed: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=10, random_state=seed).fit_predict(values)
 
@@ -108,7 +103,7 @@ def learned_segments(panel: Panel, max_k: int = 4, resamples: int = 100,
     n = features.height
     if n < 3:
         raise InputError(f"learning segments needs at least 3 markets; the panel has {n}")
-    values = _feature_matrix(features)
+    values = features.select(FEATURES).to_numpy()  # percent units, unscaled (see above)
     candidates = range(2, min(max_k, n - 1) + 1)
     scored = []
     for k in candidates:
@@ -125,7 +120,7 @@ def learned_segments(panel: Panel, max_k: int = 4, resamples: int = 100,
     for _ in range(resamples):
         rows = {m: rng.choice(lengths[m], max(3, int(0.8 * lengths[m])), replace=False)
                 for m in features["market"]}
-        resampled = _feature_matrix(market_features(panel, rows).sort("market"))
+        resampled = market_features(panel, rows).sort("market").select(FEATURES).to_numpy()
         agreement.append(adjusted_rand_score(labels, _cluster(resampled, k, seed)))
     # Name segments by their growth, so a rerun labels the same clusters the same way.
     order = np.argsort([values[labels == c, 0].mean() for c in range(k)])

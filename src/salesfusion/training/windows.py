@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from salesfusion.data.frequency import periods_after
+from salesfusion.data.frequency import extend_periods
 from salesfusion.features.calendar import CALENDAR_WIDTH, year_position
 from salesfusion.features.covariates import Covariates
 from salesfusion.features.lags import WidePanel
@@ -40,9 +40,7 @@ def feature_widths(covariates: Covariates | None) -> tuple[int, int]:
 
 def extended_periods(wide: WidePanel, freq: str, horizon: int) -> np.ndarray:
     """The panel's periods followed by the ``horizon`` periods after its end."""
-    future = periods_after(wide.periods[-1], freq, horizon).to_numpy()
-    return np.concatenate([np.asarray(wide.periods), future.astype(np.asarray(
-        wide.periods).dtype)])
+    return extend_periods(wide.periods, freq, horizon)
 
 
 @dataclass

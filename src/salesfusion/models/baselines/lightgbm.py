@@ -29,7 +29,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field
 
-from salesfusion.data.frequency import periods_after
+from salesfusion.data.frequency import extend_periods, periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.data.splits import ValidationPeriods
 from salesfusion.errors import InputError
@@ -77,8 +77,11 @@ class LightGBMForecaster(Forecaster):
         wide = to_wide(history)
         features = origin_features(wide)
         n_periods = wide.y.shape[1]
+        # Predicting reads covariates of the forecast periods too.
+        periods = extend_periods(wide.periods, history.freq,
+                                 horizon if target_steps is None else 0)
         future = periods_after(wide.periods[-1], history.freq, horizon).to_numpy()
-        cube = self._cube(history, wide, future if target_steps is None else None)
+        cube = self._cube(history, wide, periods)
         market_code = wide.keys["market"].replace_strict(
             self._markets, default=-1, return_dtype=pl.Int64).to_numpy().astype(float)
         has_history = features["age"] >= 1
@@ -130,13 +133,10 @@ class LightGBMForecaster(Forecaster):
             keys = keys.with_columns(pl.Series("timestamp", future[h_idx - 1]))
         return keys, matrix, side
 
-    def _cube(self, panel: Panel, wide: WidePanel, future: np.ndarray | None) -> Covariates | None:
-        """The covariates over the panel's periods (and ``future`` ones when predicting)."""
+    def _cube(self, panel: Panel, wide: WidePanel, periods: np.ndarray) -> Covariates | None:
+        """The covariates of ``wide``'s series over ``periods``."""
         if not self.config.covariates:
             return None
-        periods = np.asarray(wide.periods)
-        if future is not None:
-            periods = np.concatenate([periods, future.astype(periods.dtype)])
         cube = covariate_cube(panel, wide.keys, periods, self._covariate_scale)
         if self._covariate_names is None:  # fitting: these are the model's channels
             self._covariate_names = cube.names

@@ -22,7 +22,7 @@ import polars as pl
 from pydantic import Field
 from statsforecast import models as sf_models
 
-from salesfusion.data.frequency import periods_after
+from salesfusion.data.frequency import extend_periods
 from salesfusion.data.panel import Panel
 from salesfusion.features.covariates import covariate_cube, fit_exogenous_scale
 from salesfusion.models.baselines.statsforecast_adapter import (
@@ -169,9 +169,8 @@ class ARIMA(StatsForecastModel):
         self._regressor_names: list[str] = []
         if not self.config.covariates:
             return None
-        past = np.asarray(history.periods.to_numpy(), dtype="datetime64[us]")
-        future = periods_after(history.periods.max(), history.freq, horizon).to_numpy()
-        periods = np.concatenate([past, future.astype("datetime64[us]")])
+        periods = extend_periods(history.periods.to_numpy().astype("datetime64[us]"),
+                                 history.freq, horizon)
         cube = covariate_cube(history, keys, periods, self._scale)
         known = cube.future_known
         self._regressor_names = [n for n, k in zip(cube.names, known, strict=True) if k]
