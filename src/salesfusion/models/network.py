@@ -8,11 +8,15 @@ component's name, so a new fusion or backbone is one file and its registration:
   level as separate static variables, and no fusion runs;
 - otherwise the fusion combines the item's modalities (plus the ``market`` and ``events``
   entities when it declares them) and the backbone gets fused content + market + level;
-- a backbone that reads future inputs gets the forecast periods' known inputs per step; for
-  the others, a step-local decoder (as TiDE's temporal decoder) adds to step h's output a term
-  computed from step h's known inputs (calendar, events, planned prices and promotions) and the
-  encoded history, shared over steps and the same for every quantile (so quantiles stay
-  ordered): a planned price of one period moves that period's forecast only.
+- a backbone that reads future inputs gets the forecast periods' known inputs per step; the
+  others get the forecast periods' calendar flattened next to their output, before the head,
+  and, when there are future-known covariates (events, planned prices and promotions), a
+  step-local decoder (as TiDE's temporal decoder) adds to step h's output a term computed from
+  step h's covariates and the encoded history, shared over steps and the same for every
+  quantile (so quantiles stay ordered): a planned price of one period moves that period's
+  forecast only. Without future-known covariates the network is what it was before the step
+  decoder existed (the launch benchmarks lost 3-15 WAPE points when the calendar went through
+  it too).
 
 A fusion whose required modality is absent (an ablation removed it) is replaced by the
 configured fallback fusion and ``notes`` says so. Item content (text/image vectors with
@@ -96,11 +100,16 @@ class MultimodalNet(nn.Module):
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
                                            MARKET_DIM, 1, *([1] if cross_market else [])))
         self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
-        self.head = HEADS.get(head)(self.backbone.out_dim, horizon, quantiles)
-        self.step_decoder = None if self.reads_future else nn.Sequential(
-            nn.Linear(future_dim + STEP_CONTEXT_DIM, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self.step_context = None if self.reads_future else nn.Linear(self.backbone.out_dim,
-                                                                     STEP_CONTEXT_DIM)
+        head_in = self.backbone.out_dim + (0 if self.reads_future
+                                           else horizon * CALENDAR_WIDTH)
+        self.head = HEADS.get(head)(head_in, horizon, quantiles)
+        planned = future_dim - CALENDAR_WIDTH  # future-known covariate channels per step
+        local = not self.reads_future and planned > 0
+        self.step_decoder = nn.Sequential(
+            nn.Linear(planned + STEP_CONTEXT_DIM, hidden), nn.ReLU(),
+            nn.Linear(hidden, 1)) if local else None
+        self.step_context = nn.Linear(self.backbone.out_dim, STEP_CONTEXT_DIM) if local \
+            else None
 
     def content(self, items: torch.Tensor) -> dict[str, ModalityInput]:
         """The modality inputs of a batch of item rows (row -1: an item with no content)."""
@@ -150,5 +159,10 @@ class MultimodalNet(nn.Module):
         if self.reads_future:
             return self.head(self.backbone(history, mask, context, future))
         encoded = self.backbone(history, mask, context)
+        # Window futures are the calendar, then the future-known covariates.
+        calendar, planned = future[..., :CALENDAR_WIDTH], future[..., CALENDAR_WIDTH:]
+        forecast = self.head(torch.cat([encoded, calendar.flatten(1)], dim=1))
+        if self.step_decoder is None:
+            return forecast
         step_context = self.step_context(encoded)[:, None, :].expand(-1, future.shape[1], -1)
-        return self.head(encoded) + self.step_decoder(torch.cat([future, step_context], dim=-1))
+        return forecast + self.step_decoder(torch.cat([planned, step_context], dim=-1))
