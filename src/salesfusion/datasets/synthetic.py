@@ -131,10 +131,23 @@ def _describe(tier: str, category: str, material: str, rng: np.random.Generator)
 def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0,
              image_size: int = 64, seasonal_amplitude: float = 0.3, kol_uplift: float = 1.2,
              events_per_market: int = 40, new_items: float = 0.1, covariates: bool = False,
-             promo_uplift: float = 0.4, trend_effect: float = 0.3) -> SyntheticTruth:
+             promo_uplift: float = 0.4, trend_effect: float = 0.3,
+             modality_scale: dict[str, float] | None = None) -> SyntheticTruth:
     """Write the tables, images and spec of a synthetic shop into ``folder``. With
     ``covariates``, prices follow weekly plans with promotions and a category trend table is
-    written (``promo_uplift`` and ``trend_effect`` are their effects, unused without)."""
+    written (``promo_uplift`` and ``trend_effect`` are their effects, unused without).
+    ``modality_scale`` multiplies the ``visual`` (colour, pattern), ``textual`` (tier) and
+    ``attribute`` (category; the price elasticity stays) effects, for shops whose modalities
+    matter by known, distinct amounts; the truth holds the scaled effects."""
+    scale = {"visual": 1.0, "textual": 1.0, "attribute": 1.0, **(modality_scale or {})}
+    if set(scale) != {"visual", "textual", "attribute"} or not all(
+            math.isfinite(v) for v in scale.values()):
+        raise InputError(f"synthetic: modality_scale takes finite visual, textual and "
+                         f"attribute factors, got {modality_scale}")
+    colour_effect = {k: v * scale["visual"] for k, v in COLOUR_EFFECT.items()}
+    pattern_effect = {k: v * scale["visual"] for k, v in PATTERN_EFFECT.items()}
+    tier_effect = {k: v * scale["textual"] for k, v in TIERS.items()}
+    category_effect = {k: v * scale["attribute"] for k, v in CATEGORIES.items()}
     for name, value in (("promo_uplift", promo_uplift), ("trend_effect", trend_effect)):
         if not math.isfinite(value):
             raise InputError(f"synthetic: {name} must be a finite number, got {value}")
@@ -158,10 +171,10 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     launch[n_items - n_new:] = rng.integers(n_weeks - 8, n_weeks, n_new)
     item_ids = [f"S{i:05d}" for i in range(n_items)]
 
-    visual = np.array([COLOUR_EFFECT[c] + PATTERN_EFFECT[p] for c, p in zip(colours, patterns,
+    visual = np.array([colour_effect[c] + pattern_effect[p] for c, p in zip(colours, patterns,
                                                                             strict=True)])
-    textual = np.array([TIERS[t] for t in tiers])
-    attribute = np.array([CATEGORIES[c] for c in categories]) + PRICE_ELASTICITY * (
+    textual = np.array([tier_effect[t] for t in tiers])
+    attribute = np.array([category_effect[c] for c in categories]) + PRICE_ELASTICITY * (
         np.log(prices) - math.log(20))
     for i in range(n_items):
         image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
@@ -255,8 +268,8 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
                               "attribute_of": ["category"], "past_only": ["trend"]}]
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     truth = SyntheticTruth(
-        colour_effect=COLOUR_EFFECT, pattern_effect=PATTERN_EFFECT, tier_effect=TIERS,
-        category_effect=CATEGORIES, price_elasticity=PRICE_ELASTICITY, kol_uplift=kol_uplift,
+        colour_effect=colour_effect, pattern_effect=pattern_effect, tier_effect=tier_effect,
+        category_effect=category_effect, price_elasticity=PRICE_ELASTICITY, kol_uplift=kol_uplift,
         kol_half_life={m[0]: m[6] for m in MARKETS},
         market_maturity={m[0]: m[2] for m in MARKETS},
         market_growth={m[0]: m[5] for m in MARKETS}, seasonal_amplitude=seasonal_amplitude,

@@ -92,11 +92,31 @@ class StaticAttributeEncoder(nn.Module):
         self.out_dim = out_dim
 
     def forward(self, codes: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        return self.project(self.embed(codes, numbers))
+
+    def embed(self, codes: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor:
+        """The joined embeddings and numbers (B, width): the continuous input an attribution
+        varies; ``spans`` says which columns belong to which attribute."""
         parts = [embedding(codes[:, i]) for i, embedding in enumerate(self.embeddings)]
         joined = torch.cat([*parts, numbers], dim=1)
         if joined.shape[1] == 0:
-            joined = torch.zeros(codes.shape[0], 1)
+            joined = torch.zeros(codes.shape[0], 1, device=codes.device)
+        return joined
+
+    def project(self, joined: torch.Tensor) -> torch.Tensor:
         return self.activation(self.projection(joined))
+
+    def spans(self, vocabulary: StaticVocabulary) -> dict[str, slice]:
+        """Columns of ``embed``'s output per attribute (an embedding's columns sum back to one
+        value per categorical variable)."""
+        out, start = {}, 0
+        for name, embedding in zip(vocabulary.categorical, self.embeddings, strict=True):
+            out[name] = slice(start, start + embedding.embedding_dim)
+            start += embedding.embedding_dim
+        for name in vocabulary.numeric:
+            out[name] = slice(start, start + 1)
+            start += 1
+        return out
 
 
 @register_encoder

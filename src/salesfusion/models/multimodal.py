@@ -42,7 +42,9 @@ from salesfusion.features.covariates import Covariates, covariate_cube, fit_exog
 from salesfusion.features.lags import WidePanel, to_wide
 from salesfusion.models.base import Forecaster
 from salesfusion.models.multimodal_config import MultimodalConfig
+from salesfusion.models.multimodal_explain import ExplanationPath
 from salesfusion.models.multimodal_launch import LaunchPath
+from salesfusion.models.multimodal_markets import MarketAttributesPath
 from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.batches import batch_loader, window_tensors
@@ -58,7 +60,7 @@ DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 
 @register
-class MultimodalForecaster(LaunchPath, Forecaster):
+class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Forecaster):
     """Item content + history + covariates -> fusion -> temporal backbone -> head."""
 
     name = "multimodal"
@@ -140,7 +142,10 @@ class MultimodalForecaster(LaunchPath, Forecaster):
     def _tensors(self, wide: WidePanel, windows: Windows) -> dict[str, torch.Tensor]:
         item_rows = np.array([self._item_rows.get(i, -1) for i in wide.keys["item_id"]])
         market_index = np.array([self._markets.get(m, 0) for m in wide.keys["market"]])
-        return window_tensors(windows, item_rows, market_index)
+        tensors = window_tensors(windows, item_rows, market_index)
+        if self._market_vocabulary is not None:
+            tensors["market_codes"] = self._market_code_tensor(wide, windows)
+        return tensors
 
     def _covariates(self, panel: Panel, wide: WidePanel) -> Covariates | None:
         """The covariate cube over the panel's periods and the horizon after them."""
@@ -170,7 +175,9 @@ class MultimodalForecaster(LaunchPath, Forecaster):
             fusion=c.fusion, fallback_fusion=c.fallback_fusion, fusion_dim=c.fusion_dim,
             backbone=c.backbone, head="quantile" if c.quantiles else "point", hidden=c.hidden,
             layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles),
-            cross_market=c.cross_market)
+            cross_market=c.cross_market,
+            market_cardinalities=tuple(self._market_vocabulary.cardinalities())
+            if self._market_vocabulary is not None else ())
         return net
 
     # --- fit / predict ------------------------------------------------------------------------
@@ -184,6 +191,7 @@ class MultimodalForecaster(LaunchPath, Forecaster):
         self._notes: list[str] = []
         lightning.seed_everything(c.seed, workers=True, verbose=False)
         self._markets = {m: i + 1 for i, m in enumerate(sorted(panel.data["market"].unique()))}
+        self._fit_market_attributes(panel)
         content = self._item_content(panel)
         wide = to_wide(panel)
         self._covariate_scale = fit_exogenous_scale(panel)
@@ -247,6 +255,7 @@ class MultimodalForecaster(LaunchPath, Forecaster):
         if horizon > c.horizon:
             raise InputError(f"model '{self.name}' was trained for horizons up to "
                              f"{c.horizon}, asked for {horizon}")
+        self._remember_markets(history)
         wide = to_wide(history)
         unseen = series.join(wide.keys, on=SERIES_KEY, how="anti")
         if unseen.height:  # cold start: rows with no history at all
@@ -296,7 +305,10 @@ class MultimodalForecaster(LaunchPath, Forecaster):
             "notes": self._notes, "widths": list(self._widths),
             "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale,
             "target_transform": self._transform.to_dict(),
-            "launch_levels": self._launch_levels}))
+            "launch_levels": self._launch_levels,
+            "market_vocabulary": self._market_vocabulary.to_dict()
+            if self._market_vocabulary is not None else None,
+            "market_codes": self._market_codes}))
 
     def _load_state(self, folder: Path) -> None:
         meta = json.loads((folder / "multimodal.json").read_text())
@@ -309,6 +321,10 @@ class MultimodalForecaster(LaunchPath, Forecaster):
         self._transform = TargetTransform(**meta["target_transform"])
         # Models saved before launch levels existed scale launches by the market level.
         self._launch_levels = meta.get("launch_levels")
+        vocabulary = meta.get("market_vocabulary")  # absent in models saved before it existed
+        self._market_vocabulary = (StaticVocabulary.from_dict(vocabulary) if vocabulary
+                                   else None)
+        self._market_codes = meta.get("market_codes") or {}
         content = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
                    for k, (shape, dtype) in meta["content"].items()}
         self._net = self._build_net(content)

@@ -57,6 +57,10 @@ class MultimodalConfig(ModelConfig):
     cross_market: bool = Field(False, description=(
         "Read the item's recent demand in the other markets (what it sells abroad) as an "
         "input: the signal of a market entry."))
+    market_attributes: list[str] = Field([], description=(
+        "Columns of the markets table (maturity, language, region...) the model reads as "
+        "static inputs of the market, each embedded: what a market unseen in training is "
+        "known by."))
     launch_weight: int = Field(1, ge=1, description=(
         "Times each launch window (no history) is repeated in training."))
     epochs: int = Field(30, ge=1)

@@ -101,6 +101,7 @@ class LaunchPath:
         if horizon > self.config.horizon:
             raise InputError(f"model '{self.name}' was trained for horizons up to "
                              f"{self.config.horizon}, asked for {horizon} periods from launch")
+        self._remember_markets(history)
         wide, windows = self.launch_windows(grid, history)
         ages = pl.DataFrame({"period_since_launch": pl.int_range(1, horizon + 1, eager=True)})
         frame = (wide.keys.join(grid.select(*SERIES_KEY, "launch").unique(), on=SERIES_KEY,

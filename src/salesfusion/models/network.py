@@ -38,9 +38,12 @@ from salesfusion.models.heads import HEADS
 from salesfusion.models.temporal import BACKBONES, BackboneShape
 
 MARKET_DIM = 8
+MARKET_ATTRIBUTE_DIM = 4  # embedding width of each markets-table attribute
 STEP_CONTEXT_DIM = 8  # what the step-local decoder reads of the encoded history
 # The network's inputs, one tensor each in a batch mapping (see ``training.batches``).
-NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future", "abroad")
+# ``market_codes`` (B, attributes) only for a model with market attributes.
+NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future", "abroad",
+              "market_codes")
 # Item content buffers, by modality (vectors, presence, optional token masks / codes).
 CONTENT_BUFFERS = {"text": ("text_values", "text_present", "text_tokens"),
                    "image": ("image_values", "image_present", "image_tokens"),
@@ -53,7 +56,8 @@ class MultimodalNet(nn.Module):
                  horizon: int, fusion: str | None, fallback_fusion: str, fusion_dim: int,
                  backbone: str, head: str, hidden: int, layers: int, dropout: float,
                  quantiles: tuple[float, ...], static_dim: int = 16,
-                 cross_market: bool = False) -> None:
+                 cross_market: bool = False,
+                 market_cardinalities: tuple[int, ...] = ()) -> None:
         super().__init__()
         # The item's demand in the other markets joins the market and level in the context.
         self.cross_market = cross_market
@@ -69,6 +73,10 @@ class MultimodalNet(nn.Module):
             dims["static"] = static_dim
         self.modalities = list(dims)
         self.market = nn.Embedding(n_markets + 1, MARKET_DIM)  # index 0: unseen market
+        # Markets-table attributes (index 0: unknown level), joined to the market embedding.
+        self.market_attributes = nn.ModuleList(nn.Embedding(size, MARKET_ATTRIBUTE_DIM)
+                                               for size in market_cardinalities)
+        market_dim = MARKET_DIM + MARKET_ATTRIBUTE_DIM * len(market_cardinalities)
         # Event channels of a history step: everything after the value and the calendar.
         self.event_channels = history_dim - 1 - CALENDAR_WIDTH
         backbone_type = BACKBONES.get(backbone)
@@ -76,7 +84,7 @@ class MultimodalNet(nn.Module):
         self.selects_static = backbone_type.selects_static
         self.fusion = None
         self.entities: tuple[str, ...] = ()
-        context_dim = MARKET_DIM + 1 + int(cross_market)
+        context_dim = market_dim + 1 + int(cross_market)
         if self.selects_static:
             if fusion is not None:
                 self.notes.append(f"fusion '{fusion}' not used: backbone '{backbone}' selects "
@@ -89,7 +97,7 @@ class MultimodalNet(nn.Module):
                                   f"this model does not have: using '{fallback_fusion}'")
                 fusion_type = FUSIONS.get(fallback_fusion)
             self.entities = fusion_type.context_entities
-            entity_dims = {"market": MARKET_DIM,
+            entity_dims = {"market": market_dim,
                            "events": self.event_channels + horizon * future_dim}
             fused_dims = {**dims, **{e: entity_dims[e] for e in self.entities}}
             if fused_dims:
@@ -98,7 +106,7 @@ class MultimodalNet(nn.Module):
         shape = BackboneShape(input_dim=history_dim, context_dim=context_dim, horizon=horizon,
                               future_dim=future_dim,
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
-                                           MARKET_DIM, 1, *([1] if cross_market else [])))
+                                           market_dim, 1, *([1] if cross_market else [])))
         self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
         head_in = self.backbone.out_dim + (0 if self.reads_future
                                            else horizon * CALENDAR_WIDTH)
@@ -111,7 +119,39 @@ class MultimodalNet(nn.Module):
         self.step_context = nn.Linear(self.backbone.out_dim, STEP_CONTEXT_DIM) if local \
             else None
 
-    def content(self, items: torch.Tensor) -> dict[str, ModalityInput]:
+    def attribution_inputs(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every input of ``batch`` the output depends on continuously, as float tensors:
+        ``history`` and ``future`` (all channels), ``log_level``, ``abroad`` (cross-market
+        models), the ``market`` embedding, the item's ``text`` / ``image`` vectors and the
+        ``static`` attributes' joined embeddings and numbers (``StaticAttributeEncoder.spans``).
+        Lookups (item rows, market indices) and masks stay discrete and are read from the
+        batch; ``forward_from(batch, inputs)`` is the network on these."""
+        items = batch["items"]
+        known, rows = items >= 0, items.clamp(min=0)
+        market = [self.market(batch["markets"])] + [
+            embedding(batch["market_codes"][:, i])
+            for i, embedding in enumerate(self.market_attributes)]
+        inputs = {"history": batch["history"], "future": batch["future"],
+                  "log_level": batch["log_level"], "market": torch.cat(market, dim=1)}
+        if self.cross_market:
+            inputs["abroad"] = batch["abroad"]
+        for name in ("text", "image"):
+            if name in self.modalities:
+                inputs[name] = getattr(self, f"{name}_values")[rows]
+        if "static" in self.modalities:
+            inputs["static"] = self.static.embed(self.static_codes[rows] * known[:, None],
+                                                 self.static_numbers[rows]
+                                                 * known[:, None].float())
+        return inputs
+
+    def market_attribute_spans(self) -> list[slice]:
+        """Columns of the ``market`` input holding each markets-table attribute."""
+        return [slice(MARKET_DIM + i * MARKET_ATTRIBUTE_DIM,
+                      MARKET_DIM + (i + 1) * MARKET_ATTRIBUTE_DIM)
+                for i in range(len(self.market_attributes))]
+
+    def content(self, items: torch.Tensor,
+                inputs: Mapping[str, torch.Tensor]) -> dict[str, ModalityInput]:
         """The modality inputs of a batch of item rows (row -1: an item with no content)."""
         known = items >= 0
         rows = items.clamp(min=0)
@@ -119,19 +159,15 @@ class MultimodalNet(nn.Module):
         for name in ("text", "image"):
             if name in self.modalities:
                 tokens = getattr(self, f"{name}_tokens", None)
-                out[name] = ModalityInput(
-                    getattr(self, f"{name}_values")[rows],
-                    getattr(self, f"{name}_present")[rows] & known,
-                    tokens[rows] if tokens is not None else None)
+                out[name] = ModalityInput(inputs[name],
+                                          getattr(self, f"{name}_present")[rows] & known,
+                                          tokens[rows] if tokens is not None else None)
         if "static" in self.modalities:
-            vector = self.static(self.static_codes[rows] * known[:, None],
-                                 self.static_numbers[rows] * known[:, None].float())
-            out["static"] = ModalityInput(vector, known)
+            out["static"] = ModalityInput(self.static.project(inputs["static"]), known)
         return out
 
-    def _entities(self, batch: Mapping[str, torch.Tensor],
-                  market: torch.Tensor) -> dict[str, ModalityInput]:
-        history, future = batch["history"], batch["future"]
+    def _entities(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, ModalityInput]:
+        history, future, market = inputs["history"], inputs["future"], inputs["market"]
         always = torch.ones(len(market), dtype=torch.bool, device=market.device)
         events = torch.cat([history[..., history.shape[-1] - self.event_channels:].mean(1),
                             future.flatten(1)], dim=1)
@@ -140,12 +176,18 @@ class MultimodalNet(nn.Module):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``batch`` maps every name of ``NET_INPUTS`` to its tensor; returns (B, H, K)."""
-        history, mask, future = batch["history"], batch["history_mask"], batch["future"]
-        market = self.market(batch["markets"])
-        level = batch["log_level"][:, None]
-        context_values = [market, level] + ([batch["abroad"][:, None]] if self.cross_market
+        return self.forward_from(batch, self.attribution_inputs(batch))
+
+    def forward_from(self, batch: Mapping[str, torch.Tensor],
+                     inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """The network on ``attribution_inputs``; ``batch`` gives ``history_mask`` and
+        ``items`` (which content is present)."""
+        history, mask, future = inputs["history"], batch["history_mask"], inputs["future"]
+        market = inputs["market"]
+        level = inputs["log_level"][:, None]
+        context_values = [market, level] + ([inputs["abroad"][:, None]] if self.cross_market
                                             else [])
-        content = self.content(batch["items"])
+        content = self.content(batch["items"], inputs)
         if self.selects_static:
             context: torch.Tensor | list[torch.Tensor] = [
                 *(torch.cat([m.pooled() * m.present[:, None].float(),
@@ -154,7 +196,7 @@ class MultimodalNet(nn.Module):
         else:
             parts = list(context_values)
             if self.fusion is not None:
-                parts.insert(0, self.fusion({**content, **self._entities(batch, market)}))
+                parts.insert(0, self.fusion({**content, **self._entities(inputs)}))
             context = torch.cat(parts, dim=1)
         if self.reads_future:
             return self.head(self.backbone(history, mask, context, future))
