@@ -15,6 +15,7 @@ from salesfusion.cli import (  # noqa: F401 (commands)
     data,
     encode,
     experiment,
+    explain,
     models,
     tune,
 )
