@@ -25,7 +25,6 @@ Ages are long-tailed (a few series have years of history), so plots over age rea
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,6 +33,7 @@ import polars as pl
 from scipy.stats import norm
 
 from salesfusion.errors import InputError
+from salesfusion.explain.event_response import percentile_interval
 from salesfusion.explain.segments import Segments
 
 POINT = ("item_id", "market", "origin", "step")
@@ -167,14 +167,6 @@ def _design(u: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones_like(u), u, u * u])
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    tail = (1.0 - level) / 2.0 * 100.0
-    with warnings.catch_warnings():  # a column with no finite draw gives NaN, as it should
-        warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanpercentile(values, [tail, 100.0 - tail], axis=0)
-    return lo, hi
-
-
 def _verdict(lo: float, hi: float, vertex: float | None, x_min: float, x_max: float) -> str:
     inside = vertex is not None and x_min <= vertex <= x_max
     if lo <= 0 <= hi or not (np.isfinite(lo) and np.isfinite(hi)):
@@ -243,13 +235,13 @@ def inverted_u(attributions: pl.DataFrame, groups: Sequence[str] = ("text", "ima
     curv = beta[:, 2]
     with np.errstate(divide="ignore", invalid="ignore"):
         vertices = np.where(curv != 0, centre - beta[:, 1] / (2 * curv), np.nan)
-    c_lo, c_hi = _percentiles(curv[1:], level)
-    v_lo, v_hi = _percentiles(vertices[1:], level)
+    c_lo, c_hi = percentile_interval(curv[1:], level)
+    v_lo, v_hi = percentile_interval(vertices[1:], level)
     x_min, x_max = float(xs.min()), float(xs.max())
     grid = (np.arange(x_min, x_max + 1) if np.allclose(xs, np.round(xs)) and x_max - x_min <= 200
             else np.linspace(x_min, x_max, 101))
     fitted = _design(grid - centre) @ beta.T  # (grid, draws)
-    f_lo, f_hi = _percentiles(fitted[:, 1:].T, level)
+    f_lo, f_hi = percentile_interval(fitted[:, 1:].T, level)
     vertex = float(vertices[0]) if np.isfinite(vertices[0]) else None
     curve = pl.DataFrame({"x": grid.astype(float), "share": fitted[:, 0], "lo": f_lo,
                           "hi": f_hi})

@@ -105,7 +105,8 @@ def _fit_decay(curves: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray
     return np.where(np.isfinite(peak), peak, np.nan), peak_lag, half_life
 
 
-def _interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the central ``level`` percentile interval over the finite rows."""
     tail = (1.0 - level) / 2.0 * 100.0
     with warnings.catch_warnings():  # a column without a single value gives NaN, as it should
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -209,11 +210,11 @@ def event_study(panel: Panel, max_lag: int = 8, pre: int = 4, controls: int = 5,
         weights = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1.0 / n), bootstrap)])
         curves = _ratio_curves(weights, treated[pick], control[pick], pre, controls > 0)
         peak, peak_lag, half_life = _fit_decay(curves, max_lag)
-        lo, hi = _interval(curves[1:], level)
+        lo, hi = percentile_interval(curves[1:], level)
         curve_parts.append(pl.DataFrame({"segment": name, "lag": np.arange(max_lag + 1),
                                          "uplift": curves[0], "lo": lo, "hi": hi, "events": n}))
-        peak_lo, peak_hi = _interval(peak[1:], level)
-        half_lo, half_hi = _interval(half_life[1:], level)
+        peak_lo, peak_hi = percentile_interval(peak[1:], level)
+        half_lo, half_hi = percentile_interval(half_life[1:], level)
         summary_rows.append(row | {
             "peak_uplift": peak[0], "peak_lo": peak_lo, "peak_hi": peak_hi,
             "time_to_peak": int(peak_lag[0]), "half_life": half_life[0],
