@@ -130,10 +130,12 @@ def test_neural_model_attributions_by_learned_segment(shop, tmp_path):
     assert attributions.select("item_id", "market", "origin").n_unique() <= 40
     assert {"history", "static"} <= set(attributions["group"])
     assert set(attributions["segment"]) <= segments
-    for name, by in (("shares_by_step", "step"), ("shares_by_age", "age"),
-                     ("shares_by_time", "timestamp"), ("shares_by_segment", "segment")):
+    for name, by in (("shares_by_step", ["step"]), ("shares_by_age", ["age"]),
+                     ("shares_by_time", ["timestamp"]), ("shares_by_segment", ["segment"]),
+                     ("shares_by_segment_age", ["segment", "age"]),
+                     ("shares_by_segment_time", ["segment", "timestamp"])):
         shares = _read(out, name)
-        assert shares.columns == [by, *SHARE_COLUMNS]
+        assert shares.columns == [*by, *SHARE_COLUMNS]
         totals = shares.group_by(by).agg(pl.col("share").sum())["share"]
         assert ((totals - 1).abs() < 1e-9).all(), name
     assert _read(out, "inverted_u_curve").columns == ["x", "share", "lo", "hi"]

@@ -42,7 +42,9 @@ from salesfusion.models.base import Forecaster
 SEGMENT = "segment"  # the markets-table column the per-segment analyses read
 DEFAULT_HORIZON = 4  # for models that forecast any horizon (no ``horizon`` parameter)
 SHARES = {"shares_by_step": ["step"], "shares_by_age": ["age"],
-          "shares_by_time": ["timestamp"], "shares_by_segment": [SEGMENT]}
+          "shares_by_time": ["timestamp"], "shares_by_segment": [SEGMENT],
+          "shares_by_segment_age": [SEGMENT, "age"],
+          "shares_by_segment_time": [SEGMENT, "timestamp"]}
 
 
 class Stages(Protocol):
