@@ -4,6 +4,7 @@ plots, error by market. Plotly's JavaScript is embedded once, so the file works 
 from __future__ import annotations
 
 import html
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,19 +25,27 @@ th:first-child,td:first-child{text-align:left} th{background:#f3f3f3}
 """
 
 
-def _table(frame: pl.DataFrame, best_lowest: tuple[str, ...] = ()) -> str:
+def html_table(frame: pl.DataFrame, best_lowest: tuple[str, ...] = ()) -> str:
+    """``frame`` as an HTML table (floats to 3 decimals, missing and non-finite values blank),
+    the lowest value of each ``best_lowest`` column marked."""
     best = {c: frame[c].min() for c in best_lowest if c in frame.columns}
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
     rows = []
     for row in frame.iter_rows(named=True):
         cells = []
         for column, value in row.items():
-            text = f"{value:,.3f}" if isinstance(value, float) else html.escape(str(value))
-            text = "" if value is None else text
             marked = ' class="best"' if column in best and value == best[column] else ""
-            cells.append(f"<td{marked}>{text}</td>")
+            cells.append(f"<td{marked}>{_cell(value)}</td>")
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.3f}" if math.isfinite(value) else ""
+    return html.escape(str(value))
 
 
 def _series_figure(run: BacktestRun, item: str, market: str, models: list[str]) -> go.Figure:
@@ -54,13 +63,13 @@ def _series_figure(run: BacktestRun, item: str, market: str, models: list[str]) 
             figure.add_trace(go.Scatter(
                 x=part["timestamp"], y=part["y_pred"], name=model, legendgroup=model,
                 showlegend=bool(window == 0), mode="lines+markers",
-                line={"color": _colour(models.index(model))}))
+                line={"color": colour(models.index(model))}))
     figure.update_layout(title=f"{item} in {market}", height=330,
                          margin={"l": 40, "r": 10, "t": 40, "b": 30}, yaxis_title="units")
     return figure
 
 
-def _colour(index: int) -> str:
+def colour(index: int) -> str:
     palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                "#7f7f7f", "#bcbd22", "#17becf"]
     return palette[index % len(palette)]
@@ -71,7 +80,7 @@ def _market_figure(by_market: pl.DataFrame) -> go.Figure:
     for index, model in enumerate(by_market["model"].unique(maintain_order=True)):
         rows = by_market.filter(pl.col("model") == model)
         figure.add_trace(go.Bar(x=rows["segment"], y=rows["value"], name=model,
-                                marker_color=_colour(index)))
+                                marker_color=colour(index)))
     figure.update_layout(barmode="group", title="WAPE (%) by market, all windows", height=380,
                          margin={"l": 40, "r": 10, "t": 40, "b": 30})
     return figure
@@ -125,7 +134,7 @@ periods (freq {run.panel.freq}). Rolling origin: {protocol.windows} windows of h
 else 'fitted once'}; forecasts clipped at 0.</p>
 <p class="note">Panel build log: {html.escape(log)}</p>
 <h2>Overall accuracy (all windows, all markets)</h2>
-{_table(summary, best_lowest=("WAPE", "MASE", "sMAPE", "RMSE"))}
+{html_table(summary, best_lowest=("WAPE", "MASE", "sMAPE", "RMSE"))}
 <p class="note">WAPE and sMAPE in percent; MASE scaled per series and window by the in-sample
 mean absolute one-step difference; seconds = wall time of fit + predict over all windows.</p>
 <h2>Model notes</h2>
@@ -133,7 +142,7 @@ mean absolute one-step difference; seconds = wall time of fit + predict over all
 texts, modalities configured but not used.</p>
 {_notes_section(run)}
 <h2>WAPE (%) per market</h2>
-{_table(per_market, best_lowest=tuple(market_order))}
+{html_table(per_market, best_lowest=tuple(market_order))}
 {plots[0]}
 <h2>Forecasts vs actuals</h2>
 <p>The three largest series by test-period units, then three sampled among the smaller half

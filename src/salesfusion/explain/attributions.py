@@ -94,8 +94,12 @@ def explanation_origins(panel: Panel, count: int, lookback: int) -> np.ndarray:
     """``count`` period indices spread evenly from the first with half a lookback of history
     to the panel's last period."""
     n_periods = panel.data["timestamp"].n_unique()
-    first = min(max(lookback // 2, 1), n_periods - 1)
-    return np.unique(np.linspace(first, n_periods - 1, max(count, 1)).round().astype(int))
+    return spaced_origins(min(max(lookback // 2, 1), n_periods - 1), n_periods - 1, count)
+
+
+def spaced_origins(first: int, last: int, count: int) -> np.ndarray:
+    """``count`` period indices spread evenly from ``first`` to ``last`` (repeats dropped)."""
+    return np.unique(np.linspace(first, last, max(count, 1)).round().astype(int))
 
 
 def integrated_gradients(model: Forecaster, panel: Panel, origins: Sequence[int] | None = None,
@@ -138,28 +142,25 @@ def integrated_gradients(model: Forecaster, panel: Panel, origins: Sequence[int]
                                 dict(zip(names, values, strict=True)))[..., quantile_index]
 
     method = IntegratedGradients(forward)
-    horizon = config.horizon
+    extra = (batch["history_mask"], batch["items"])
+    with torch.no_grad():
+        output = forward(*inputs.values(), *extra).numpy().astype(np.float64)
+        base_output = forward(*bases.values(), *extra).numpy().astype(np.float64)
     per_step: list[dict[str, np.ndarray]] = []
-    output = np.zeros((len(keep), horizon))
-    base_output = np.zeros((len(keep), horizon))
     gap = 0.0
     with torch.backends.cudnn.flags(enabled=False):
-        for step in range(horizon):
+        for step in range(config.horizon):
             parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
             for start in range(0, len(keep), chunk):
                 rows = slice(start, start + chunk)
-                extra = (batch["history_mask"][rows], batch["items"][rows])
-                values = tuple(inputs[n][rows].detach() for n in names)
-                base = tuple(bases[n][rows].detach() for n in names)
                 attributed, delta = method.attribute(
-                    values, baselines=base, target=step, additional_forward_args=extra,
-                    n_steps=steps, return_convergence_delta=True)
+                    tuple(inputs[n][rows] for n in names),
+                    baselines=tuple(bases[n][rows] for n in names), target=step,
+                    additional_forward_args=tuple(e[rows] for e in extra), n_steps=steps,
+                    return_convergence_delta=True)
                 gap = max(gap, float(delta.abs().max()))
                 for name, values_attributed in zip(names, attributed, strict=True):
                     parts[name].append(values_attributed.detach().numpy())
-                with torch.no_grad():
-                    output[rows, step] = forward(*values, *extra)[:, step].numpy()
-                    base_output[rows, step] = forward(*base, *extra)[:, step].numpy()
             per_step.append({n: np.concatenate(p) for n, p in parts.items()})
     variables = _variables(model, names, found.history_channels, found.future_channels)
     table = _table(found, keep, per_step, variables)
@@ -237,10 +238,10 @@ def _table(found: Any, keep: np.ndarray, per_step: list[dict[str, np.ndarray]],
     age = np.clip(origin - launch[series] + 1, 0, None)
     periods = found.periods
     names = variables.names()
+    column = {variable: i for i, (variable, _) in enumerate(names)}
     blocks = []
     for step, attributed in enumerate(per_step):
         matrix = np.zeros((len(keep), len(names)))
-        column = {variable: i for i, (variable, _) in enumerate(names)}
         for tensor, entries in variables.parts.items():
             if tensor not in attributed:
                 continue

@@ -83,13 +83,18 @@ class _Writer:
     def note(self, step: str, text: str) -> None:
         self.notes.append({"step": step, "note": " ".join(text.split())})
 
-    def attempt(self, step: str, what: str, run: Callable[[], Any]) -> Any:
-        """``run()``, or None with a note when the analysis does not apply (``InputError``)."""
+    def attempt(self, step: str, what: str, run: Callable[[], Any],
+                tables: dict[str, str] | None = None) -> Any:
+        """``run()``, or None with a note when the analysis does not apply (``InputError``);
+        ``tables`` maps table names to attributes of the result to write."""
         try:
-            return run()
+            result = run()
         except InputError as exc:
             self.note(step, f"{what} skipped: {exc}")
             return None
+        for name, attribute in (tables or {}).items():
+            self.table(name, getattr(result, attribute))
+        return result
 
 
 def check_segment(panel: Panel, segment: str) -> None:
@@ -132,11 +137,10 @@ def explain_model(model: Forecaster, panel: Panel, folder: Path, settings: Expla
         from salesfusion.explain.cycles import market_cycles
 
         cycles = writer.attempt("cycles", "demand cycles", lambda: market_cycles(
-            labelled, segment=SEGMENT, seed=settings.seed))
+            labelled, segment=SEGMENT, seed=settings.seed), {
+                "cycle_periods": "periods", "cycle_comparison": "comparison",
+                "cycle_segments": "segments"})
         if cycles is not None:
-            writer.table("cycle_periods", cycles.periods)
-            writer.table("cycle_comparison", cycles.comparison)
-            writer.table("cycle_segments", cycles.segments)
             summary["cycles"] = cycles.settings | {"segment": settings.segment}
     summary |= {"tables": writer.tables, "notes": writer.notes, "provenance": provenance()}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -214,8 +218,9 @@ def explain_origins(n_periods: int, count: int, horizon: int) -> list[int]:
     last = n_periods - 1 - horizon
     if last < 0:
         raise InputError(f"the panel has {n_periods} periods: none leaves {horizon} after it")
-    first = min(n_periods // 2, last)
-    return np.unique(np.round(np.linspace(first, last, max(count, 1)))).astype(int).tolist()
+    from salesfusion.explain.attributions import spaced_origins
+
+    return spaced_origins(min(n_periods // 2, last), last, count).tolist()
 
 
 def _explanations(model: Forecaster, fitted: Forecaster, panel: Panel, segments: Segments,
@@ -257,9 +262,8 @@ def _gradients(model: Forecaster, panel: Panel, segments: Segments, holdout: dic
         for name, by in SHARES.items():
             writer.table(name, modality_shares(table, by))
         shape = writer.attempt("explanations", "inverted-U test of the content share over age",
-                               lambda: inverted_u(table, seed=settings.seed))
-        if shape is not None:
-            writer.table("inverted_u_curve", shape.curve)
+                               lambda: inverted_u(table, seed=settings.seed),
+                               {"inverted_u_curve": "curve"})
     with progress.stage("Selection weights and attention maps"):
         weights = selection_weights(model, panel, origins=origins)
         if weights is not None:
@@ -297,10 +301,8 @@ def _kol(model: Forecaster, fitted: Forecaster, panel: Panel, history: Panel,
         return {"data": False, "model": False}
     with progress.stage("KOL response from the data (event study)"):
         study = writer.attempt("kol", "event study", lambda: event_study(
-            panel, segment=SEGMENT, seed=settings.seed))
-        if study is not None:
-            writer.table("event_response_curves", study.curves)
-            writer.table("event_response_summary", study.summary)
+            panel, segment=SEGMENT, seed=settings.seed), {
+                "event_response_curves": "curves", "event_response_summary": "summary"})
     response = None
     if not reads_events(model):
         writer.note("kol", f"model response skipped: model '{model.name}' does not read events")
@@ -309,9 +311,7 @@ def _kol(model: Forecaster, fitted: Forecaster, panel: Panel, history: Panel,
     else:
         with progress.stage("KOL response implied by the model (one forecast per event)"):
             response = writer.attempt("kol", "model response", lambda: model_response(
-                fitted, history, max_lag=holdout["horizon"] - 1, segment=SEGMENT))
-            if response is not None:
-                writer.table("model_response_curves", response.curves)
-                writer.table("model_response_summary", response.summary)
+                fitted, history, max_lag=holdout["horizon"] - 1, segment=SEGMENT), {
+                    "model_response_curves": "curves", "model_response_summary": "summary"})
     return {"data": study is not None, "model": response is not None}
 

@@ -13,9 +13,8 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
-from plotly.colors import qualitative
 
-from salesfusion.evaluation.report import STYLE
+from salesfusion.evaluation.report import STYLE, colour, html_table
 
 MAX_ROWS = 40  # rows of a table shown in the page; the CSV beside it has them all
 CONTENT = ("text", "image", "static")
@@ -43,26 +42,10 @@ class _Page:
         self.figures += 1
 
     def table(self, frame: pl.DataFrame, name: str) -> None:
-        shown = frame.head(MAX_ROWS)
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in shown.columns)
-        rows = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>"
-                       for row in shown.iter_rows())
         more = (f" (first {MAX_ROWS} of {frame.height:,} rows)" if frame.height > MAX_ROWS
                 else "")
-        self.add(f"<table><tr>{head}</tr>{rows}</table><p class='note'>Table "
+        self.add(f"{html_table(frame.head(MAX_ROWS))}<p class='note'>Table "
                  f"{html.escape(name)}.csv / .parquet{more}.</p>")
-
-
-def _colour(index: int) -> str:
-    return qualitative.Plotly[index % len(qualitative.Plotly)]
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.3f}" if np.isfinite(value) else ""
-    return html.escape(str(value))
 
 
 def _lines(frame: pl.DataFrame, x: str, y: str, by: str, title: str,
@@ -71,16 +54,16 @@ def _lines(frame: pl.DataFrame, x: str, y: str, by: str, title: str,
     figure = go.Figure()
     for index, name in enumerate(frame[by].unique().sort().to_list()):
         part = frame.filter(pl.col(by) == name).sort(x)
-        colour = _colour(index)
+        shade = colour(index)
         # The band where it is known (a cell of one item, a lag no bootstrap reached has none).
         if band and (known := part.drop_nulls(list(band))).height:
             figure.add_trace(go.Scatter(
                 x=[*known[x], *known[x].reverse()],
                 y=[*known[band[1]], *known[band[0]].reverse()],
-                fill="toself", fillcolor=colour, opacity=0.15, line={"width": 0},
+                fill="toself", fillcolor=shade, opacity=0.15, line={"width": 0},
                 showlegend=False, hoverinfo="skip", legendgroup=str(name)))
         figure.add_trace(go.Scatter(x=part[x], y=part[y], name=str(name), mode="lines+markers",
-                                    line={"color": colour}, legendgroup=str(name)))
+                                    line={"color": shade}, legendgroup=str(name)))
     figure.update_layout(title=title, xaxis_title=x, yaxis_title=y)
     return figure
 
@@ -148,7 +131,7 @@ def _gradients(page: _Page, summary: dict[str, Any]) -> None:
         for index, group in enumerate(by_segment["group"].unique().sort().to_list()):
             part = by_segment.filter(pl.col("group") == group).sort("segment")
             figure.add_trace(go.Bar(x=part["segment"], y=part["share"], name=group,
-                                    marker_color=_colour(index), error_y={
+                                    marker_color=colour(index), error_y={
                                         "type": "data", "symmetric": False,
                                         "array": (part["share_hi"] - part["share"]).to_list(),
                                         "arrayminus": (part["share"] - part["share_lo"])
@@ -170,7 +153,7 @@ def _selection_and_attention(page: _Page, summary: dict[str, Any]) -> None:
         for index, kind in enumerate(mean["kind"].unique().sort().to_list()):
             part = mean.filter(pl.col("kind") == kind)
             figure.add_trace(go.Bar(x=part["variable"], y=part["weight"], name=kind,
-                                    marker_color=_colour(index)))
+                                    marker_color=colour(index)))
         figure.update_layout(barmode="group", title="Mean selection weight per variable",
                              yaxis_title="weight")
         page.plot(figure, "The TFT's own weighting of its inputs, averaged over windows: within "
@@ -229,7 +212,7 @@ def _cycles(page: _Page) -> None:
         part = periods.filter(pl.col("segment") == name)
         figure.add_trace(go.Scatter(
             x=part["period"], y=part["power_share"], mode="markers", name=name,
-            marker={"color": _colour(index), "size": 12,
+            marker={"color": colour(index), "size": 12,
                     "symbol": ["circle" if s else "circle-open" for s in part["significant"]]}))
     figure.update_layout(title="Top cycles per segment", xaxis_title="period (periods)",
                          yaxis_title="share of detrended variance")
