@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.salesfusion-installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test lint bench readme results experiments clean
+.PHONY: demo test services lint bench readme results experiments clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -17,8 +17,13 @@ demo: $(STAMP)
 
 # Two test workers on two cores: one OpenMP/torch thread each, waiting passively (spinning
 # threads of one worker would starve the other).
-test: $(STAMP)
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -n 2 --dist loadgroup -q
+# The serving tests start a real PostgreSQL server and drive headless Chromium: the script
+# installs the Debian packages when they are missing (make test fails without them).
+services:
+	scripts/install_services.sh
+
+test: $(STAMP) services
+	SALESFUSION_REQUIRE_SERVICES=1 HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE $(VENV)/bin/pytest -n 2 --dist loadgroup -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -17,6 +17,7 @@ from salesfusion.cli import (  # noqa: F401 (commands)
     experiment,
     explain,
     models,
+    serve,
     tune,
 )
 from salesfusion.cli.backtest import BASELINES, DEMO_MODELS

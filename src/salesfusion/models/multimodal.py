@@ -45,6 +45,7 @@ from salesfusion.models.multimodal_config import MultimodalConfig
 from salesfusion.models.multimodal_explain import ExplanationPath
 from salesfusion.models.multimodal_launch import LaunchPath
 from salesfusion.models.multimodal_markets import MarketAttributesPath
+from salesfusion.models.multimodal_new_items import NewItemsPath
 from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.batches import batch_loader, window_tensors
@@ -60,7 +61,8 @@ DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 
 @register
-class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Forecaster):
+class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, NewItemsPath,
+                           Forecaster):
     """Item content + history + covariates -> fusion -> temporal backbone -> head."""
 
     name = "multimodal"

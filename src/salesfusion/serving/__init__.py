@@ -1,0 +1,1 @@
+"""The forecast service: API, dashboard, model store."""

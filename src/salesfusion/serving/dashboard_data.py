@@ -1,0 +1,253 @@
+"""The data behind the dashboard: series search, thumbnails, backtest errors and explanation
+tables, as polars frames and the ``{"columns", "rows"}`` tables the page renders and exports.
+
+Every table the page shows travels as ``{"columns": [...], "rows": [[...], ...]}`` and its CSV
+(``table_csv``) is written from those same rows, so a CSV download (the page's, or a route's
+``?format=csv``) holds exactly the values displayed.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import math
+import threading
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from salesfusion.data.panel import SERIES_KEY
+from salesfusion.errors import InputError
+from salesfusion.explain.errors import segment_errors
+
+THUMBNAIL_SIDE = 320  # pixels; the page shows the photo at most this large
+KEPT_THUMBNAILS = 512  # encoded photos kept in memory (oldest dropped first)
+# The explanation tables the dashboard shows (file stem -> heading), in page order; a fixed
+# list, so a route parameter never becomes a path.
+EXPLAIN_TABLES = {
+    "shares_by_step": "Modality shares by forecast step",
+    "shares_by_segment": "Modality shares by segment",
+    "shares_by_age": "Modality shares by age since launch",
+    "importance": "Permutation importance (WAPE increase when a group is permuted)",
+    "errors_by_segment": "Holdout errors by segment",
+    "errors_by_segment_step": "Holdout errors by segment and step",
+    "segments": "Segment of each market",
+}
+METRIC_COLUMNS = ["wape", "bias", "mae", "n_series", "n_rows", "actual_total"]
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN/inf; the page shows a blank cell
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def table_json(frame: pl.DataFrame) -> dict[str, Any]:
+    """A frame as the page's table: column names and rows of JSON-safe cells."""
+    return {"columns": frame.columns,
+            "rows": [[_cell(v) for v in row] for row in frame.iter_rows()]}
+
+
+def table_csv(table: dict[str, Any]) -> str:
+    """The CSV of a ``table_json`` table: a header, then its rows (None as an empty cell)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(table["columns"])
+    writer.writerows(["" if v is None else v for v in row] for row in table["rows"])
+    return out.getvalue()
+
+
+def series_catalogue(histories: list[Any], cold_start: list[bool]) -> pl.DataFrame:
+    """Every series the given models can show: ``item_id, market, title, image, cold_start``.
+
+    A series with history in any of them is a warm one; an item of an items table without
+    sales in a market of the history is a cold start, listed only for the models that forecast
+    cold starts (``cold_start[i]`` for ``histories[i]``)."""
+    warm = pl.concat([h.data.select(SERIES_KEY).unique() for h in histories]).unique()
+    item_frames = [h.items for h in histories if h.items is not None]
+    cold_parts = []
+    for history, cold in zip(histories, cold_start, strict=True):
+        if cold and history.items is not None:
+            markets = history.data.select("market").unique()
+            cold_parts.append(history.items.select("item_id").unique().join(markets,
+                                                                             how="cross"))
+    cold_keys = (pl.concat(cold_parts).unique().join(warm, on=SERIES_KEY, how="anti")
+                 if cold_parts else warm.clear())
+    series = pl.concat([warm.with_columns(pl.lit(False).alias("cold_start")),
+                        cold_keys.with_columns(pl.lit(True).alias("cold_start"))])
+    if item_frames:
+        # One row per item: the first model's items table that describes it.
+        described = pl.concat(
+            [f.select("item_id",
+                      (pl.col("title") if "title" in f.columns else pl.lit(None))
+                      .cast(pl.String).alias("title"),
+                      (pl.col("image") if "image" in f.columns else pl.lit(None))
+                      .cast(pl.String).alias("image")) for f in item_frames],
+            how="vertical").unique("item_id", keep="first", maintain_order=True)
+        series = series.join(described, on="item_id", how="left")
+    else:
+        series = series.with_columns(pl.lit(None, pl.String).alias("title"),
+                                     pl.lit(None, pl.String).alias("image"))
+    return series.select(*SERIES_KEY, "title", "image", "cold_start").sort(SERIES_KEY)
+
+
+def search_series(catalogue: pl.DataFrame, query: str, market: str | None,
+                  limit: int) -> tuple[pl.DataFrame, int]:
+    """Series whose id or title holds ``query`` (case-insensitive, literal), in ``market`` when
+    given: the first ``limit`` (exact id matches first) and the number that matched."""
+    found = catalogue
+    if market is not None:
+        found = found.filter(pl.col("market") == market)
+    needle = query.strip().lower()
+    if needle:
+        found = found.filter(
+            pl.col("item_id").str.to_lowercase().str.contains(needle, literal=True)
+            | pl.col("title").fill_null("").str.to_lowercase().str.contains(needle, literal=True))
+        found = (found.with_columns((pl.col("item_id").str.to_lowercase() != needle)
+                                    .alias("_rank"))
+                 .sort("_rank", *SERIES_KEY).drop("_rank"))
+    return found.head(limit), found.height
+
+
+def resolve_image(image_root: Path | None, reference: str | None) -> Path | None:
+    """The image file of an item, or None when there is no root, no reference, or the
+    reference leaves the root or names no file."""
+    from salesfusion.encoders.image.loading import resolve_inside
+
+    if image_root is None or not reference:
+        return None
+    try:
+        path = resolve_inside(image_root, reference)
+    except (ValueError, OSError):
+        return None
+    return path if path.is_file() else None
+
+
+_thumbs: dict[Path, str | None] = {}
+_thumbs_lock = threading.Lock()
+
+
+def thumbnail(path: Path | None) -> str | None:
+    """A PNG data URI of the image, at most ``THUMBNAIL_SIDE`` pixels a side, decoded by the
+    safe loader (size limits, EXIF orientation); None for an unreadable image."""
+    from salesfusion.encoders.image.loading import read_rgb
+
+    if path is None:
+        return None
+    with _thumbs_lock:
+        if path in _thumbs:
+            return _thumbs[path]
+    try:
+        image = read_rgb(path)
+        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        uri: str | None = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    except (ValueError, OSError):  # UnreadableImage is a ValueError
+        uri = None
+    with _thumbs_lock:
+        _thumbs[path] = uri
+        while len(_thumbs) > KEPT_THUMBNAILS:
+            _thumbs.pop(next(iter(_thumbs)))
+    return uri
+
+
+_frames: dict[tuple[Path, float], pl.DataFrame] = {}
+
+
+def _remember(key: tuple[Path, float], frame: pl.DataFrame) -> pl.DataFrame:
+    # One version per file: a rewritten file replaces its old frame instead of adding to it.
+    for old in [k for k in _frames if k[0] == key[0]]:
+        _frames.pop(old, None)
+    _frames[key] = frame
+    return frame
+
+
+def _read(path: Path) -> pl.DataFrame:
+    try:
+        return pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise InputError(f"{path}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
+
+
+def read_backtest(folder: Path) -> pl.DataFrame:
+    """A backtest folder's ``forecasts.parquet`` with a ``step`` (1 = first period after the
+    origin), read once per file version."""
+    path = folder / "forecasts.parquet"
+    try:
+        key = (path, path.stat().st_mtime)
+    except OSError:
+        raise InputError(f"--backtest {folder}: no forecasts.parquet (not a `salesfusion "
+                         f"backtest` output folder)") from None
+    frame = _frames.get(key)
+    if frame is None:
+        frame = _read(path)
+        missing = [c for c in ("model", "item_id", "market", "timestamp", "y_true", "y_pred")
+                   if c not in frame.columns]
+        if missing:
+            raise InputError(f"{path}: lacks column(s) {', '.join(missing)}")
+        if "step" not in frame.columns:
+            if "period_since_launch" in frame.columns:  # launch protocol: steps from launch
+                step = pl.col("period_since_launch")
+            else:  # rolling origins: every series of a window shares the origin
+                group = ["model", "window"] if "window" in frame.columns else ["model"]
+                step = pl.col("timestamp").rank("dense").over(group)
+            frame = frame.with_columns(step.cast(pl.Int64).alias("step"))
+        frame = _remember(key, frame)
+    return frame
+
+
+def error_metrics(forecasts: pl.DataFrame, by: str, models: list[str] | None = None,
+                  market: str | None = None) -> pl.DataFrame:
+    """WAPE and bias per model and ``by`` (``step`` or ``market``), in percent of the actual
+    total (``100 * sum|yhat - y| / sum|y|`` and ``100 * sum(yhat - y) / sum|y|``: positive
+    bias is over-forecasting), from backtest forecasts; only ``models`` and ``market`` when
+    given."""
+    rows = forecasts
+    if models:
+        rows = rows.filter(pl.col("model").is_in(models))
+    if market is not None:
+        rows = rows.filter(pl.col("market") == market)
+    if not rows.height:
+        return pl.DataFrame(schema={"model": pl.String, by: forecasts.schema[by],
+                                    **dict.fromkeys(METRIC_COLUMNS, pl.Float64)})
+    # segment_errors keeps item_id and market beside its groups, so it groups by a copy.
+    table = segment_errors(rows.with_columns(pl.col(by).alias("_by")), by=("_by",),
+                           quantiles=False)
+    return table.select("model", pl.col("_by").alias(by), *METRIC_COLUMNS).sort("model", by)
+
+
+def series_backtest(forecasts: pl.DataFrame, item_id: str, market: str,
+                    models: list[str]) -> pl.DataFrame:
+    """One series' backtest forecasts of ``models``: ``model, window, timestamp, y_true,
+    y_pred`` by model, window and time."""
+    rows = forecasts.filter((pl.col("item_id") == item_id) & (pl.col("market") == market)
+                            & pl.col("model").is_in(models))
+    window = pl.col("window") if "window" in rows.columns else pl.lit(0)
+    return (rows.select("model", window.cast(pl.Int64).alias("window"), "timestamp", "y_true",
+                        "y_pred").sort("model", "window", "timestamp"))
+
+
+def explain_tables(folder: Path | None) -> list[str]:
+    """The explanation tables an explain folder holds, in page order."""
+    if folder is None:
+        return []
+    return [name for name in EXPLAIN_TABLES if (folder / f"{name}.parquet").is_file()]
+
+
+def read_explain(folder: Path, name: str) -> pl.DataFrame:
+    """One explanation table (``name`` from ``EXPLAIN_TABLES``), read once per file version."""
+    path = folder / f"{name}.parquet"
+    try:
+        key = (path, path.stat().st_mtime)
+    except OSError:
+        raise InputError(f"{path}: no such table") from None
+    frame = _frames.get(key)
+    return frame if frame is not None else _remember(key, _read(path))

@@ -1,0 +1,163 @@
+"""The models a server holds: loaded once at startup, their forecasts computed in batches.
+
+A model forecasts every series of its saved history in one call, and a series' forecast may
+depend on the others (LightGBM's cross-series features, a market's level for cold starts), so a
+request for a few series is answered from the forecast of the whole panel at that horizon,
+computed once per (model, horizon) and kept: exactly what ``salesfusion predict --horizon H``
+writes for those series, at the cost of one batched prediction shared by every later request.
+Cold-start series (an item of the items table without sales, in a known market) are forecast on
+first request, all of a request's together, and kept the same way.
+
+Models are not thread-safe (torch modules, LightGBM boosters with their thread pools), so each
+holds a lock around prediction; requests run in the server's thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from salesfusion.data.panel import SERIES_KEY
+from salesfusion.errors import InputError
+from salesfusion.models.artefact import read_manifest
+from salesfusion.models.base import Forecaster
+
+KEPT_HORIZONS = 8  # forecast frames kept per model (least recently used dropped)
+
+
+@dataclass
+class ServedModel:
+    name: str
+    folder: Path
+    forecaster: Forecaster
+    checksum: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _forecasts: OrderedDict[int, pl.DataFrame] = field(default_factory=OrderedDict)
+
+    @property
+    def history(self) -> Any:
+        return self.forecaster._history
+
+    @property
+    def max_horizon(self) -> int | None:
+        """The horizon a fixed-horizon model was trained for (None: any horizon)."""
+        horizon = self.forecaster.params.get("horizon")
+        return int(horizon) if isinstance(horizon, int) and horizon > 0 else None
+
+    @property
+    def quantile_levels(self) -> list[float]:
+        """The quantiles forecasts carry: their ``q<level>`` columns, and 0.5 (``y_pred``) for a
+        model trained for quantiles that include the median. Known once ``warm`` has run."""
+        frame = next(iter(self._forecasts.values()), None)
+        levels = {float(c[1:]) for c in (frame.columns if frame is not None else [])
+                  if c.startswith("q") and _is_level(c[1:])}
+        if 0.5 in (self.forecaster.params.get("quantiles") or []):
+            levels.add(0.5)
+        return sorted(levels)
+
+    def forecast(self, horizon: int, keys: pl.DataFrame) -> pl.DataFrame:
+        """Forecasts of ``keys`` (``item_id, market``) at ``horizon``; keys the model cannot
+        forecast are absent (see ``unknown_keys``)."""
+        with self.lock:
+            frame = self._forecasts.get(horizon)
+            if frame is None:
+                frame = self.forecaster.predict(horizon)
+                self._forecasts[horizon] = frame
+                while len(self._forecasts) > KEPT_HORIZONS:
+                    self._forecasts.popitem(last=False)
+            self._forecasts.move_to_end(horizon)
+            missing = keys.join(frame.select(SERIES_KEY).unique(), on=SERIES_KEY, how="anti")
+            cold = self._cold_candidates(missing)
+            if cold.height:
+                fresh = self.forecaster.predict(horizon, series=cold)
+                frame = pl.concat([frame, fresh], how="diagonal_relaxed")
+                self._forecasts[horizon] = frame
+        return frame.join(keys.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
+
+    def _cold_candidates(self, keys: pl.DataFrame) -> pl.DataFrame:
+        """The keys a cold-start model can forecast: an item of the items table in a market of
+        the history."""
+        items = self.history.items
+        if not keys.height or not self.forecaster.supports_cold_start or items is None:
+            return keys.clear()
+        markets = self.history.data.select("market").unique()
+        return (keys.join(items.select("item_id").unique(), on="item_id", how="semi")
+                .join(markets, on="market", how="semi"))
+
+    def unknown_reason(self, item_id: str, market: str) -> str:
+        history = self.history
+        if market not in set(history.data["market"].unique().to_list()):
+            return f"market {market!r} is not in model '{self.name}''s history"
+        known = history.items is not None and item_id in set(history.items["item_id"].to_list())
+        if not known and item_id not in set(history.data["item_id"].unique().to_list()):
+            return f"item {item_id!r} is not in model '{self.name}''s history or items table"
+        return (f"item {item_id!r} has no history in {market!r} and model "
+                f"'{self.forecaster.name}' cannot forecast cold starts")
+
+    def warm(self) -> None:
+        """Compute the forecast at the model's own horizon (or 1 period) ahead of requests."""
+        empty = pl.DataFrame(schema={"item_id": pl.String, "market": pl.String})
+        self.forecast(self.max_horizon or 1, empty)
+
+
+@dataclass(frozen=True)
+class Insights:
+    """What the dashboard shows beside live forecasts: a ``salesfusion backtest`` run folder
+    (forecasts at past origins, errors per horizon and market), a ``salesfusion explain`` run
+    folder (modality contributions, segment reports), and the folder the items' image paths
+    are relative to (the dataset spec's ``image_root``: model folders keep the items table,
+    not the images)."""
+
+    backtest: Path | None = None
+    explain: Path | None = None
+    image_root: Path | None = None
+
+
+def _is_level(text: str) -> bool:
+    try:
+        return 0 < float(text) < 1
+    except ValueError:
+        return False
+
+
+class ModelStore:
+    """Served models by name (the folder's name, unique within a server)."""
+
+    def __init__(self, models: dict[str, ServedModel],
+                 insights: Insights | None = None) -> None:
+        self.models = models
+        self.insights = insights or Insights()
+
+    @classmethod
+    def load(cls, folders: list[Path], warm: bool = True,
+             insights: Insights | None = None) -> ModelStore:
+        """Load each folder once, refusing (one ``InputError`` naming it) a folder that fails
+        its checksums, is not a model, or repeats another's name."""
+        if not folders:
+            raise InputError("give at least one --model DIR")
+        models: dict[str, ServedModel] = {}
+        for folder in folders:
+            folder = Path(folder)
+            name = folder.resolve().name
+            if name in models:
+                raise InputError(f"{folder}: two served models are named '{name}' (the folder "
+                                 f"name); serve folders with distinct names")
+            try:
+                manifest = read_manifest(folder, required=("history.parquet",))
+                forecaster = Forecaster.load(folder)
+            except InputError as exc:
+                raise InputError(f"cannot serve {folder}: {exc}") from None
+            models[name] = ServedModel(name, folder, forecaster, manifest.checksum)
+        store = cls(models, insights)
+        if warm:
+            for model in models.values():
+                model.warm()
+        return store
+
+    def get(self, name: str) -> ServedModel | None:
+        return self.models.get(name)
