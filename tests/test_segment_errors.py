@@ -109,3 +109,9 @@ def test_bad_inputs_name_the_column():
 def test_central_intervals_pair_mirrored_levels_only():
     assert central_intervals(["q0.9", "q0.1", "q0.5", "q0.05", "y_pred", "q0.75", "q0.25"]) == [
         ("q0.1", "q0.9", 80), ("q0.25", "q0.75", 50)]
+
+
+def test_errors_by_market_equal_errors_by_segment_without_segments():
+    """Without segments the segment is the market, so ``by=("market",)`` gives the same."""
+    by_segment = segment_errors(forecasts()).rename({"segment": "market"})
+    assert segment_errors(forecasts(), by=("market",)).equals(by_segment)

@@ -81,7 +81,7 @@ def _wide(long: pl.DataFrame, keys: list[str], names: dict[str, str]) -> pl.Data
 
 def _one_model(rows: pl.DataFrame, keys: list[str], quantiles: bool) -> pl.DataFrame:
     y, f = pl.col("y_true"), pl.col("y_pred")
-    base = rows.select(*keys, "item_id", "market", "y_true", "y_pred")
+    base = rows.select(*dict.fromkeys([*keys, "item_id", "market", "y_true", "y_pred"]))
     counts = base.group_by(keys, maintain_order=True).agg(
         pl.when(y.abs().sum() > 0).then(100.0 * (f - y).sum() / y.abs().sum()).alias("bias"),
         pl.struct("item_id", "market").n_unique().alias("n_series"),
