@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
+import polars as pl
 import typer
 from pydantic import ValidationError
 from rich.console import Console
@@ -15,11 +17,13 @@ from rich.table import Table
 from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
 from salesfusion.cli.output import staged_run
 from salesfusion.data.panel import Panel
+from salesfusion.data.sql import ForecastTarget, forecast_target, run_id_for
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
 from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.progress import ConsoleProgress
 from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.models.artefact import sha256_file
 
 BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
              "tsb", "lightgbm", "knn_analogue"]
@@ -37,7 +41,12 @@ def _print_summary(summary: Any) -> None:
 
 
 def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | LaunchProtocol,
-                  out: Path, title: str, progress: ConsoleProgress) -> None:
+                  out: Path | None, title: str, progress: ConsoleProgress,
+                  target: ForecastTarget | None = None, run_id: str | None = None) -> None:
+    """Backtest and write the run folder ``out`` and/or the forecasts into ``target``. The
+    rows are committed inside the folder's staging, before it is published, so a failed write
+    of either leaves neither (only a failed publication, a rename, could leave the rows)."""
+    from salesfusion.data.sql import write_forecasts
     from salesfusion.evaluation.report import write_report
     from salesfusion.evaluation.runner import backtest_models
 
@@ -48,22 +57,53 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
             protocol.split(panel, cutoff)
     else:
         protocol.origins(panel.periods)
-    with staged_run(out) as staging:
+    with staged_run(out) if out is not None else nullcontext() as staging:
         run = backtest_models(panel, models, protocol, progress=progress)
         progress.close()  # the bars end before the report's own status line
-        run.write(staging)
-        if not launch:  # the HTML report describes rolling windows only
-            with progress.stage("Writing the report"):
-                write_report(run, staging / "report.html", title=title)
+        if staging is not None:
+            run.write(staging)
+            if not launch:  # the HTML report describes rolling windows only
+                with progress.stage("Writing the report"):
+                    write_report(run, staging / "report.html", title=title)
+        if target is not None:
+            rows = write_forecasts(_with_origin(run.forecasts, panel, protocol), target.url,
+                                   target.table, str(run_id))
     _print_summary(run.summary())
-    written = "metrics_since_launch.csv" if launch else "report.html"
-    console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and {written}")
+    if out is not None:
+        written = "metrics_since_launch.csv" if launch else "report.html"
+        console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and {written}")
+    if target is not None:
+        console.print(f"Upserted {rows:,} rows into {target.describe()} (run {run_id})")
     if run.failures:
         for model, error in run.failures.items():
             print(f"error: model '{model}' failed: {error}", file=sys.stderr)
-        print(f"error: {len(run.failures)} model(s) failed (listed in {out}/failures.json and "
-              f"the report); the other models' results are written", file=sys.stderr)
+        listed = f"listed in {out}/failures.json and the report" if out else "listed above"
+        print(f"error: {len(run.failures)} model(s) failed ({listed}); the other models' "
+              f"results are written", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _with_origin(forecasts: pl.DataFrame, panel: Panel,
+                 protocol: BacktestProtocol | LaunchProtocol) -> pl.DataFrame:
+    """The forecasts with ``origin``, the last period observed in their window: a rolling
+    window's training end, or the period before a launch cutoff."""
+    periods = panel.periods.sort()
+    if isinstance(protocol, LaunchProtocol):
+        origins = [periods.filter(periods < cutoff).max() or cutoff
+                   for cutoff in protocol.cutoff_periods(panel)]
+    else:
+        origins = protocol.origins(periods)
+    windows = pl.DataFrame({"window": range(len(origins)), "origin": origins},
+                           schema={"window": forecasts["window"].dtype,
+                                   "origin": pl.Datetime("us")})
+    return forecasts.join(windows, on="window", how="left")
+
+
+def _backtest_run_id(names: list[str], protocol: BacktestProtocol | LaunchProtocol,
+                     panel: Panel, source: str, options: list[Any]) -> str:
+    facts = {"models": sorted(names), "protocol": protocol.model_dump(mode="json"),
+             "source": source, "freq": panel.freq, "options": options}
+    return run_id_for("backtest", protocol.horizon, panel.periods.max(), facts)
 
 
 def _launch_protocol(horizon: int, cutoffs: list[datetime] | None, test_fraction: float,
@@ -101,7 +141,7 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/
 @guarded
 def backtest(
     models: Annotated[str, typer.Option(help="Comma-separated model names.")],
-    out: Annotated[Path, typer.Option(help="Output folder.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (optional with --to).")] = None,
     dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
     spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
     horizon: Annotated[int, typer.Option(min=1)] = 4,
@@ -131,11 +171,24 @@ def backtest(
         "Launch protocol: item (new products held out by launch) or market (items' entries "
         "into a market after selling elsewhere, forecast from their history abroad and "
         "content)."))] = "item",
+    to: Annotated[str | None, typer.Option(
+        help="postgresql://... or env:NAME (a variable holding the URL): upsert every "
+             "window's forecasts into this database.")] = None,
+    to_table: Annotated[str, typer.Option(
+        help="[schema.]table --to writes (created when missing).")] = "salesfusion_forecasts",
+    run_id: Annotated[str | None, typer.Option(
+        help="Run id of the rows --to writes (default: from the data source, the models, the "
+             "protocol and the data's last period, so rerunning the same command replaces its "
+             "rows).")] = None,
 ) -> None:
     """Backtest models on a bundled dataset or a spec: rolling-origin (default) or by launch."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise InputError("--models names no model")
+    if out is None and to is None:
+        raise InputError("Missing option '--out': give --out FOLDER, --to URL, or both")
+    if run_id is not None and to is None:
+        raise InputError("--run-id names the rows --to writes; give --to URL")
     from salesfusion.models.registry import model_class
 
     for name in names:
@@ -152,14 +205,21 @@ def backtest(
         min_nonzero = 0  # a bundled benchmark's selection would drop the new items
     else:
         protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
+    # Unreachable database or an incompatible table: refused before the (long) backtest.
+    target = forecast_target(to, to_table) if to is not None else None
     progress = ConsoleProgress(console)
     with progress:
         with progress.stage("Building the panel", spinner=False):
             panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                                protocol if isinstance(protocol, BacktestProtocol) else None,
                                min_nonzero, lookback)
+        if target is not None and run_id is None:
+            source = dataset or sha256_file(Path(str(spec)))
+            run_id = _backtest_run_id(names, protocol, panel, str(source),
+                                      [min_nonzero, lookback])
         _run_backtest(panel, names, protocol, out, progress=progress,
-                      title=f"salesfusion backtest: {dataset or spec}")
+                      title=f"salesfusion backtest: {dataset or spec}", target=target,
+                      run_id=run_id)
     progress.finished("Backtest")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -77,7 +78,8 @@ def train(
 @guarded
 def predict(
     model: Annotated[Path, typer.Option(help="A saved model folder.")],
-    out: Annotated[Path, typer.Option(help="Forecasts Parquet file.")],
+    out: Annotated[Path | None, typer.Option(
+        help="Forecasts Parquet file (optional with --to).")] = None,
     horizon: Annotated[int, typer.Option(min=1)] = 4,
     dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
     spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
@@ -100,21 +102,38 @@ def predict(
     plan: Annotated[Path | None, typer.Option(
         help="CSV/Parquet what-if plan: timestamp, item_id, market and future-known covariate "
              "columns (price, promo, ...) to forecast under instead of the data's.")] = None,
+    to: Annotated[str | None, typer.Option(
+        help="postgresql://... or env:NAME (a variable holding the URL): upsert the forecasts "
+             "into this database.")] = None,
+    to_table: Annotated[str, typer.Option(
+        help="[schema.]table --to writes (created when missing).")] = "salesfusion_forecasts",
+    run_id: Annotated[str | None, typer.Option(
+        help="Run id of the rows --to writes (default: from the model's checksum, the data's "
+             "last period, the horizon and any plan or launch options, so rerunning the same "
+             "command replaces its rows).")] = None,
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
 
     from salesfusion.data.panel import SERIES_KEY
+    from salesfusion.data.sql import forecast_target
     from salesfusion.models.base import Forecaster
 
-    if out.suffix.lower() not in (".parquet", ".pq"):
+    if out is None and to is None:
+        raise InputError("Missing option '--out': give --out FILE.parquet, --to URL, or "
+                         "both")
+    if out is not None and out.suffix.lower() not in (".parquet", ".pq"):
         raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name")
+    if run_id is not None and to is None:
+        raise InputError("--run-id names the rows --to writes; give --to URL")
     if not launch and (launch_date or items or markets):
         raise InputError("--launch-date, --items and --markets go with --launch")
     if launch and cold_start:
         raise InputError("give one of --launch or --cold-start: a launch forecast is already "
                          "for items without sales")
     forecaster = Forecaster.load(model)
+    # Unreachable database or an incompatible table: refused before any forecasting.
+    target = forecast_target(to, to_table) if to is not None else None
     if launch and not forecaster.supports_launch:
         raise InputError(f"{model}: model '{forecaster.name}' cannot forecast from a launch "
                          f"date; train a launch-anchored model ({', '.join(_launch_models())})")
@@ -129,13 +148,15 @@ def predict(
         from salesfusion.data.plans import load_plan
 
         panel = panel.with_plan(load_plan(plan, panel), where=str(plan))
+    if target is not None and run_id is None:
+        run_id = _run_id(model, forecaster.name, panel, horizon, plan,
+                         [launch, launch_date, items, markets])
     if launch:
         launches = _launches(panel, launch_date, items, markets)
         forecast = forecaster.predict_launch(launches, horizon, history=panel)
-        with staged_file(out) as target:
-            forecast.with_columns(pl.lit(forecaster.name).alias("model")).write_parquet(
-                target)
-        console.print(f"Wrote {out}: {forecast.height:,} rows for {launches.height:,} launches "
+        _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
+               target, run_id)
+        console.print(f"{_head(out)}: {forecast.height:,} rows for {launches.height:,} launches "
                       f"({launches['item_id'].n_unique():,} items in "
                       f"{launches['market'].n_unique():,} markets), periods 1-{horizon} from "
                       f"launch")
@@ -149,15 +170,48 @@ def predict(
         markets = series.select("market").unique(maintain_order=True)
         series = pl.concat([series, unsold.join(markets, how="cross")])
     forecast = forecaster.predict(horizon, history=panel, series=series)
-    with staged_file(out) as target:
-        forecast.with_columns(pl.lit(forecaster.name).alias("model")).write_parquet(
-            target)
+    _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out, target,
+           run_id)
     cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
-    console.print(f"Wrote {out}: {forecast.height:,} rows for {series.height:,} series "
+    console.print(f"{_head(out)}: {forecast.height:,} rows for {series.height:,} series "
                   f"({cold:,} without history; {int(forecast['before_launch'].sum()):,} rows "
                   f"before launch, forecast as 0)")
 
 
+def _write(forecast: Any, panel: Any, out: Path | None, target: Any,
+           run_id: str | None) -> None:
+    """The Parquet file and/or the database rows. The rows are committed inside the file's
+    staging, before the file is published: a failed write (connection, constraint,
+    incompatible table) leaves neither; only a failure of the publication itself (a rename
+    beside ``out``) could leave the rows without the file."""
+    import polars as pl
+
+    from salesfusion.data.sql import write_forecasts
+
+    with staged_file(out) if out is not None else nullcontext() as staged:
+        if staged is not None:
+            forecast.write_parquet(staged)
+        if target is not None:
+            # The origin is the last observed period, the same for every series of the panel.
+            rows = write_forecasts(forecast.with_columns(
+                pl.lit(panel.periods.max()).alias("origin")), target.url, target.table,
+                str(run_id))
+    if target is not None:
+        console.print(f"Upserted {rows:,} rows into {target.describe()} (run {run_id})")
+
+
+def _head(out: Path | None) -> str:
+    return f"Wrote {out}" if out is not None else "Forecasts"
+
+
+def _run_id(model: Path, name: str, panel: Any, horizon: int, plan: Path | None,
+            launch: list[Any]) -> str:
+    from salesfusion.data.sql import run_id_for
+    from salesfusion.models.artefact import read_manifest, sha256_file
+
+    facts = {"model": read_manifest(model).checksum, "launch": launch,
+             "plan": sha256_file(plan) if plan is not None else None}
+    return run_id_for(name, horizon, panel.periods.max(), facts)
 
 
 def _launch_models() -> list[str]:

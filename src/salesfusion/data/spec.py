@@ -5,6 +5,7 @@ Nothing else in the code knows a dataset's own column names; everything reads th
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,13 @@ from salesfusion.data.frequency import FREQUENCIES, Frequency
 from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
 
-TableFormat = Literal["csv", "parquet", "duckdb"]
+FileFormat = Literal["csv", "parquet", "duckdb"]
+TableFormat = Literal["csv", "parquet", "duckdb", "postgresql"]
+# The environment variable holding a PostgreSQL table's connection URL when the spec names none:
+# the URL (and its password) never lives in the YAML.
+DEFAULT_URL_ENV = "SALESFUSION_DATABASE_URL"
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_QUERY_START = re.compile(r"\s*(select|with|table|values)\b", re.IGNORECASE)
 
 # Which roles each table must map, and which it may map (DESIGN.md section 2).
 # ``market`` is optional in sales and events: a single-market shop leaves it out and every row
@@ -47,11 +54,17 @@ class _Strict(BaseModel):
 
 
 class TableSpec(_Strict):
-    """Where one table lives and which of its columns play which role."""
+    """Where one table lives (a file, or PostgreSQL) and which of its columns play which role."""
 
-    path: str
+    # A file; for a PostgreSQL table, DatasetSpec sets it to a label naming the table in
+    # messages (e.g. "PostgreSQL table public.sales"), which nothing opens.
+    path: str | None = None
     format: TableFormat | None = None  # inferred from the file extension when left out
-    table: str | None = None  # table name inside a DuckDB file or SQL database
+    table: str | None = None  # table name inside a DuckDB file, or [schema.]name in PostgreSQL
+    # PostgreSQL only: the environment variable holding the connection URL, and a SELECT to
+    # read instead of a whole table.
+    url_env: str | None = None
+    query: str | None = None
     columns: dict[str, str]
     # strptime format of the table's date columns (timestamp, launch_date). Without one, dates
     # must be ISO 8601; "12/1/2010" is refused, never read in a guessed day/month order.
@@ -65,16 +78,68 @@ class TableSpec(_Strict):
     # table's ``attribute`` column holds (e.g. one trend series per category or colour term).
     attribute_of: list[str] = Field(default_factory=list)
 
+    @field_validator("url_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"{name!r} is not an environment variable name (letters, digits "
+                             f"and _, not starting with a digit)")
+        return name
+
+    @field_validator("query")
+    @classmethod
+    def _select(cls, query: str | None) -> str | None:
+        # Read in a read-only transaction anyway; this catches a pasted statement early.
+        if query is not None and not _QUERY_START.match(query):
+            raise ValueError("a query must be one SELECT (or WITH ... SELECT) statement")
+        return query
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TableSpec:
+        if self.format == "postgresql":
+            if self.path is not None:
+                raise ValueError("'path' names a file; a 'format: postgresql' table names "
+                                 "'table' ([schema.]name) or 'query' (SELECT ...) instead")
+            if (self.table is None) == (self.query is None):
+                raise ValueError("a 'format: postgresql' table needs exactly one of 'table' "
+                                 "([schema.]name) or 'query' (SELECT ...)")
+            if self.table is not None:
+                table_parts(self.table)
+            if self.url_env is None:
+                self.url_env = DEFAULT_URL_ENV
+            return self
+        extra = [key for key in ("url_env", "query") if getattr(self, key) is not None]
+        if extra:
+            raise ValueError(f"'{extra[0]}' is for 'format: postgresql' tables")
+        if self.path is None:
+            raise ValueError("'path' is required (a CSV, Parquet or DuckDB file), or set "
+                             "'format: postgresql' with 'table' or 'query'")
+        return self
+
+    @property
+    def is_sql(self) -> bool:
+        return self.format == "postgresql"
+
     def resolved_format(self) -> str:
         if self.format:
             return self.format
-        suffix = Path(self.path).suffix.lower()
+        suffix = Path(str(self.path)).suffix.lower()
         by_suffix = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                      ".duckdb": "duckdb", ".db": "duckdb"}
         if suffix not in by_suffix:
             raise InputError(f"{self.path}: cannot tell the table format from extension "
-                             f"'{suffix}'; set 'format' to one of csv, parquet, duckdb")
+                             f"'{suffix}'; set 'format' to one of csv, parquet, duckdb, "
+                             f"postgresql")
         return by_suffix[suffix]
+
+
+def table_parts(name: str) -> tuple[str, ...]:
+    """``[schema.]name`` as its parts (quoted as identifiers wherever they are used, so any
+    characters but the dot are allowed); ValueError naming the value otherwise."""
+    parts = tuple(name.split("."))
+    if len(parts) > 2 or not all(part.strip() for part in parts):
+        raise ValueError(f"table {name!r} is not [schema.]name")
+    return parts
 
 
 class CurrencyPeg(_Strict):
@@ -86,7 +151,7 @@ class FxSpec(_Strict):
     """A wide exchange-rate table: a date column plus one column per currency."""
 
     path: str
-    format: TableFormat | None = None
+    format: FileFormat | None = None  # an FX table is a file (PostgreSQL is for TableSpec)
     table: str | None = None
     date_column: str = "Date"
     date_format: str | None = None  # strptime format of date_column; ISO 8601 without one
@@ -159,6 +224,9 @@ class DatasetSpec(_Strict):
     @model_validator(mode="after")
     def _check_roles(self) -> DatasetSpec:
         for table_name, table in self.named_tables():
+            if table.is_sql and table.path is None:
+                table.path = (f"PostgreSQL table {table.table}" if table.table
+                              else f"PostgreSQL query of table '{table_name}'")
             kind = table_name.split("[")[0]
             missing = [r for r in REQUIRED_ROLES[kind] if r not in table.columns]
             if missing:
@@ -204,8 +272,11 @@ class DatasetSpec(_Strict):
         return named + [(f"exogenous[{i}]", table) for i, table in enumerate(self.exogenous)]
 
     def resolve(self, path: str) -> Path:
-        """A table path relative to the spec file's folder."""
+        """A table path relative to the spec file's folder (a PostgreSQL table's label as it
+        is, so messages that name a table's path name the database table)."""
         candidate = Path(path)
+        if any(table.is_sql and table.path == path for _, table in self.named_tables()):
+            return candidate
         return candidate if candidate.is_absolute() else self.base_dir / candidate
 
     def images_dir(self) -> Path:

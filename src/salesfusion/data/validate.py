@@ -98,8 +98,13 @@ def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...],
     columns to role names and cast their types."""
     table = table if table is not None else getattr(spec, name)
     path = spec.resolve(table.path)
-    where = str(path) if not table.table else f"{path}:{table.table}"
-    raw = read_raw(path, table.resolved_format(), table.table)
+    if table.is_sql:  # path is the label naming the database table
+        from salesfusion.data.sql import read_spec_table
+
+        where, raw = str(path), read_spec_table(table, name)
+    else:
+        where = str(path) if not table.table else f"{path}:{table.table}"
+        raw = read_raw(path, table.resolved_format(), table.table)
     if raw.height == 0:
         raise InputError(f"{where}: table '{name}' is empty (no data rows)")
     # A covariate list may name a role (the sales table's price or promo) to set its kind.
