@@ -111,6 +111,11 @@ def predict(
         help="Run id of the rows --to writes (default: from the model's checksum, the data's "
              "last period, the horizon and any plan or launch options, so rerunning the same "
              "command replaces its rows).")] = None,
+    report: Annotated[Path | None, typer.Option(
+        help="Also write an HTML report of these forecasts for planners (.html).")] = None,
+    report_backtest: Annotated[Path | None, typer.Option(
+        help="A `salesfusion backtest` output folder whose metrics.csv the report shows as "
+             "the model's record per market.")] = None,
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
@@ -126,6 +131,11 @@ def predict(
         raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name")
     if run_id is not None and to is None:
         raise InputError("--run-id names the rows --to writes; give --to URL")
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        raise InputError(f"{report}: the report is HTML; use a .html name")
+    if report_backtest is not None and report is None:
+        raise InputError("--report-backtest goes with --report FILE.html")
+    record = _backtest_metrics(report_backtest) if report_backtest is not None else None
     if not launch and (launch_date or items or markets):
         raise InputError("--launch-date, --items and --markets go with --launch")
     if launch and cold_start:
@@ -156,6 +166,7 @@ def predict(
         forecast = forecaster.predict_launch(launches, horizon, history=panel)
         _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
                target, run_id)
+        _report(report, forecast, panel, model, forecaster.name, record)
         console.print(f"{_head(out)}: {forecast.height:,} rows for {launches.height:,} launches "
                       f"({launches['item_id'].n_unique():,} items in "
                       f"{launches['market'].n_unique():,} markets), periods 1-{horizon} from "
@@ -172,6 +183,7 @@ def predict(
     forecast = forecaster.predict(horizon, history=panel, series=series)
     _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out, target,
            run_id)
+    _report(report, forecast, panel, model, forecaster.name, record)
     cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
     console.print(f"{_head(out)}: {forecast.height:,} rows for {series.height:,} series "
                   f"({cold:,} without history; {int(forecast['before_launch'].sum()):,} rows "
@@ -198,6 +210,34 @@ def _write(forecast: Any, panel: Any, out: Path | None, target: Any,
                 str(run_id))
     if target is not None:
         console.print(f"Upserted {rows:,} rows into {target.describe()} (run {run_id})")
+
+
+def _backtest_metrics(folder: Path) -> Any:
+    import polars as pl
+
+    path = folder / "metrics.csv"
+    if not path.is_file():
+        raise InputError(f"--report-backtest {folder}: no metrics.csv (not a `salesfusion "
+                         f"backtest` output folder)")
+    try:
+        frame = pl.read_csv(path, infer_schema=False)  # window holds numbers and "all"
+        return frame.with_columns(pl.col("value").cast(pl.Float64))
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputError(f"{path}: not a backtest metrics table ({exc})") from None
+
+
+def _report(path: Path | None, forecast: Any, panel: Any, model: Path, name: str,
+            record: Any) -> None:
+    """The planner's report of the forecasts just written (a forecast already written stays:
+    the report is a view of it, and is staged so that a failure leaves no partial page)."""
+    if path is None:
+        return
+    from salesfusion.evaluation.forecast_report import write_forecast_report
+
+    with console.status("Writing the report"), staged_file(path) as staged:
+        write_forecast_report(forecast, panel, staged, title=f"Forecasts of {model.name}",
+                              model_name=name, backtest=record)
+    console.print(f"Wrote {path}")
 
 
 def _head(out: Path | None) -> str:

@@ -22,6 +22,12 @@ from salesfusion.errors import InputError
 TEXT_ROLES = ("title", "description")
 
 
+def title_column(items: pl.DataFrame) -> str | None:
+    """The column that names items to people: ``title``, else ``description`` (Online Retail
+    maps its product names to the description role)."""
+    return next((role for role in TEXT_ROLES if role in items.columns), None)
+
+
 @dataclass
 class Catalogue:
     name: str

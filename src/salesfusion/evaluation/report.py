@@ -1,89 +1,38 @@
-"""A self-contained HTML report of a backtest: metrics per model and market, forecast-vs-actual
-plots, error by market. Plotly's JavaScript is embedded once, so the file works offline."""
+"""A self-contained HTML report of a backtest, for a demand planner: which model to trust in
+each market and by how much, accuracy with interval coverage (models that read history apart
+from cold-start-only ones), forecast-vs-actual plots with quantile bands, items shown with
+their titles and thumbnails, and a cold-start section. Plotly's JavaScript is embedded once, so
+the file works offline.
+
+``html_table``, ``colour`` and ``STYLE`` live in ``report_html`` and are re-exported here, where
+the explain report imports them."""
 
 from __future__ import annotations
 
 import html
-import math
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import plotly.graph_objects as go
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.evaluation.report_cold import YOUNG_PERIODS, cold_start_section
+from salesfusion.evaluation.report_html import STYLE, Figures, colour, html_table, page, section
+from salesfusion.evaluation.report_media import ItemCatalogue
+from salesfusion.evaluation.report_plots import market_figure, series_figure
+from salesfusion.evaluation.report_sections import (
+    NOISE_POINTS,
+    interval_bands,
+    overall_accuracy,
+    per_market,
+    split_by_history,
+    trust_per_market,
+    trust_sentences,
+)
 from salesfusion.evaluation.runner import BacktestRun
 
-HISTORY_SHOWN = 26
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
-th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:right}
-th:first-child,td:first-child{text-align:left} th{background:#f3f3f3}
-.best{font-weight:bold;background:#e8f5e9} .note{color:#666;font-size:.85rem}
-"""
-
-
-def html_table(frame: pl.DataFrame, best_lowest: tuple[str, ...] = ()) -> str:
-    """``frame`` as an HTML table (floats to 3 decimals, missing and non-finite values blank),
-    the lowest value of each ``best_lowest`` column marked."""
-    best = {c: frame[c].min() for c in best_lowest if c in frame.columns}
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    rows = []
-    for row in frame.iter_rows(named=True):
-        cells = []
-        for column, value in row.items():
-            marked = ' class="best"' if column in best and value == best[column] else ""
-            cells.append(f"<td{marked}>{_cell(value)}</td>")
-        rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(rows)}</table>"
-
-
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:,.3f}" if math.isfinite(value) else ""
-    return html.escape(str(value))
-
-
-def _series_figure(run: BacktestRun, item: str, market: str, models: list[str]) -> go.Figure:
-    key = (pl.col("item_id") == item) & (pl.col("market") == market)
-    actual = run.panel.data.filter(key).sort("timestamp").tail(
-        HISTORY_SHOWN + run.protocol.test_length)
-    figure = go.Figure()
-    figure.add_trace(go.Scatter(x=actual["timestamp"], y=actual["y"], name="actual",
-                                line={"color": "black", "width": 2}))
-    forecasts = run.forecasts.filter(key & pl.col("model").is_in(models))
-    for model in models:
-        rows = forecasts.filter(pl.col("model") == model).sort("timestamp")
-        for window in rows["window"].unique().sort():
-            part = rows.filter(pl.col("window") == window)
-            figure.add_trace(go.Scatter(
-                x=part["timestamp"], y=part["y_pred"], name=model, legendgroup=model,
-                showlegend=bool(window == 0), mode="lines+markers",
-                line={"color": colour(models.index(model))}))
-    figure.update_layout(title=f"{item} in {market}", height=330,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 30}, yaxis_title="units")
-    return figure
-
-
-def colour(index: int) -> str:
-    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-               "#7f7f7f", "#bcbd22", "#17becf"]
-    return palette[index % len(palette)]
-
-
-def _market_figure(by_market: pl.DataFrame) -> go.Figure:
-    figure = go.Figure()
-    for index, model in enumerate(by_market["model"].unique(maintain_order=True)):
-        rows = by_market.filter(pl.col("model") == model)
-        figure.add_trace(go.Bar(x=rows["segment"], y=rows["value"], name=model,
-                                marker_color=colour(index)))
-    figure.update_layout(barmode="group", title="WAPE (%) by market, all windows", height=380,
-                         margin={"l": 40, "r": 10, "t": 40, "b": 30})
-    return figure
+__all__ = ["STYLE", "colour", "html_table", "write_report"]
+METRICS_SHOWN = ("WAPE", "MASE", "sMAPE", "RMSE")
 
 
 def _notes_section(run: BacktestRun) -> str:
@@ -97,58 +46,104 @@ def _notes_section(run: BacktestRun) -> str:
     return f"<ul>{''.join(items)}</ul>"
 
 
-def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> None:
-    """Write the report to ``path``."""
-    summary = run.summary()
-    wape = run.metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE"))
-    per_market = (wape.pivot(on="segment", index="model", values="value")
-                  .sort("all", nulls_last=True))
-    market_order = ["all", *[c for c in per_market.columns if c not in ("model", "all")]]
-    per_market = per_market.select("model", *market_order)
-    ranked = summary["model"].to_list()
-    shown_models = ranked[:4] + [m for m in ("naive",) if m in ranked and m not in ranked[:4]]
+def _accuracy_sections(run: BacktestRun, bands: dict[str, tuple[str, str]]) -> str:
+    accuracy = overall_accuracy(run.summary(METRICS_SHOWN), run.metrics, bands)
+    history, cold_only = split_by_history(accuracy)
+    legend = ("<p class=\"note\">WAPE and sMAPE in percent; MASE scaled per series and window by "
+              "the in-sample mean absolute one-step difference; coverage = share of actuals "
+              "inside the model's band (lowest to highest quantile), nominal = the share it "
+              "should hold (q0.9 - q0.1 = 0.8); seconds = wall time of fit + predict over all "
+              "windows.</p>")
+    parts = [section("accuracy-history", "Overall accuracy: models that read history",
+                     html_table(history, best_lowest=METRICS_SHOWN) + legend
+                     if history.height else "<p>No model that reads history was run.</p>")]
+    if cold_only.height:
+        parts.append(section(
+            "accuracy-cold-only", "Overall accuracy: cold-start-only models",
+            "<p>These models never read a series' own sales (they forecast from similar items "
+            "or from age since launch), so their error is what a new item's forecast would "
+            "get; compare them with each other, not with the models above.</p>"
+            + html_table(cold_only, best_lowest=METRICS_SHOWN)))
+    return "".join(parts)
 
+
+def _market_tables(run: BacktestRun) -> str:
+    wape = per_market(run.metrics, "WAPE")
+    history, cold_only = split_by_history(wape)
+    markets = tuple(c for c in wape.columns if c != "model")
+    parts = [html_table(pl.concat([history, cold_only]), best_lowest=markets),
+             "<p class=\"note\">Cold-start-only models, if any, are the last rows.</p>"
+             if cold_only.height else ""]
+    coverage = per_market(run.metrics, "coverage")
+    if coverage.height:
+        parts.append("<h3>Interval coverage per market</h3>" + html_table(coverage))
+    return "".join(parts)
+
+
+def _plotted_series(run: BacktestRun, seed: int) -> pl.DataFrame:
+    """The three largest series by test-period units, then three sampled among the smaller
+    half."""
     totals = (run.forecasts.group_by(SERIES_KEY).agg(pl.col("y_true").sum().alias("units"))
-              .sort("units", descending=True, maintain_order=True))
-    largest = totals.head(3)
+              .sort("units", *SERIES_KEY, descending=[True, False, False]))
     rest = totals.slice(3)
-    rng = np.random.default_rng(seed)
     small = rest.filter(pl.col("units") <= rest["units"].median())
+    rng = np.random.default_rng(seed)
     sample = small[sorted(rng.choice(small.height, size=min(3, small.height), replace=False))] \
         if small.height else small
-    figures = [_market_figure(wape.filter(pl.col("segment") != "all"))]
-    figures += [_series_figure(run, r["item_id"], r["market"], shown_models)
-                for r in pl.concat([largest, sample]).iter_rows(named=True)]
-    plots = [figure.to_html(full_html=False, include_plotlyjs=(i == 0))
-             for i, figure in enumerate(figures)]
+    return pl.concat([totals.head(3), sample])
 
+
+def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> None:
+    """Write the report to ``path``."""
+    ranked = run.summary()["model"].to_list()
+    reading, cold_only = (list(frame["model"]) for frame in
+                          split_by_history(pl.DataFrame({"model": ranked}, schema={
+                              "model": pl.Utf8})))
+    # The three best that read history, naive as the yardstick, the best cold-start-only one.
+    shown = reading[:3] + [m for m in ("naive",) if m in reading[3:]] + cold_only[:1]
+    bands = interval_bands(run.forecasts)
+    catalogue = ItemCatalogue(run.panel.items, run.panel.image_root)
+    figures = Figures()
+    trust = trust_per_market(run.metrics)
+    trust_html = ("<p>Per market, the model with the lowest WAPE over all windows, the "
+                  "runner-up, and the margin: in WAPE points and as a share of the runner-up's "
+                  "WAPE. Windows won: windows in which the best beat the runner-up. A lead "
+                  f"under {NOISE_POINTS:g} point is within noise.</p>"
+                  + html_table(trust) + trust_sentences(trust))
+    wape = run.metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE")
+                              & (pl.col("segment") != "all"))
+    market_plot = figures.html(market_figure(wape))
+    plots = []
+    for row in _plotted_series(run, seed).iter_rows(named=True):
+        item, market = row["item_id"], row["market"]
+        plots.append(f'<div class="series-head">{catalogue.cell(item)} in '
+                     f'{html.escape(market)}</div>')
+        plots.append(figures.html(series_figure(run, item, market, shown, bands, catalogue)))
+    cold_html = cold_start_section(run, catalogue, figures, shown, bands)
     protocol = run.protocol
     log = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in run.panel.log.items())
     body = f"""
-<h1>{html.escape(title)}</h1>
-<p class="note">Generated {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by salesfusion.</p>
 <h2>Data and protocol</h2>
 <p>{run.panel.n_series:,} series, {run.panel.data.height:,} rows, {len(run.panel.periods)}
 periods (freq {run.panel.freq}). Rolling origin: {protocol.windows} windows of horizon
 {protocol.horizon}, step {protocol.stride}, {'refit at every origin' if protocol.refit
 else 'fitted once'}; forecasts clipped at 0.</p>
 <p class="note">Panel build log: {html.escape(log)}</p>
-<h2>Overall accuracy (all windows, all markets)</h2>
-{html_table(summary, best_lowest=("WAPE", "MASE", "sMAPE", "RMSE"))}
-<p class="note">WAPE and sMAPE in percent; MASE scaled per series and window by the in-sample
-mean absolute one-step difference; seconds = wall time of fit + predict over all windows.</p>
+{section("trust", "Which model to trust per market", trust_html)}
+{_accuracy_sections(run, bands)}
 <h2>Model notes</h2>
 <p class="note">What the models reported while fitting: encoder fallbacks, masked images or
 texts, modalities configured but not used.</p>
 {_notes_section(run)}
 <h2>WAPE (%) per market</h2>
-{html_table(per_market, best_lowest=tuple(market_order))}
-{plots[0]}
+{_market_tables(run)}
+{market_plot}
 <h2>Forecasts vs actuals</h2>
 <p>The three largest series by test-period units, then three sampled among the smaller half
-(seed {seed}). Models shown: {html.escape(', '.join(shown_models))}.</p>
-{''.join(plots[1:])}
+(seed {seed}). Models shown: {html.escape(', '.join(shown))}. The shaded band is the first
+shown model's interval; click a model's band in the legend to see its own.</p>
+{''.join(plots)}
+{section("cold-start", "Cold start: new and young series", cold_html)}
+<p class="note">Young: fewer than {YOUNG_PERIODS} periods of history at the origin.</p>
 """
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>"
-                    f"{html.escape(title)}</title><style>{STYLE}</style></head>"
-                    f"<body>{body}</body></html>")
+    path.write_text(page(title, body))

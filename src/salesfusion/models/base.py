@@ -46,6 +46,10 @@ class Forecaster(ABC):
     search_space: ClassVar[SearchSpace | None] = None
     supports_cold_start: ClassVar[bool] = False  # can forecast series with no history
     supports_launch: ClassVar[bool] = False  # can forecast a series' first periods from launch
+    # Forecasts a series from its own past sales. False for cold-start-only models (content
+    # analogues, launch curves by age): reports show them apart, their backtest error
+    # standing for a new item's.
+    reads_history: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

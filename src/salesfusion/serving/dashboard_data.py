@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.encoders.inputs import title_column
 from salesfusion.errors import InputError
 from salesfusion.explain.errors import segment_errors
 
@@ -86,7 +87,7 @@ def series_catalogue(histories: list[Any], cold_start: list[bool]) -> pl.DataFra
         # One row per item: the first model's items table that describes it.
         described = pl.concat(
             [f.select("item_id",
-                      (pl.col("title") if "title" in f.columns else pl.lit(None))
+                      (pl.col(title_column(f)) if title_column(f) else pl.lit(None))
                       .cast(pl.String).alias("title"),
                       (pl.col("image") if "image" in f.columns else pl.lit(None))
                       .cast(pl.String).alias("image")) for f in item_frames],

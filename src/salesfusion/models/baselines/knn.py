@@ -43,6 +43,7 @@ class KNNAnalogue(Forecaster):
     name = "knn_analogue"
     supports_cold_start = True
     supports_launch = True
+    reads_history = False  # forecasts from content or age, never the series' own sales
 
     class Config(ModelConfig):
         k: int = Field(10, ge=1, description="Most similar items averaged.")

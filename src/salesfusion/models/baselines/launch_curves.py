@@ -42,6 +42,7 @@ class _LaunchCurve(Forecaster):
 
     supports_cold_start = True
     supports_launch = True
+    reads_history = False  # forecasts from content or age, never the series' own sales
 
     class Config(ModelConfig):
         max_age: int = Field(52, ge=1, description="Periods since launch a curve covers.")

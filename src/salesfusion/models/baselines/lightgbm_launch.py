@@ -49,6 +49,7 @@ class LightGBMLaunch(Forecaster):
     name = "lightgbm_launch"
     supports_cold_start = True
     supports_launch = True
+    reads_history = False  # forecasts from content or age, never the series' own sales
 
     class Config(BoosterConfig):
         max_age: int = Field(26, ge=1, description=(
