@@ -14,7 +14,16 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
+from salesfusion.cli.common import (
+    DEFAULT_TABLE,
+    ToTable,
+    ToUrl,
+    app,
+    check_freq,
+    console,
+    guarded,
+    panel_from,
+)
 from salesfusion.cli.output import staged_run
 from salesfusion.data.panel import Panel
 from salesfusion.data.sql import ForecastTarget, forecast_target, run_id_for
@@ -171,11 +180,8 @@ def backtest(
         "Launch protocol: item (new products held out by launch) or market (items' entries "
         "into a market after selling elsewhere, forecast from their history abroad and "
         "content)."))] = "item",
-    to: Annotated[str | None, typer.Option(
-        help="postgresql://... or env:NAME (a variable holding the URL): upsert every "
-             "window's forecasts into this database.")] = None,
-    to_table: Annotated[str, typer.Option(
-        help="[schema.]table --to writes (created when missing).")] = "salesfusion_forecasts",
+    to: ToUrl = None,
+    to_table: ToTable = DEFAULT_TABLE,
     run_id: Annotated[str | None, typer.Option(
         help="Run id of the rows --to writes (default: from the data source, the models, the "
              "protocol and the data's last period, so rerunning the same command replaces its "

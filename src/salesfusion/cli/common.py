@@ -11,7 +11,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,6 +33,13 @@ app.add_typer(data_app, name="data")
 # soft_wrap: a log line stays one line whatever the terminal width (and when piped).
 console = Console(stderr=True, soft_wrap=True)
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
+# The database options of the commands that write forecasts (predict, backtest).
+ToUrl = Annotated[str | None, typer.Option(
+    "--to", help="postgresql://... or env:NAME (a variable holding the URL): upsert the "
+                 "forecasts into this database.")]
+ToTable = Annotated[str, typer.Option(
+    "--to-table", help="[schema.]table --to writes (created when missing).")]
+DEFAULT_TABLE = "salesfusion_forecasts"
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:

@@ -9,7 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
+from salesfusion.cli.common import (
+    DEFAULT_TABLE,
+    ToTable,
+    ToUrl,
+    app,
+    check_freq,
+    console,
+    guarded,
+    panel_from,
+)
 from salesfusion.cli.output import staged_file, staged_run
 from salesfusion.errors import InputError
 
@@ -102,11 +111,8 @@ def predict(
     plan: Annotated[Path | None, typer.Option(
         help="CSV/Parquet what-if plan: timestamp, item_id, market and future-known covariate "
              "columns (price, promo, ...) to forecast under instead of the data's.")] = None,
-    to: Annotated[str | None, typer.Option(
-        help="postgresql://... or env:NAME (a variable holding the URL): upsert the forecasts "
-             "into this database.")] = None,
-    to_table: Annotated[str, typer.Option(
-        help="[schema.]table --to writes (created when missing).")] = "salesfusion_forecasts",
+    to: ToUrl = None,
+    to_table: ToTable = DEFAULT_TABLE,
     run_id: Annotated[str | None, typer.Option(
         help="Run id of the rows --to writes (default: from the model's checksum, the data's "
              "last period, the horizon and any plan or launch options, so rerunning the same "
