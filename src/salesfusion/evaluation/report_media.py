@@ -7,14 +7,12 @@ simply has no thumbnail; a report never fails over a picture."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
 import polars as pl
 
-from salesfusion.encoders.image.loading import read_rgb, resolve_inside
+from salesfusion.encoders.image.loading import resolve_inside, thumbnail_uri
 from salesfusion.encoders.inputs import title_column
 
 THUMBNAIL_PX = 64
@@ -60,14 +58,10 @@ class ItemCatalogue:
         if not reference or self._root is None:
             return None
         try:
-            image = read_rgb(resolve_inside(self._root, reference),
-                             max_pixels=THUMBNAIL_MAX_PIXELS)
-            image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=80)
-        except (OSError, ValueError):  # missing, outside the root, refused or corrupt
+            path = resolve_inside(self._root, reference)
+        except (OSError, ValueError):  # outside the root
             return None
-        return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        return thumbnail_uri(path, THUMBNAIL_PX, "JPEG", max_pixels=THUMBNAIL_MAX_PIXELS)
 
     def cell(self, item: str) -> str:
         """HTML for a table cell or heading: thumbnail, id in bold, then the title."""

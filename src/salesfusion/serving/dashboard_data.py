@@ -8,7 +8,6 @@ Every table the page shows travels as ``{"columns": [...], "rows": [[...], ...]}
 
 from __future__ import annotations
 
-import base64
 import csv
 import io
 import math
@@ -138,21 +137,14 @@ _thumbs_lock = threading.Lock()
 def thumbnail(path: Path | None) -> str | None:
     """A PNG data URI of the image, at most ``THUMBNAIL_SIDE`` pixels a side, decoded by the
     safe loader (size limits, EXIF orientation); None for an unreadable image."""
-    from salesfusion.encoders.image.loading import read_rgb
+    from salesfusion.encoders.image.loading import thumbnail_uri
 
     if path is None:
         return None
     with _thumbs_lock:
         if path in _thumbs:
             return _thumbs[path]
-    try:
-        image = read_rgb(path)
-        image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        uri: str | None = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    except (ValueError, OSError):  # UnreadableImage is a ValueError
-        uri = None
+    uri = thumbnail_uri(path, THUMBNAIL_SIDE, "PNG")
     with _thumbs_lock:
         _thumbs[path] = uri
         while len(_thumbs) > KEPT_THUMBNAILS:

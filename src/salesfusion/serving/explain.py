@@ -29,7 +29,7 @@ def explain_series(model: ServedModel, inputs: list[SeriesInput]) -> ExplainResp
     history = model.history
     keys = pl.DataFrame([(i.item_id, i.market) for i in inputs], schema=SERIES_KEY,
                         orient="row")
-    known = keys.join(history.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
+    known = keys.join(model.series_keys, on=SERIES_KEY, how="semi")
     if known.height < keys.height:
         index = next(i for i, s in enumerate(inputs)
                      if (s.item_id, s.market) not in set(known.iter_rows()))

@@ -73,14 +73,11 @@ def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title
     photo = image.file.read(limits.max_image_bytes + 1) if image is not None else b""
     identity = item_id or "new-" + hashlib.sha256(
         json.dumps(row, sort_keys=True).encode() + photo).hexdigest()[:12]
-    known = set(history.data["item_id"].unique().to_list())
-    if history.items is not None:
-        known |= set(history.items["item_id"].to_list())
-    if identity in known:
+    if identity in model.item_ids:
         raise ApiError(422, "item_exists", f"item_id: {identity!r} is already in model "
                        f"'{model.name}''s data; forecast it with /v1/timeseries/forecast",
                        "item_id")
-    chosen = _markets(markets, history)
+    chosen = _markets(markets, model.markets)
     last = history.periods[-1]
     launch = (_date(launch_date) if launch_date
               else pl.select(offset(pl.lit(last), history.freq, 1)).item())
@@ -140,10 +137,9 @@ def _attributes(text: str | None, history: Any) -> dict[str, Any]:
     return values
 
 
-def _markets(text: str | None, history: Any) -> list[str]:
+def _markets(text: str | None, known: list[str]) -> list[str]:
     from salesfusion.serving.api import ApiError
 
-    known = history.data["market"].unique(maintain_order=True).to_list()
     if not text:
         return known
     chosen = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))

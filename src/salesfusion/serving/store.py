@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,24 @@ class ServedModel:
     @property
     def history(self) -> Any:
         return self.forecaster._history
+
+    @cached_property
+    def series_keys(self) -> pl.DataFrame:
+        """``item_id, market`` of every series of the history (computed once, read per
+        request)."""
+        return self.history.data.select(SERIES_KEY).unique(maintain_order=True)
+
+    @cached_property
+    def markets(self) -> list[str]:
+        return self.series_keys["market"].unique(maintain_order=True).to_list()
+
+    @cached_property
+    def item_ids(self) -> set[str]:
+        """Items of the history and of its items table."""
+        items = set(self.series_keys["item_id"].to_list())
+        if self.history.items is not None:
+            items |= set(self.history.items["item_id"].to_list())
+        return items
 
     @property
     def max_horizon(self) -> int | None:
@@ -71,7 +90,10 @@ class ServedModel:
                 while len(self._forecasts) > KEPT_HORIZONS:
                     self._forecasts.popitem(last=False)
             self._forecasts.move_to_end(horizon)
-            missing = keys.join(frame.select(SERIES_KEY).unique(), on=SERIES_KEY, how="anti")
+            missing = keys.join(self.series_keys, on=SERIES_KEY, how="anti")
+            if missing.height:  # cold starts, or unknown keys: those not forecast yet
+                missing = missing.join(frame.select(SERIES_KEY).unique(), on=SERIES_KEY,
+                                       how="anti")
             cold = self._cold_candidates(missing)
             if cold.height:
                 fresh = self.forecaster.predict(horizon, series=cold)
@@ -85,16 +107,13 @@ class ServedModel:
         items = self.history.items
         if not keys.height or not self.forecaster.supports_cold_start or items is None:
             return keys.clear()
-        markets = self.history.data.select("market").unique()
         return (keys.join(items.select("item_id").unique(), on="item_id", how="semi")
-                .join(markets, on="market", how="semi"))
+                .filter(pl.col("market").is_in(self.markets)))
 
     def unknown_reason(self, item_id: str, market: str) -> str:
-        history = self.history
-        if market not in set(history.data["market"].unique().to_list()):
+        if market not in self.markets:
             return f"market {market!r} is not in model '{self.name}''s history"
-        known = history.items is not None and item_id in set(history.items["item_id"].to_list())
-        if not known and item_id not in set(history.data["item_id"].unique().to_list()):
+        if item_id not in self.item_ids:
             return f"item {item_id!r} is not in model '{self.name}''s history or items table"
         return (f"item {item_id!r} has no history in {market!r} and model "
                 f"'{self.forecaster.name}' cannot forecast cold starts")

@@ -122,3 +122,23 @@ def imagenet_tensor(image: Image.Image, size: int = 224) -> np.ndarray:
     """CHW float32 normalised with the ImageNet mean and standard deviation."""
     array = (center_crop_array(image, size) - IMAGENET_MEAN) / IMAGENET_STD
     return array.transpose(2, 0, 1).copy()
+
+
+def thumbnail_uri(path: Path, side: int, image_format: str = "JPEG",
+                  max_pixels: int | None = None) -> str | None:
+    """A ``data:`` URI of the image at ``path``, at most ``side`` pixels a side, decoded by
+    ``read_rgb`` (pixel bound, EXIF orientation); None when it is missing or unreadable. Shared
+    by the reports and the dashboard, which show items' photos beside their ids."""
+    import base64
+    import io
+
+    try:
+        image = read_rgb(path, max_pixels=max_pixels)
+        image.thumbnail((side, side))
+        buffer = io.BytesIO()
+        image.save(buffer, format=image_format,
+                   **({"quality": 80} if image_format == "JPEG" else {}))
+    except (OSError, ValueError):  # missing, refused (UnreadableImage) or corrupt
+        return None
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{image_format.lower()};base64,{encoded}"
