@@ -48,16 +48,18 @@ from salesfusion.models.multimodal_markets import MarketAttributesPath
 from salesfusion.models.multimodal_new_items import NewItemsPath
 from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
 from salesfusion.models.registry import register
-from salesfusion.training.batches import batch_loader, window_tensors
+from salesfusion.training.batches import gathered_loader, window_tensors
 from salesfusion.training.transforms import TargetTransform
 from salesfusion.training.windows import (
     Windows,
     extended_periods,
     feature_widths,
     make_windows,
+    window_samples,
 )
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
+PREDICT_BATCH = 65_536  # windows per forward pass when forecasting
 
 
 @register
@@ -202,19 +204,17 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         self._widths = feature_widths(covariates)
         self._launch_levels = (launch_levels(panel, c.horizon)
                                if c.launch_scale == "launch_level" else None)
-        windows = make_windows(wide, panel.freq, c.lookback, c.horizon, covariates=covariates,
-                               cold_level=self._cold_level(wide.keys))
+        # Samples are (series, origin) pairs; their windows are gathered batch by batch.
+        samples = window_samples(wide, panel.freq, c.lookback, c.horizon,
+                                 covariates=covariates, cold_level=self._cold_level(wide.keys))
         holdout = ValidationPeriods(wide.y.shape[1], c.horizon)
-        target_index = windows.origin[:, None] + np.arange(1, c.horizon + 1)[None, :]
-        validation = windows.subset(windows.origin == holdout.start - 1)
-        before = windows.origin < holdout.start - 1
-        train = windows.subset(before)
-        train.target_mask = train.target_mask & ~holdout.is_validation(target_index[before])
-        train = train.subset(train.target_mask.any(axis=1))
-        self._transform = TargetTransform.fit(c.target_transform,
-                                              train.target[train.target_mask])
-        train = train.transformed(self._transform.forward)
-        validation = validation.transformed(self._transform.forward)
+        validation = samples.subset(samples.origin == holdout.start - 1)
+        train = samples.subset(samples.origin < holdout.start - 1).with_targets_until(
+            holdout.start)
+        train = train.subset(train.target_masks().any(axis=1))
+        self._transform = TargetTransform.fit(c.target_transform, train.observed_targets())
+        train = train.with_transform(self._transform.forward)
+        validation = validation.with_transform(self._transform.forward)
         if len(train) > c.max_train_windows:
             chosen = np.random.default_rng(c.seed).choice(len(train), c.max_train_windows,
                                                           replace=False)
@@ -222,7 +222,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         if c.launch_weight > 1:
             # Launch windows are one per series among dozens of running ones: repeat them so
             # that the content pathway is trained for what launches need.
-            launches = np.flatnonzero(~train.history_mask.any(axis=1))
+            launches = np.flatnonzero(~train.history_observed())
             train = train.subset(np.sort(np.concatenate(
                 [np.arange(len(train)), np.repeat(launches, c.launch_weight - 1)])))
         if len(train) == 0:
@@ -231,12 +231,16 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
                              f"{c.horizon}, {wide.y.shape[1]} periods)")
         self._net = self._build_net(content)
         self._notes += self._net.notes
-        has_validation = bool(validation.target_mask.any())
+        has_validation = bool(validation.target_masks().any())
+
+        def tensors(windows: Windows) -> dict[str, torch.Tensor]:
+            return self._tensors(wide, windows)
+
         module = ForecastModule(self._net, c.loss, tuple(c.quantiles), c.lr, c.tweedie_power,
                                 has_validation)
         outcome = train_module(
-            module, batch_loader(self._tensors(wide, train), c.batch_size, True, c.seed),
-            batch_loader(self._tensors(wide, validation), 4096, False, 0)
+            module, gathered_loader(train, tensors, c.batch_size, True, c.seed),
+            gathered_loader(validation, tensors, 4096, False, 0)
             if has_validation else None,
             TrainingSettings(epochs=c.epochs, patience=c.patience,
                              gradient_clip=c.gradient_clip, accelerator=c.accelerator,
@@ -282,8 +286,13 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         per window and step (window-major)."""
         c = self.config
         windows = windows.transformed(self._transform.forward)
+        # In batches: one pass over a marketplace's million series would hold every
+        # activation of the backbone at once.
         with torch.inference_mode():
-            output = self._net(self._tensors(wide, windows)).numpy()[:, :horizon]
+            output = np.concatenate([
+                self._net(self._tensors(wide, windows.subset(np.arange(start, min(
+                    start + PREDICT_BATCH, len(windows)))))).numpy()[:, :horizon]
+                for start in range(0, max(len(windows), 1), PREDICT_BATCH)])
         if not c.quantiles and LOSSES.get(c.loss).log_link:
             output = np.exp(output)  # the count losses model the log of the (transformed) mean
         values = self._transform.inverse(output) * windows.level[:, None, None]

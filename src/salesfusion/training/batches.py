@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
-from salesfusion.training.windows import Windows
+from salesfusion.training.window_source import SampleIndex, Windows
 
 
 def window_tensors(windows: Windows, item_rows: np.ndarray,
@@ -39,3 +41,55 @@ def batch_loader(tensors: dict[str, torch.Tensor], batch_size: int, shuffle: boo
 
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle,
                                        generator=generator, collate_fn=collate, num_workers=0)
+
+
+class GatheredBatches(torch.utils.data.Dataset):
+    """A map-style dataset over a ``SampleIndex`` that builds each batch's windows when the
+    loader asks (``__getitems__``: torch's batched fetch), so the window tensor of the whole
+    training set never exists. ``to_tensors`` turns a batch's windows into its named tensors."""
+
+    def __init__(self, samples: SampleIndex,
+                 to_tensors: Callable[[Windows], dict[str, torch.Tensor]]) -> None:
+        self.samples = samples
+        self.to_tensors = to_tensors
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.to_tensors(self.samples.gather(np.asarray(indices, dtype=np.int64)))
+
+    def fingerprint(self, update: Callable[[str, np.ndarray], None]) -> None:
+        """Feed what decides every batch (the source arrays, the samples, the cut) to
+        ``update`` without building the batches (a checkpoint folder's data check)."""
+        source = self.samples.source
+        for name in ("y", "calendar", "cold", "abroad"):
+            update(f"source.{name}", getattr(source, name))
+        if source.covariates is not None:
+            update("source.covariates", source.covariates.values)
+        update("samples.series", self.samples.series)
+        update("samples.origin", self.samples.origin)
+        update("samples.cut", np.array([-1 if self.samples.target_until is None
+                                        else self.samples.target_until]))
+        probe = self.__getitems__(list(range(min(len(self), 64))))  # the transform's effect
+        for name in sorted(probe):
+            update(f"probe.{name}", probe[name].numpy())
+
+
+def gathered_loader(samples: SampleIndex,
+                    to_tensors: Callable[[Windows], dict[str, torch.Tensor]], batch_size: int,
+                    shuffle: bool, seed: int) -> torch.utils.data.DataLoader:
+    """``batch_loader`` of the same samples, gathered batch by batch: the same seeded order
+    draws the same indices, so the batches equal ``batch_loader``'s of the materialised
+    windows."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.DataLoader(GatheredBatches(samples, to_tensors),
+                                       batch_size=batch_size, shuffle=shuffle,
+                                       generator=generator, collate_fn=_as_is, num_workers=0)
+
+
+def _as_is(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return batch

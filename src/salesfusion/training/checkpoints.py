@@ -45,13 +45,20 @@ def data_fingerprint(loaders: Iterable[Any], buffers: Mapping[str, torch.Tensor]
     (item content vectors), with their names, shapes and dtypes."""
     digest = hashlib.sha256()
 
-    def add(name: str, tensor: torch.Tensor) -> None:
-        array = np.ascontiguousarray(tensor.detach().cpu().numpy())
+    def add_array(name: str, values: np.ndarray) -> None:
+        array = np.ascontiguousarray(values)
         digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
         digest.update(array.reshape(-1).view(np.uint8))
 
+    def add(name: str, tensor: torch.Tensor) -> None:
+        add_array(name, tensor.detach().cpu().numpy())
+
     for number, loader in enumerate(loaders):
         dataset = loader.dataset
+        if hasattr(dataset, "fingerprint"):  # gathered batches: their sources, not every batch
+            dataset.fingerprint(lambda name, values, n=number: add_array(f"loader{n}.{name}",
+                                                                         values))
+            continue
         tensors = getattr(dataset, "tensors", None)
         if tensors is None:  # any map-style dataset: its rows in index order
             tensors = [torch.stack(column) for column in zip(*(
