@@ -12,6 +12,12 @@ wrote, ``.salesfusion-output.json`` in the output folder (each file's SHA-256), 
 - a file output (``staged_file``: ``data build``, ``predict``, ``encode``) shares its folder with
   anything: only the file itself is replaced, and only if salesfusion wrote it.
 
+Forecasts may also be written as a partitioned dataset (``--out-format partitioned``,
+``data.partitioned``): ``forecasts/`` with its parts and ``_partitions.json`` beside it, in a run
+folder (``backtest``) or in a folder that may hold other things (``staged_dataset``, ``predict``:
+only ``forecasts/`` and the manifest are the output, and ``forecasts/`` holds nothing else, so
+reading it as a dataset never mixes in stale or foreign parts). The manifest is published last.
+
 A killed run leaves its staging folder (``.<name>.salesfusion-staging-<pid>-<random>``: the
 name is the mark, since a file inside would become part of the output); the next run writing
 beside it removes those whose process is gone.
@@ -21,15 +27,26 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
+import polars as pl
+import typer
+
+from salesfusion.data.partitioned import MANIFEST, write_dataset
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import sha256_file
 from salesfusion.staging import staging_folder
 
 RECORD = ".salesfusion-output.json"
+OUT_FORMATS = ("parquet", "partitioned")
+DATASET = "forecasts"  # the partitioned dataset's folder under --out
+OutFormat = Annotated[str, typer.Option(
+    "--out-format", help="parquet: one forecasts.parquet; partitioned: a folder --out holding "
+                         "forecasts/market=M/bucket=K/part-0.parquet (a series' rows in one "
+                         "file; bucket: a stable hash of the item id) and _partitions.json.")]
 
 
 @contextmanager
@@ -73,6 +90,69 @@ def staged_files(folder: Path) -> Iterator[Path]:
         _publish(staging, folder, run=False)
 
 
+@contextmanager
+def staged_dataset(out: Path, dataset: str = DATASET) -> Iterator[Path]:
+    """A staging folder for ``out/<dataset>/...`` and ``out/_partitions.json``. The folder
+    ``out`` may hold anything else; ``out/<dataset>`` must hold only salesfusion's own files,
+    and those an earlier write left that this one does not write are removed."""
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: output path exists and is not a folder (a partitioned output "
+                         f"is a folder)")
+    _refuse_foreign(out, [MANIFEST, *_dataset_files(out, dataset)])
+    with _staging(out) as staging:
+        yield staging
+        _publish(staging, out, run=True, scope=dataset)
+
+
+def _dataset_files(out: Path, dataset: str) -> list[str]:
+    """Every file under ``out/<dataset>`` (or the name itself when it is not a folder)."""
+    folder = out / dataset
+    if (folder.exists() or folder.is_symlink()) and (folder.is_symlink() or not folder.is_dir()):
+        return [dataset]
+    return [p.relative_to(out).as_posix() for p in _files(folder)] if folder.is_dir() else []
+
+
+def check_out_format(out_format: str, out: Path | None, single_file: bool = False) -> None:
+    """Refuse an unknown ``--out-format``, or ``partitioned`` without ``--out``; with
+    ``single_file`` (predict), a parquet ``--out`` must be named .parquet."""
+    if out_format not in OUT_FORMATS:
+        raise InputError(f"--out-format '{out_format}': use one of {', '.join(OUT_FORMATS)}")
+    if out_format == "partitioned" and out is None:
+        raise InputError("--out-format partitioned writes a folder: give --out FOLDER")
+    if single_file and out_format == "parquet" and out is not None \
+            and out.suffix.lower() not in (".parquet", ".pq"):
+        raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name (or "
+                         f"--out-format partitioned for a folder)")
+
+
+def partition_run_forecasts(staging: Path, out_format: str) -> None:
+    """In a staged run folder, replace ``forecasts.parquet`` by the partitioned dataset when
+    ``out_format`` is ``partitioned`` (a plain parquet run is left as it is)."""
+    if out_format != "partitioned":
+        return
+    plain = staging / "forecasts.parquet"
+    write_dataset(pl.read_parquet(plain), staging, DATASET)
+    plain.unlink()
+
+
+@contextmanager
+def staged_forecasts(out: Path, out_format: str) -> Iterator[Callable[[pl.DataFrame], None]]:
+    """A writer of the forecasts frame that publishes ``out`` if the block succeeds: the
+    Parquet file ``out`` (``staged_file``), or the partitioned dataset in the folder ``out``
+    (``staged_dataset``)."""
+    if out_format == "partitioned":
+        with staged_dataset(out) as staging:
+
+            def write(frame: pl.DataFrame) -> None:
+                write_dataset(frame, staging, DATASET)
+
+            yield write
+    else:
+        with staged_file(out) as staged:
+            yield lambda frame: frame.write_parquet(staged)
+
+
 def _record(folder: Path) -> dict[str, str]:
     path = folder / RECORD
     try:
@@ -111,15 +191,21 @@ def _staging(out: Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)  # ours: made above, emptied on success
 
 
-def _publish(staging: Path, folder: Path, *, run: bool) -> None:
-    written = [p.relative_to(staging).as_posix() for p in _files(staging)]
+def _publish(staging: Path, folder: Path, *, run: bool, scope: str | None = None) -> None:
+    """Move the staged files into ``folder`` and record them. ``run``: remove the earlier
+    output's files this one does not write (only those under ``scope``, when given)."""
+    # A manifest goes last, so that its presence means the rest of the output is in place.
+    written = sorted((p.relative_to(staging).as_posix() for p in _files(staging)),
+                     key=lambda name: name.rsplit("/", 1)[-1] == MANIFEST)
     record = _record(folder)
     # Checked again at publication: the folder may have changed while the command ran.
-    _refuse_foreign(folder, written)
+    _refuse_foreign(folder, written + (_dataset_files(folder, scope) if scope else []))
     try:
         folder.mkdir(parents=True, exist_ok=True)
         if run:
             for name in set(record) - set(written):
+                if scope is not None and not name.startswith(f"{scope}/"):
+                    continue
                 if _ours(folder, name, record):
                     (folder / name).unlink()  # an earlier run's result: must not mix
                     _prune_empty(folder, (folder / name).parent)

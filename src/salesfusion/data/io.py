@@ -1,7 +1,10 @@
-"""Readers for the table formats a dataset spec may name: CSV, Parquet and DuckDB files.
+"""Readers for the table formats a dataset spec may name: CSV, Parquet and DuckDB files, and
+folders of Parquet files (``data.partitioned``: plain or hive-partitioned, read lazily).
 
-A table path must be a regular file: a folder (a partitioned Parquet dataset) or a FIFO/device
-is refused before anything opens it, since opening a FIFO blocks until a writer appears.
+A table path must be a regular file or, for Parquet, a folder: any other folder, and a
+FIFO/device, is refused before anything opens it, since opening a FIFO blocks until a writer
+appears. Parquet is read with column projection when the caller names the columns it needs, so
+a table's unused columns cost no memory.
 
 CSV is read by pyarrow with every column as text, because its parser refuses a record whose
 field count differs from the header's (polars fills a short record with nulls silently). Errors
@@ -15,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -22,12 +26,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from salesfusion.data.partitioned import scan_parquet_folder
 from salesfusion.errors import InputError
 
 SHOWN_TEXT = 60  # characters of a bad CSV record quoted in a message
 
 
-def _check_regular_file(path: Path) -> None:
+def _check_path(path: Path, fmt: str) -> bool:
+    """Whether ``path`` is a folder to read as Parquet parts; InputError if it is neither that
+    nor a regular file."""
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -35,11 +42,14 @@ def _check_regular_file(path: Path) -> None:
     except OSError as exc:
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(mode):
-        raise InputError(f"{path}: is a folder, not a table file; name one file (a partitioned "
-                         f"dataset must be combined into one file first)")
+        if fmt == "parquet":
+            return True
+        raise InputError(f"{path}: is a folder, not a {fmt} file; name one file, or a folder "
+                         f"of Parquet files with 'format: parquet'")
     if not stat.S_ISREG(mode):
         raise InputError(f"{path}: is not a regular file (a FIFO, socket or device); name a "
                          f"table file")
+    return False
 
 
 def _csv_header(path: Path, separator: str) -> list[str]:
@@ -105,10 +115,26 @@ def _csv_problem(path: Path, parse: pacsv.ParseOptions, convert: pacsv.ConvertOp
             f"{row.expected_columns}{hint}: {text!r}")
 
 
-def read_raw(path: Path, fmt: str, table: str | None = None) -> pl.DataFrame:
-    """Read a whole table as it is stored, before any role mapping or type checks."""
-    _check_regular_file(path)
+def _projected(frame: pl.LazyFrame, columns: Sequence[str]) -> pl.DataFrame:
+    available = frame.collect_schema().names()
+    if all(column in available for column in columns):
+        return frame.select(list(dict.fromkeys(columns))).collect()
+    # A missing column: one row of every column, so the caller names it with its role and lists
+    # the columns the table has.
+    return frame.head(1).collect()
+
+
+def read_raw(path: Path, fmt: str, table: str | None = None,
+             columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Read a table as it is stored, before any role mapping or type checks. ``columns``: the
+    columns the caller needs; a Parquet file or folder reads only those (when one is missing,
+    one row of every column), the other formats read every column."""
+    folder = _check_path(path, fmt)
     try:
+        if folder or (fmt == "parquet" and columns is not None):
+            frame = scan_parquet_folder(path, columns) if folder \
+                else pl.scan_parquet(path, glob=False)
+            return frame.collect() if columns is None else _projected(frame, columns)
         if fmt == "csv":
             return _read_csv(path)
         if fmt == "parquet":

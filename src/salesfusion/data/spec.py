@@ -56,8 +56,9 @@ class _Strict(BaseModel):
 class TableSpec(_Strict):
     """Where one table lives (a file, or PostgreSQL) and which of its columns play which role."""
 
-    # A file; for a PostgreSQL table, DatasetSpec sets it to a label naming the table in
-    # messages (e.g. "PostgreSQL table public.sales"), which nothing opens.
+    # A file, or a folder of Parquet files (plain or hive-partitioned, ``data.partitioned``);
+    # for a PostgreSQL table, DatasetSpec sets it to a label naming the table in messages
+    # (e.g. "PostgreSQL table public.sales"), which nothing opens.
     path: str | None = None
     format: TableFormat | None = None  # inferred from the file extension when left out
     table: str | None = None  # table name inside a DuckDB file, or [schema.]name in PostgreSQL
@@ -112,8 +113,9 @@ class TableSpec(_Strict):
         if extra:
             raise ValueError(f"'{extra[0]}' is for 'format: postgresql' tables")
         if self.path is None:
-            raise ValueError("'path' is required (a CSV, Parquet or DuckDB file), or set "
-                             "'format: postgresql' with 'table' or 'query'")
+            raise ValueError("'path' is required (a CSV, Parquet or DuckDB file, or a folder "
+                             "of Parquet files), or set 'format: postgresql' with 'table' or "
+                             "'query'")
         return self
 
     @property
@@ -121,16 +123,26 @@ class TableSpec(_Strict):
         return self.format == "postgresql"
 
     def resolved_format(self) -> str:
+        """The format, from the file extension when not set; a path without one names a folder
+        of Parquet files (``data.partitioned``)."""
         if self.format:
             return self.format
         suffix = Path(str(self.path)).suffix.lower()
         by_suffix = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
-                     ".duckdb": "duckdb", ".db": "duckdb"}
+                     ".duckdb": "duckdb", ".db": "duckdb", "": "parquet"}
         if suffix not in by_suffix:
             raise InputError(f"{self.path}: cannot tell the table format from extension "
                              f"'{suffix}'; set 'format' to one of csv, parquet, duckdb, "
                              f"postgresql")
         return by_suffix[suffix]
+
+    def source_columns(self) -> list[str]:
+        """The table's own columns that loading it reads: the mapped ones and the declared
+        covariates, in that order (what a Parquet source projects onto)."""
+        # A covariate list may name a role (price, promo) rather than a column.
+        covariates = [c for c in [*self.static_categorical, *self.static_numeric,
+                                  *self.past_only, *self.future_known] if c not in self.columns]
+        return list(dict.fromkeys([*self.columns.values(), *covariates]))
 
 
 def table_parts(name: str) -> tuple[str, ...]:

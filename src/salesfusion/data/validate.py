@@ -104,7 +104,7 @@ def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...],
         where, raw = str(path), read_spec_table(table, name)
     else:
         where = str(path) if not table.table else f"{path}:{table.table}"
-        raw = read_raw(path, table.resolved_format(), table.table)
+        raw = read_raw(path, table.resolved_format(), table.table, columns=table.source_columns())
     if raw.height == 0:
         raise InputError(f"{where}: table '{name}' is empty (no data rows)")
     # A covariate list may name a role (the sales table's price or promo) to set its kind.

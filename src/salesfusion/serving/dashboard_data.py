@@ -165,6 +165,10 @@ def _remember(key: tuple[Path, float], frame: pl.DataFrame) -> pl.DataFrame:
 
 def _read(path: Path) -> pl.DataFrame:
     try:
+        if path.is_dir():  # `--out-format partitioned`: the hive dataset of the forecasts
+            from salesfusion.data.partitioned import scan_parquet_folder
+
+            return scan_parquet_folder(path).collect().drop("bucket", strict=False)
         return pl.read_parquet(path)
     except (OSError, pl.exceptions.PolarsError) as exc:
         raise InputError(f"{path}: cannot read it ({' '.join(str(exc).split())[:200]})") from None
@@ -174,11 +178,13 @@ def read_backtest(folder: Path) -> pl.DataFrame:
     """A backtest folder's ``forecasts.parquet`` with a ``step`` (1 = first period after the
     origin), read once per file version."""
     path = folder / "forecasts.parquet"
+    if not path.exists() and (folder / "forecasts").is_dir():
+        path = folder / "forecasts"
     try:
         key = (path, path.stat().st_mtime)
     except OSError:
-        raise InputError(f"--backtest {folder}: no forecasts.parquet (not a `salesfusion "
-                         f"backtest` output folder)") from None
+        raise InputError(f"--backtest {folder}: no forecasts.parquet or forecasts/ (not a "
+                         f"`salesfusion backtest` output folder)") from None
     frame = _frames.get(key)
     if frame is None:
         frame = _read(path)
