@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import Field
 
 from salesfusion.models.config import ModelConfig
+from salesfusion.threads import default_threads
 
 
 class BoosterConfig(ModelConfig):
@@ -24,8 +25,12 @@ class BoosterConfig(ModelConfig):
     max_rounds: int = Field(500, ge=1, description="Most boosting rounds.")
     early_stopping_rounds: int = Field(50, ge=1, description=(
         "Rounds without improvement on the validation part before stopping."))
+    early_stopping: bool = Field(True, description=(
+        "Choose the rounds by early stopping on the validation part, then refit on every row; "
+        "False: one fit of max_rounds rounds on every row (half the work on a large panel)."))
     seed: int = 0
-    threads: int = Field(2, ge=1, description="LightGBM threads.")
+    threads: int | None = Field(None, ge=1, description=(
+        "LightGBM threads; None: OMP_NUM_THREADS when set, else every core."))
 
 
 def booster_params(config: BoosterConfig, **extra: Any) -> dict[str, Any]:
@@ -33,7 +38,8 @@ def booster_params(config: BoosterConfig, **extra: Any) -> dict[str, Any]:
             "num_leaves": config.num_leaves, "min_data_in_leaf": config.min_data_in_leaf,
             "feature_fraction": config.feature_fraction,
             "bagging_fraction": config.bagging_fraction, "bagging_freq": 1,
-            "lambda_l2": config.lambda_l2, "seed": config.seed, "num_threads": config.threads,
+            "lambda_l2": config.lambda_l2, "seed": config.seed,
+            "num_threads": config.threads or default_threads(),
             "deterministic": True, "force_row_wise": True, "verbosity": -1, **extra}
 
 
@@ -48,7 +54,8 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
                            weight=None if weight is None else weight[mask], **kwargs)
 
     rounds = config.max_rounds
-    if validation is not None and validation.any() and (~validation).any():
+    if (config.early_stopping and validation is not None and validation.any()
+            and (~validation).any()):
         train = rows(~validation, feature_name=feature_names, categorical_feature=categorical)
         probe = lgb.train(params, train, num_boost_round=rounds,
                           valid_sets=[rows(validation, reference=train)],
