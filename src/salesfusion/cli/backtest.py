@@ -16,15 +16,24 @@ from rich.table import Table
 
 from salesfusion.cli.common import (
     DEFAULT_TABLE,
+    Backend,
+    RayAddress,
     ToTable,
     ToUrl,
+    Workers,
     app,
+    backend_session,
     check_freq,
     console,
     guarded,
     panel_from,
 )
-from salesfusion.cli.output import staged_run
+from salesfusion.cli.output import (
+    OutFormat,
+    check_out_format,
+    partition_run_forecasts,
+    staged_run,
+)
 from salesfusion.data.panel import Panel
 from salesfusion.data.sql import ForecastTarget, forecast_target, run_id_for
 from salesfusion.datasets import load_dataset
@@ -51,7 +60,8 @@ def _print_summary(summary: Any) -> None:
 
 def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | LaunchProtocol,
                   out: Path | None, title: str, progress: ConsoleProgress,
-                  target: ForecastTarget | None = None, run_id: str | None = None) -> None:
+                  target: ForecastTarget | None = None, run_id: str | None = None,
+                  out_format: str = "parquet", on_ray: bool = False) -> None:
     """Backtest and write the run folder ``out`` and/or the forecasts into ``target``. The
     rows are committed inside the folder's staging, before it is published, so a failed write
     of either leaves neither (only a failed publication, a rename, could leave the rows)."""
@@ -67,10 +77,11 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
     else:
         protocol.origins(panel.periods)
     with staged_run(out) if out is not None else nullcontext() as staging:
-        run = backtest_models(panel, models, protocol, progress=progress)
+        run = backtest_models(panel, models, protocol, progress=progress, on_ray=on_ray)
         progress.close()  # the bars end before the report's own status line
         if staging is not None:
             run.write(staging)
+            partition_run_forecasts(staging, out_format)
             if not launch:  # the HTML report describes rolling windows only
                 with progress.stage("Writing the report"):
                     write_report(run, staging / "report.html", title=title)
@@ -80,7 +91,9 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
     _print_summary(run.summary())
     if out is not None:
         written = "metrics_since_launch.csv" if launch else "report.html"
-        console.print(f"Wrote {out}/metrics.csv, forecasts.parquet, notes.json and {written}")
+        forecasts = "forecasts/ (partitioned)" if out_format == "partitioned" \
+            else "forecasts.parquet"
+        console.print(f"Wrote {out}/metrics.csv, {forecasts}, notes.json and {written}")
     if target is not None:
         console.print(f"Upserted {rows:,} rows into {target.describe()} (run {run_id})")
     if run.failures:
@@ -182,15 +195,21 @@ def backtest(
         "content)."))] = "item",
     to: ToUrl = None,
     to_table: ToTable = DEFAULT_TABLE,
+    out_format: OutFormat = "parquet",
     run_id: Annotated[str | None, typer.Option(
         help="Run id of the rows --to writes (default: from the data source, the models, the "
              "protocol and the data's last period, so rerunning the same command replaces its "
              "rows).")] = None,
+    backend: Backend = "local",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Backtest models on a bundled dataset or a spec: rolling-origin (default) or by launch."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise InputError("--models names no model")
+    check_out_format(out_format, out)
+    session = backend_session(backend, workers, ray_address)
     if out is None and to is None:
         raise InputError("Missing option '--out': give --out FOLDER, --to URL, or both")
     if run_id is not None and to is None:
@@ -214,7 +233,7 @@ def backtest(
     # Unreachable database or an incompatible table: refused before the (long) backtest.
     target = forecast_target(to, to_table) if to is not None else None
     progress = ConsoleProgress(console)
-    with progress:
+    with progress, session:
         with progress.stage("Building the panel", spinner=False):
             panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                                protocol if isinstance(protocol, BacktestProtocol) else None,
@@ -225,7 +244,7 @@ def backtest(
                                       [min_nonzero, lookback])
         _run_backtest(panel, names, protocol, out, progress=progress,
                       title=f"salesfusion backtest: {dataset or spec}", target=target,
-                      run_id=run_id)
+                      run_id=run_id, out_format=out_format, on_ray=backend == "ray")
     progress.finished("Backtest")
 
 

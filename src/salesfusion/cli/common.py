@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -95,3 +96,35 @@ def panel_from(dataset: str | Dataset | None, spec: Path | None, freq: str | Non
     return panel
 
 
+
+
+# Where a command runs: `backtest`, `encode` and `train` share these options (`tune` has its own
+# --jobs, the trials at once).
+Backend = Annotated[str, typer.Option(
+    help="local, or ray: run on a Ray cluster (--ray-address, else RAY_ADDRESS, else a local "
+         "one of --workers CPUs).")]
+Workers = Annotated[int | None, typer.Option(
+    min=1, help="Ray workers, one CPU each (--backend ray; default 2).")]
+RayAddress = Annotated[str | None, typer.Option(
+    help="Ray cluster to join (--backend ray; else RAY_ADDRESS, else a local cluster).")]
+
+
+def check_backend(backend: str, workers: int | None, address: str | None) -> None:
+    """Refuse ``--backend`` values other than local/ray, and Ray options without ray."""
+    if backend not in ("local", "ray"):
+        raise InputError(f"--backend {backend!r}: use local or ray")
+    if backend == "local" and (workers is not None or address is not None):
+        raise InputError("--workers and --ray-address apply to --backend ray")
+
+
+def backend_session(backend: str, workers: int | None,
+                    address: str | None) -> AbstractContextManager[None]:
+    """The Ray session a ``--backend ray`` command runs in (nothing for local), after checking
+    the options and that Ray is installed."""
+    check_backend(backend, workers, address)
+    if backend == "local":
+        return nullcontext()
+    from salesfusion.distributed import ray_session, require_ray
+
+    require_ray("ray")
+    return ray_session(address, workers or 2)

@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from salesfusion.cli.common import DEFAULT_CACHE, app, console, guarded
+from salesfusion.cli.common import (
+    DEFAULT_CACHE,
+    Backend,
+    RayAddress,
+    Workers,
+    app,
+    check_backend,
+    console,
+    guarded,
+)
 from salesfusion.cli.output import staged_file
 from salesfusion.data.crosscheck import crosscheck
 from salesfusion.data.panel import build_panel
@@ -29,12 +38,22 @@ def encode(
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
     out: Annotated[Path | None, typer.Option(help="Write item_id, mask, problem, vector "
                                              "to this Parquet file.")] = None,
+    backend: Backend = "local",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Encode one modality of the items table (cached), printing throughput and cache hits."""
     from salesfusion.encoders.cache import EmbeddingCache
     from salesfusion.encoders.inputs import Catalogue, build_encoder
     from salesfusion.encoders.registry import encoder_class
 
+    # Options first: a bad one fails before any data is read or encoder loaded.
+    check_backend(backend, workers, ray_address)
+    workers = workers or 2
+    if backend == "ray":
+        from salesfusion.distributed import require_ray
+
+        require_ray("ray.data")
     if encoder_class(encoder).modality != modality:
         raise InputError(f"encoder '{encoder}' encodes {encoder_class(encoder).modality}, "
                          f"not {modality}")
@@ -55,8 +74,15 @@ def encode(
         with console.status(f"Fitting {encoder} on {len(inputs):,} items"):
             model.fit(catalogue.fit_corpus(model, inputs))
     started = time.perf_counter()
-    result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
-                          progress=True)
+    if backend == "ray":
+        from salesfusion.encoders.ray_encode import encode_with_ray
+
+        console.print(f"Encoding on Ray with {workers} workers")
+        result = encode_with_ray(model, inputs, batch_size, EmbeddingCache(cache), workers,
+                                 address=ray_address, progress=True)
+    else:
+        result = model.encode(inputs, batch_size=batch_size, cache=EmbeddingCache(cache),
+                              progress=True)
     seconds = time.perf_counter() - started
     console.print(f"{encoder}: {len(inputs):,} inputs ({result.unique:,} unique contents), "
                   f"{result.cache_hits:,} cache hits, {result.masked:,} masked, "

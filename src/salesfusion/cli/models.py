@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,15 +12,25 @@ import typer
 
 from salesfusion.cli.common import (
     DEFAULT_TABLE,
+    Backend,
+    RayAddress,
     ToTable,
     ToUrl,
+    Workers,
     app,
+    check_backend,
     check_freq,
     console,
     guarded,
     panel_from,
 )
-from salesfusion.cli.output import staged_file, staged_run
+from salesfusion.cli.output import (
+    OutFormat,
+    check_out_format,
+    staged_file,
+    staged_forecasts,
+    staged_run,
+)
 from salesfusion.errors import InputError
 
 
@@ -62,25 +73,61 @@ def train(
     horizon: Annotated[int | None, typer.Option(
         min=1, help="Periods ahead the model is trained for (models with a fixed horizon; "
                     "the config's or preset's when omitted).")] = None,
+    backend: Backend = "local",
+    workers: Workers = None,
+    ray_address: RayAddress = None,
 ) -> None:
     """Train a model (a preset or a config) on a dataset and save it."""
     if (config is None) == (preset is None):
         raise InputError("give exactly one of --config CFG or --preset NAME")
+    check_backend(backend, workers, ray_address)
     name, params = _read_config(config) if config else (preset, {})
     if horizon is not None and params.get("horizon", horizon) != horizon:
         raise InputError(f"--horizon {horizon} contradicts 'horizon: {params['horizon']}' in "
                          f"{config}; give one of them")
     model = _configured_model(name, params, horizon, config)  # bad names/params fail here
+    place = _training_place(model, name, backend, workers or 2, ray_address)
     panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                         None, None, None)
     with staged_run(out) as staging:
-        with console.status(f"Training {name} on {panel.n_series:,} series"):
+        with place as plan, console.status(f"Training {name} on {panel.n_series:,} series"):
             started = time.perf_counter()
             model.fit(panel)
         model.save(staging)
     for note in getattr(model, "notes", []):
         console.print(f"note: {note}")
+    if plan is not None:
+        sizes = sorted({run.world_size for run in plan.runs})
+        console.print(f"trained on Ray: {', '.join(map(str, sizes))} workers, DDP")
     console.print(f"Trained {name} in {time.perf_counter() - started:,.1f} s; saved to {out}")
+
+
+def _training_place(model: Any, name: str, backend: str, workers: int,
+                    address: str | None) -> AbstractContextManager[Any]:
+    """Where ``model`` trains: here (None), or a ``RayPlan`` on a Ray session; a model that
+    cannot train on Ray is refused before any data is read."""
+    if backend == "local":
+        return nullcontext(None)
+    from salesfusion.distributed import require_ray
+    from salesfusion.models.multimodal import MultimodalForecaster
+
+    if not isinstance(model, MultimodalForecaster):
+        raise InputError(f"model '{name}' is not a neural model: --backend ray trains neural "
+                         f"models only (multimodal and its presets)")
+    if model.config.checkpoint_dir:
+        raise InputError(f"checkpoint_dir ({model.config.checkpoint_dir}) cannot be used with "
+                         f"--backend ray: resuming from a checkpoint folder is local only")
+    require_ray("ray.train")
+    return _on_ray(workers, address)
+
+
+@contextmanager
+def _on_ray(workers: int, address: str | None) -> Iterator[Any]:
+    from salesfusion.distributed import ray_session
+    from salesfusion.training.ray_train import distributed
+
+    with ray_session(address, workers), distributed(workers, address) as plan:
+        yield plan
 
 
 @app.command()
@@ -122,6 +169,7 @@ def predict(
     report_backtest: Annotated[Path | None, typer.Option(
         help="A `salesfusion backtest` output folder whose metrics.csv the report shows as "
              "the model's record per market.")] = None,
+    out_format: OutFormat = "parquet",
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
@@ -133,8 +181,7 @@ def predict(
     if out is None and to is None:
         raise InputError("Missing option '--out': give --out FILE.parquet, --to URL, or "
                          "both")
-    if out is not None and out.suffix.lower() not in (".parquet", ".pq"):
-        raise InputError(f"{out}: forecasts are written as Parquet; use a .parquet name")
+    check_out_format(out_format, out, single_file=True)
     if run_id is not None and to is None:
         raise InputError("--run-id names the rows --to writes; give --to URL")
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
@@ -171,7 +218,7 @@ def predict(
         launches = _launches(panel, launch_date, items, markets)
         forecast = forecaster.predict_launch(launches, horizon, history=panel)
         _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
-               target, run_id)
+               target, run_id, out_format)
         _report(report, forecast, panel, model, forecaster.name, record)
         console.print(f"{_head(out)}: {forecast.height:,} rows for {launches.height:,} launches "
                       f"({launches['item_id'].n_unique():,} items in "
@@ -188,7 +235,7 @@ def predict(
         series = pl.concat([series, unsold.join(markets, how="cross")])
     forecast = forecaster.predict(horizon, history=panel, series=series)
     _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out, target,
-           run_id)
+           run_id, out_format)
     _report(report, forecast, panel, model, forecaster.name, record)
     cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
     console.print(f"{_head(out)}: {forecast.height:,} rows for {series.height:,} series "
@@ -197,7 +244,7 @@ def predict(
 
 
 def _write(forecast: Any, panel: Any, out: Path | None, target: Any,
-           run_id: str | None) -> None:
+           run_id: str | None, out_format: str = "parquet") -> None:
     """The Parquet file and/or the database rows. The rows are committed inside the file's
     staging, before the file is published: a failed write (connection, constraint,
     incompatible table) leaves neither; only a failure of the publication itself (a rename
@@ -206,9 +253,9 @@ def _write(forecast: Any, panel: Any, out: Path | None, target: Any,
 
     from salesfusion.data.sql import write_forecasts
 
-    with staged_file(out) if out is not None else nullcontext() as staged:
-        if staged is not None:
-            forecast.write_parquet(staged)
+    with staged_forecasts(out, out_format) if out is not None else nullcontext() as write:
+        if write is not None:
+            write(forecast)
         if target is not None:
             # The origin is the last observed period, the same for every series of the panel.
             rows = write_forecasts(forecast.with_columns(

@@ -41,6 +41,21 @@ class Encoded:
         return int((~self.mask).sum())
 
 
+@dataclass
+class EncodingPlan:
+    """What encoding some inputs takes (``Encoder.plan``): each input's content key (None for
+    a missing one), why inputs are masked so far, the vectors the cache already holds and the
+    contents left to encode."""
+
+    inputs: list[Any]
+    keys: list[str | None]
+    problems: dict[int, str]
+    unique: int  # distinct usable contents
+    known: dict[str, np.ndarray]
+    todo: dict[str, int]  # content key -> first input holding it
+    namespace: str  # the cache namespace ("" without a cache)
+
+
 class Encoder(ABC):
     """Base class. Subclasses set ``name``, ``modality`` and the capability flags, and implement
     ``_encode_batch`` (valid inputs only; missing ones are masked before)."""
@@ -101,6 +116,14 @@ class Encoder(ABC):
         """Encode inputs, masking missing and unreadable ones. With ``cache``, content seen
         before is read from it instead of encoded again, and each new batch is stored as soon
         as it is encoded, so an interrupted run resumes where it stopped."""
+        plan = self.plan(inputs, cache)
+        fresh, failed = self._encode_new(plan, batch_size, cache, progress)
+        return self.assemble(plan, fresh, failed)
+
+    def plan(self, inputs: Sequence[Any], cache: EmbeddingCache | None = None) -> EncodingPlan:
+        """Content keys, the problems of missing inputs, what ``cache`` already holds and the
+        contents left to encode: what every way of encoding (local, ``encode_with_ray``)
+        starts from."""
         inputs = list(inputs)
         problems: dict[int, str] = {}
         keys: list[str | None] = []
@@ -112,35 +135,56 @@ class Encoder(ABC):
         unique = set(keys) - {None}
         namespace = self.cache_namespace() if cache is not None else ""
         known = cache.get(namespace, unique) if cache is not None else {}
-        todo: dict[str, int] = {}  # content key -> first input holding it
+        todo: dict[str, int] = {}
         for index, key in enumerate(keys):
             if key is not None and key not in known and key not in todo:
                 todo[key] = index
-        fresh, failed = self._encode_new(inputs, todo, batch_size, cache, namespace, progress)
+        return EncodingPlan(inputs, keys, problems, len(unique), known, todo, namespace)
+
+    def assemble(self, plan: EncodingPlan, fresh: dict[str, np.ndarray],
+                 failed: dict[str, str]) -> Encoded:
+        """The ``Encoded`` of the planned inputs, given the vectors of the contents that were
+        encoded (``fresh``) and why the others could not be read (``failed``)."""
+        problems = dict(plan.problems)
         shape = self.output_shape()
-        out = np.zeros((len(inputs), *shape), dtype=np.float32)
-        mask = np.zeros(len(inputs), dtype=bool)
-        for index, key in enumerate(keys):
+        out = np.zeros((len(plan.inputs), *shape), dtype=np.float32)
+        mask = np.zeros(len(plan.inputs), dtype=bool)
+        for index, key in enumerate(plan.keys):
             if key is None:
                 continue
             if key in failed:  # a corrupt file masks every input that shares its content
                 problems[index] = failed[key]
                 continue
-            vector = known[key] if key in known else fresh[key]
+            vector = plan.known[key] if key in plan.known else fresh[key]
             out[index] = vector.reshape(shape)
             mask[index] = True
         token_mask = np.any(out != 0, axis=-1) if self.output == "sequence" else None
         return Encoded(vectors=out, mask=mask, problems=problems, token_mask=token_mask,
-                       cache_hits=len(known), unique=len(unique))
+                       cache_hits=len(plan.known), unique=plan.unique)
 
-    def _encode_new(self, inputs: list[Any], todo: dict[str, int], batch_size: int,
-                    cache: EmbeddingCache | None, namespace: str,
+    def encode_contents(self, keys: list[str], items: list[Any]
+                        ) -> tuple[list[str], np.ndarray, dict[str, str]]:
+        """One batch: load each item and encode those that could be read. Returns their keys,
+        their vectors, and why each of the others could not be read."""
+        loaded, good_keys = [], []
+        failed: dict[str, str] = {}
+        for key, item in zip(keys, items, strict=True):
+            try:
+                loaded.append(self.load_input(item))
+                good_keys.append(key)
+            except (OSError, ValueError) as exc:
+                failed[key] = f"unreadable: {exc}".splitlines()[0][:200]
+        if not loaded:
+            return [], np.zeros((0, *self.output_shape()), dtype=np.float32), failed
+        return good_keys, np.asarray(self._encode_batch(loaded), dtype=np.float32), failed
+
+    def _encode_new(self, plan: EncodingPlan, batch_size: int, cache: EmbeddingCache | None,
                     progress: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-        """Encode one input per content key in ``todo``, in batches; returns the vectors by key
-        and, for inputs that could not be read, why."""
+        """Encode one input per content key in ``plan.todo``, in batches; returns the vectors
+        by key and, for inputs that could not be read, why."""
         fresh: dict[str, np.ndarray] = {}
         failed: dict[str, str] = {}
-        pending = list(todo.items())
+        pending = list(plan.todo.items())
         batches = [pending[i:i + batch_size] for i in range(0, len(pending), batch_size)]
         bar = _progress_bar(f"{self.name} ({self.modality})") if progress and batches else None
         task = bar.add_task("encode", total=len(pending)) if bar else None
@@ -148,18 +192,13 @@ class Encoder(ABC):
             bar.start()
         try:
             for batch in batches:
-                loaded, good_keys = [], []
-                for key, index in batch:
-                    try:
-                        loaded.append(self.load_input(inputs[index]))
-                        good_keys.append(key)
-                    except (OSError, ValueError) as exc:
-                        failed[key] = f"unreadable: {exc}".splitlines()[0][:200]
-                if loaded:
-                    vectors = np.asarray(self._encode_batch(loaded), dtype=np.float32)
+                good_keys, vectors, unreadable = self.encode_contents(
+                    [key for key, _ in batch], [plan.inputs[index] for _, index in batch])
+                failed.update(unreadable)
+                if good_keys:
                     fresh.update(zip(good_keys, vectors, strict=True))
                     if cache is not None:
-                        cache.put(namespace, good_keys, vectors)
+                        cache.put(plan.namespace, good_keys, vectors)
                 if bar:
                     bar.advance(task, len(batch))
         finally:

@@ -86,14 +86,16 @@ class BacktestRun:
 
 def backtest_models(panel: Panel, models: list[str | Forecaster],
                     protocol: BacktestProtocol | LaunchProtocol,
-                    progress: BacktestProgress | None = None) -> BacktestRun:
+                    progress: BacktestProgress | None = None, *,
+                    on_ray: bool = False) -> BacktestRun:
     """Backtest each model on the panel under one protocol, telling ``progress`` (silent by
     default) of every model and window.
 
     A model is a registered name (built with its defaults and the protocol's horizon) or a
     configured instance; results are keyed by model name, so give each name once. A
     ``LaunchProtocol`` runs the launch backtest (``evaluation.launch``) and takes only models
-    that forecast from a launch date.
+    that forecast from a launch date. ``on_ray``: the models' windows run as tasks of the
+    running Ray session (``evaluation.ray_backtest``), with the same results.
     """
     launch = isinstance(protocol, LaunchProtocol)
     for model in models:
@@ -103,32 +105,23 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
             raise InputError(f"model '{cls.name}' cannot forecast from a launch date, so the "
                              f"launch protocol cannot score it")
     progress = progress or SilentProgress()
+    built = [create_model(given, horizon=protocol.horizon) if isinstance(given, str) else given
+             for given in models]
+    results = (_on_ray(panel, built, protocol, progress) if on_ray
+               else _in_process(panel, built, protocol, progress))
     forecasts, seconds, notes = [], {}, {}
     failures: dict[str, str] = {}
-    for given in models:
-        model = create_model(given, horizon=protocol.horizon) if isinstance(given, str) \
-            else given
-        progress.model_started(model.name, protocol.windows)
-        kept: dict[str, list[int]] = {}
-
-        def heard(done: WindowDone, kept: dict[str, list[int]] = kept) -> None:
-            # Notes usually repeat at every refit: each is kept once with its windows.
-            for note in dict.fromkeys(done.notes):
-                kept.setdefault(note, []).append(done.window)
-            progress.window_done(done)
-
-        started = time.perf_counter()
-        run = run_launch_backtest if launch else run_backtest
-        try:
-            forecasts.append(run(model, panel, protocol, on_window=heard))
-        except Exception as error:  # one model's failure must not lose the others' results
-            failures[model.name] = " ".join(f"{type(error).__name__}: {error}".split())[:500]
-            progress.model_failed(model.name, failures[model.name])
+    for model in built:
+        result = results[model.name]
+        if isinstance(result, Exception):
+            failures[model.name] = " ".join(f"{type(result).__name__}: {result}".split())[:500]
             continue
-        seconds[model.name] = time.perf_counter() - started
-        notes[model.name] = [ModelNote(text, windows) for text, windows in kept.items()]
-        progress.model_done(model.name, seconds[model.name],
-                            [n.describe(protocol.windows) for n in notes[model.name]])
+        frame, done, seconds[model.name] = result
+        forecasts.append(frame)
+        notes[model.name] = _model_notes(done)
+        if on_ray:  # the local loop reports each model as it finishes
+            progress.model_done(model.name, seconds[model.name],
+                                [n.describe(protocol.windows) for n in notes[model.name]])
     if not forecasts:
         first, message = next(iter(failures.items()))
         raise InputError(f"every model failed; {first}: {message}")
@@ -136,3 +129,54 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
     return BacktestRun(panel=panel, protocol=protocol, forecasts=all_forecasts,
                        metrics=metrics_table(all_forecasts), seconds=seconds, notes=notes,
                        failures=failures)
+
+
+ModelResult = tuple[pl.DataFrame, list[WindowDone], float] | Exception
+
+
+def _in_process(panel: Panel, models: list[Forecaster],
+                protocol: BacktestProtocol | LaunchProtocol,
+                progress: BacktestProgress) -> dict[str, ModelResult]:
+    """Each model in turn: (forecasts, windows, wall seconds) or the error that stopped it."""
+    results: dict[str, ModelResult] = {}
+    run = run_launch_backtest if isinstance(protocol, LaunchProtocol) else run_backtest
+    for model in models:
+        progress.model_started(model.name, protocol.windows)
+        done: list[WindowDone] = []
+
+        def heard(window: WindowDone, done: list[WindowDone] = done) -> None:
+            done.append(window)
+            progress.window_done(window)
+
+        started = time.perf_counter()
+        try:
+            frame = run(model, panel, protocol, on_window=heard)
+        except Exception as error:  # one model's failure must not lose the others' results
+            results[model.name] = error
+            progress.model_failed(model.name, " ".join(
+                f"{type(error).__name__}: {error}".split())[:500])
+            continue
+        results[model.name] = (frame, done, time.perf_counter() - started)
+        progress.model_done(model.name, results[model.name][2],
+                            [n.describe(protocol.windows) for n in _model_notes(done)])
+    return results
+
+
+def _model_notes(done: list[WindowDone]) -> list[ModelNote]:
+    """Each note once, with the windows whose fit noted it (notes repeat at every refit)."""
+    kept: dict[str, list[int]] = {}
+    for window in done:
+        for note in dict.fromkeys(window.notes):
+            kept.setdefault(note, []).append(window.window)
+    return [ModelNote(text, windows) for text, windows in kept.items()]
+
+
+def _on_ray(panel: Panel, models: list[Forecaster], protocol: BacktestProtocol | LaunchProtocol,
+            progress: BacktestProgress) -> dict[str, ModelResult]:
+    from salesfusion.evaluation.ray_backtest import run_models_on_ray
+
+    results: dict[str, ModelResult] = {}
+    for name, result in run_models_on_ray(panel, models, protocol, progress).items():
+        results[name] = result if isinstance(result, Exception) else (
+            result.frame, result.done, sum(d.seconds for d in result.done))
+    return results

@@ -58,6 +58,7 @@ class TrainingOutcome:
     best_epoch: int | None  # 1-based; None without a validation part
     best_val_loss: float | None
     resumed: bool
+    ray_workers: int | None = None  # the DDP world size on Ray (``training.ray_train``)
 
     def describe(self) -> str:
         text = f"trained {self.epochs_run} epoch(s)"
@@ -66,12 +67,19 @@ class TrainingOutcome:
                      f"{self.best_epoch}")
         else:
             text += " (no validation part: the last epoch's weights are kept)"
+        if self.ray_workers is not None:
+            text += f" (on Ray: {self.ray_workers} worker(s), DDP)"
         return text + (" (resumed from a checkpoint)" if self.resumed else "")
 
 
 def train_module(module: lightning.LightningModule, train_loader: Any, val_loader: Any | None,
                  settings: TrainingSettings) -> TrainingOutcome:
-    """Fit ``module``; with a ``val_loader``, early stopping on it and its best weights kept."""
+    """Fit ``module``; with a ``val_loader``, early stopping on it and its best weights kept.
+    Inside ``training.ray_train.distributed`` the training runs with DDP on Ray Train."""
+    from salesfusion.training import ray_train  # imports Ray only when asked for
+
+    if (plan := ray_train.current_plan()) is not None:
+        return ray_train.train_on_ray(module, train_loader, val_loader, settings, plan)
     if settings.accelerator != "cpu":
         # Deterministic cuBLAS needs a workspace setting before the first CUDA call.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

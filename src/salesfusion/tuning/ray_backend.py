@@ -24,6 +24,7 @@ from typing import Any
 
 from ray.tune.search import Searcher as RaySearcher
 
+from salesfusion.distributed import ray_session
 from salesfusion.models.base import Forecaster
 from salesfusion.models.presets import resolve_model
 from salesfusion.tuning.log import TrialLog
@@ -63,22 +64,15 @@ def run_search_ray(model_type: type[Forecaster], base: dict[str, Any], searcher:
                    address: str | None = None, model_reference: str | None = None,
                    progress: Callable[[str], None] = print) -> SearchResult:
     """Run the search's trials on Ray Tune, ``jobs`` at a time."""
-    import ray
     from ray import tune
 
     # Ray's default console tables would interleave with our trial lines.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     state = SearchState()
     number = replay(searcher, log, state)
-    started_here = not ray.is_initialized()
-    address = address or os.environ.get("RAY_ADDRESS")  # Ray's own way to name a cluster
-    if started_here:
-        # Workers inherit the driver's thread settings; a local cluster has one CPU per trial.
-        ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
-                 log_to_driver=False, configure_logging=True, logging_level="WARNING")
-    adapter = _Adapter(model_type, base, searcher, data, log, budget, seed, state, number,
-                       progress)
-    try:
+    with ray_session(address, jobs):
+        adapter = _Adapter(model_type, base, searcher, data, log, budget, seed, state, number,
+                           progress)
         tuner = tune.Tuner(
             tune.with_resources(
                 tune.with_parameters(_trainable, model=model_reference or model_type.name,
@@ -89,9 +83,6 @@ def run_search_ray(model_type: type[Forecaster], base: dict[str, Any], searcher:
                 name=f"session-{log.session}", storage_path=str(log.folder / "ray"),
                 verbose=0, stop=_PruneStopper(adapter)))
         tuner.fit()
-    finally:
-        if started_here:
-            ray.shutdown()
     return SearchResult(state.best(), state, adapter.stopped or "every trial ended")
 
 
