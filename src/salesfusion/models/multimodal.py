@@ -21,6 +21,7 @@ a saved model predicts without them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,11 +145,22 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
 
     # --- tensors ------------------------------------------------------------------------------
     def _tensors(self, wide: WidePanel, windows: Windows) -> dict[str, torch.Tensor]:
-        item_rows = np.array([self._item_rows.get(i, -1) for i in wide.keys["item_id"]])
-        market_index = np.array([self._markets.get(m, 0) for m in wide.keys["market"]])
-        tensors = window_tensors(windows, item_rows, market_index)
-        if self._market_vocabulary is not None:
-            tensors["market_codes"] = self._market_code_tensor(wide, windows)
+        return self._series_inputs(wide)(windows)
+
+    def _series_inputs(self, wide: WidePanel) -> Callable[[Windows], dict[str, torch.Tensor]]:
+        """The tensors of any windows of ``wide``, with each series' content row (-1: none),
+        market index (0: unseen) and market codes looked up once, not per batch."""
+        item_rows = _lookup(wide.keys["item_id"], self._item_rows, -1)
+        market_index = _lookup(wide.keys["market"], self._markets, 0)
+        codes = (self._market_code_matrix(wide) if self._market_vocabulary is not None
+                 else None)
+
+        def tensors(windows: Windows) -> dict[str, torch.Tensor]:
+            batch = window_tensors(windows, item_rows, market_index)
+            if codes is not None:
+                batch["market_codes"] = torch.from_numpy(codes[windows.series])
+            return batch
+
         return tensors
 
     def _covariates(self, panel: Panel, wide: WidePanel) -> Covariates | None:
@@ -232,9 +244,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         self._net = self._build_net(content)
         self._notes += self._net.notes
         has_validation = bool(validation.target_masks().any())
-
-        def tensors(windows: Windows) -> dict[str, torch.Tensor]:
-            return self._tensors(wide, windows)
+        tensors = self._series_inputs(wide)
 
         module = ForecastModule(self._net, c.loss, tuple(c.quantiles), c.lr, c.tweedie_power,
                                 has_validation)
@@ -288,9 +298,10 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         windows = windows.transformed(self._transform.forward)
         # In batches: one pass over a marketplace's million series would hold every
         # activation of the backbone at once.
+        tensors = self._series_inputs(wide)
         with torch.inference_mode():
             output = np.concatenate([
-                self._net(self._tensors(wide, windows.subset(np.arange(start, min(
+                self._net(tensors(windows.subset(np.arange(start, min(
                     start + PREDICT_BATCH, len(windows)))))).numpy()[:, :horizon]
                 for start in range(0, max(len(windows), 1), PREDICT_BATCH)])
         if not c.quantiles and LOSSES.get(c.loss).log_link:
@@ -341,3 +352,11 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         self._net = self._build_net(content)
         self._net.load_state_dict(load_file(str(folder / "weights.safetensors")))
         self._net.eval()
+
+
+def _lookup(keys: pl.Series, rows: dict[str, int], missing: int) -> np.ndarray:
+    """``rows[key]`` of every key (``missing`` for a key not in ``rows``), vectorised."""
+    if not rows:
+        return np.full(len(keys), missing, dtype=np.int64)
+    return keys.cast(pl.String).replace_strict(rows, default=missing,
+                                               return_dtype=pl.Int64).to_numpy()

@@ -9,13 +9,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 
 from salesfusion.data.panel import Panel
 from salesfusion.encoders.static import StaticVocabulary
 from salesfusion.errors import InputError
 from salesfusion.features.lags import WidePanel
-from salesfusion.training.windows import Windows
 
 
 class MarketAttributesPath:
@@ -51,9 +49,12 @@ class MarketAttributesPath:
         self._market_codes.update(zip(panel.markets["market"].cast(pl.String).to_list(),
                                       codes.tolist(), strict=True))
 
-    def _market_code_tensor(self, wide: WidePanel, windows: Windows) -> torch.Tensor:
-        """(windows, attributes) codes; a market without known attributes gets 0s."""
+    def _market_code_matrix(self, wide: WidePanel) -> np.ndarray:
+        """(series, attributes) codes of each series' market; a market without known
+        attributes gets 0s. Looked up per market, then spread to the series."""
         unknown = [0] * len(self._market_vocabulary.categorical)
-        codes = np.array([self._market_codes.get(m, unknown) for m in wide.keys["market"]],
-                         dtype=np.int64).reshape(wide.keys.height, -1)
-        return torch.from_numpy(codes[windows.series])
+        markets, inverse = np.unique(wide.keys["market"].cast(pl.String).to_numpy(),
+                                     return_inverse=True)
+        per_market = np.array([self._market_codes.get(m, unknown) for m in markets],
+                              dtype=np.int64).reshape(len(markets), -1)
+        return per_market[inverse].reshape(wide.keys.height, -1)
