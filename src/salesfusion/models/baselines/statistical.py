@@ -28,9 +28,19 @@ from salesfusion.features.covariates import covariate_cube, fit_exogenous_scale
 from salesfusion.models.baselines.statsforecast_adapter import (
     FallbackTally,
     IntervalConfig,
+    ParallelConfig,
     Regressors,
     SeasonalConfig,
     StatsForecastModel,
+)
+from salesfusion.models.baselines.vectorised import (
+    PanelForecast,
+    SeriesMatrix,
+    croston,
+    naive,
+    seasonal_naive,
+    tsb,
+    window_average,
 )
 from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import register
@@ -42,6 +52,9 @@ ARIMA_MIN_PERIODS = 7
 # is below this is (near-)collinear with them for that series: AutoARIMA's regression would be
 # singular, so it is dropped (a channel constant over the history is the commonest case).
 COLLINEAR_RATIO = 1e-6
+# ADIDA and iMAPA take about 70 us a series: a pool pays for its start-up from about 6,000 series
+# on two processes (measured on OR-weekly), so they keep to one process below this.
+INTERMITTENT_PARALLEL_MIN = 10_000
 
 
 @register
@@ -51,10 +64,15 @@ class Naive(StatsForecastModel):
     name = "naive"
     label = "Naive"
     supports_quantiles = True
+    vectorised = True
     Config = IntervalConfig
 
     def _model(self, season_length: int) -> Any:
         return sf_models.Naive()
+
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        return naive(matrix, horizon)
 
 
 @register
@@ -65,11 +83,17 @@ class SeasonalNaive(StatsForecastModel):
     label = "SeasonalNaive"
     supports_quantiles = True
     seasons_needed = 1
+    vectorised = True
     Config = SeasonalConfig
 
     def _model(self, season_length: int) -> Any:
         return (sf_models.SeasonalNaive(season_length=season_length) if season_length > 1
                 else sf_models.Naive(alias="SeasonalNaive"))
+
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        return (seasonal_naive(matrix, horizon, season_length) if season_length > 1
+                else naive(matrix, horizon))
 
 
 @register
@@ -79,6 +103,7 @@ class MovingAverage(StatsForecastModel):
 
     name = "moving_average"
     label = "WindowAverage"
+    vectorised = True
 
     class Config(ModelConfig):
         window: int = Field(4, ge=1, description="Periods averaged.")
@@ -92,6 +117,10 @@ class MovingAverage(StatsForecastModel):
     def _fallback_window(self) -> int:
         return int(self.params["window"])
 
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        return window_average(matrix, horizon, int(self.params["window"]))
+
 
 @register
 class ETS(StatsForecastModel):
@@ -102,7 +131,7 @@ class ETS(StatsForecastModel):
     supports_quantiles = True
     seasons_needed = 2
 
-    class Config(SeasonalConfig):
+    class Config(SeasonalConfig, ParallelConfig):
         model: str = Field("ZZZ", pattern="^[ZAM][ZANM][ZANM]$", description=(
             "statsforecast ETS spec: error, trend, season, each Z (selected), A, M or N."))
 
@@ -133,7 +162,7 @@ class ARIMA(StatsForecastModel):
     supports_quantiles = True
     seasons_needed = 2
 
-    class Config(SeasonalConfig):
+    class Config(SeasonalConfig, ParallelConfig):
         covariates: bool = Field(True, description=(
             "Regress on the panel's future-known covariates; False: plain AutoARIMA."))
         max_p: int = Field(5, ge=0, le=5, description="Largest AR order searched.")
@@ -206,9 +235,14 @@ class Croston(StatsForecastModel):
 
     name = "croston"
     label = "CrostonClassic"
+    vectorised = True
 
     def _model(self, season_length: int) -> Any:
         return sf_models.CrostonClassic()
+
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        return croston(matrix, horizon)
 
 
 @register
@@ -217,6 +251,8 @@ class ADIDA(StatsForecastModel):
 
     name = "adida"
     label = "ADIDA"
+    Config = ParallelConfig
+    parallel_min_series = INTERMITTENT_PARALLEL_MIN
 
     def _model(self, season_length: int) -> Any:
         return sf_models.ADIDA()
@@ -228,6 +264,8 @@ class IMAPA(StatsForecastModel):
 
     name = "imapa"
     label = "IMAPA"
+    Config = ParallelConfig
+    parallel_min_series = INTERMITTENT_PARALLEL_MIN
 
     def _model(self, season_length: int) -> Any:
         return sf_models.IMAPA()
@@ -239,6 +277,7 @@ class TSB(StatsForecastModel):
 
     name = "tsb"
     label = "TSB"
+    vectorised = True
 
     class Config(ModelConfig):
         alpha_d: float = Field(0.2, gt=0, le=1, description="Smoothing of the demand size.")
@@ -247,3 +286,7 @@ class TSB(StatsForecastModel):
     def _model(self, season_length: int) -> Any:
         return sf_models.TSB(alpha_d=float(self.params["alpha_d"]),
                              alpha_p=float(self.params["alpha_p"]))
+
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        return tsb(matrix, horizon, float(self.params["alpha_d"]), float(self.params["alpha_p"]))

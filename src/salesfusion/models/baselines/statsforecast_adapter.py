@@ -1,10 +1,10 @@
-"""statsforecast models as local forecasters, forecast one series at a time, with a per-series
-fallback that is counted.
+"""statsforecast models as local forecasters, each series forecast on its own, with a
+per-series fallback that is counted.
 
 A series is forecast by the model's own ``forecast(y, h, X, X_future, level)``: the call that
-``StatsForecast.forecast`` makes for each series (single-process, as before). The engine is not
-used because its ``fallback_model`` (statsforecast 2.1) swaps models silently: nothing says which
-series fell back, and a report that hides that a third of the series got a mean is misleading.
+``StatsForecast.forecast`` makes for each series. The engine is not used because its
+``fallback_model`` (statsforecast 2.1) swaps models silently: nothing says which series fell
+back, and a report that hides that a third of the series got a mean is misleading.
 
 The fallback, for series too short for the model (routed up front, by the model's own rule) and
 for series on which the model raises or gives non-finite values: the mean of the series' last
@@ -17,10 +17,20 @@ its recent level.
 
 ``notes`` describe the latest forecast: each ``predict`` replaces them with its own counts, so a
 backtest lists, per window, how many series fell back there.
+
+Large panels (20k-1M series): a model with a closed form (``vectorised``: naive, seasonal
+naive, moving average, Croston, TSB) computes those calls' numbers for the whole panel at once,
+fallback, routing and notes included (``vectorised.py``). The others (ETS, ARIMA, ADIDA, iMAPA)
+call the model per series; from ``parallel_min_series`` series on, in ``n_jobs`` forked
+processes given contiguous chunks of series, their outputs and counts merged in series order, so
+the forecasts and notes are those of one process.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,9 +43,14 @@ from statsforecast import models as sf_models
 from salesfusion.data.frequency import OFFSET_UNIT, SEASON_LENGTH
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.models.base import Forecaster
+from salesfusion.models.baselines.vectorised import PanelForecast, SeriesMatrix, forecast_panel
 from salesfusion.models.config import ModelConfig
 
 FALLBACK_WINDOW = 8  # periods the fallback averages
+# Below this many series a process pool costs more to start (forking, about 0.2 s of CPU) than
+# it saves, for models taking milliseconds a series (ETS, ARIMA).
+PARALLEL_MIN_SERIES = 2000
+CHUNKS_PER_WORKER = 4  # smaller chunks even out series that take longer (ETS's seasonal fits)
 
 
 class IntervalConfig(ModelConfig):
@@ -46,6 +61,14 @@ class IntervalConfig(ModelConfig):
 class SeasonalConfig(IntervalConfig):
     season_length: int | None = Field(None, ge=1, description=(
         "Periods per season; None: the frequency's (7 daily, 52 weekly, 12 monthly)."))
+
+
+class ParallelConfig(ModelConfig):
+    n_jobs: int | None = Field(None, ge=1, description=(
+        "Processes forecasting the series of a large panel (2,000 series or more for ETS and "
+        "ARIMA, 10,000 for ADIDA and iMAPA; smaller ones stay in this process); None: one per "
+        "available core (1 inside a worker process of a pool); 1: this process. The forecasts "
+        "do not depend on it."))
 
 
 @dataclass
@@ -76,6 +99,8 @@ class StatsForecastModel(Forecaster):
     # Series shorter than this many seasons get the non-seasonal variant (season length 1).
     seasons_needed: ClassVar[int] = 0
     label: ClassVar[str] = ""  # the statsforecast model, as notes name it
+    vectorised: ClassVar[bool] = False  # _panel_forecast gives the model's forecasts of a panel
+    parallel_min_series: ClassVar[int] = PARALLEL_MIN_SERIES  # the fewest series for a pool
 
     def _model(self, season_length: int) -> Any:
         raise NotImplementedError
@@ -116,21 +141,53 @@ class StatsForecastModel(Forecaster):
                 .select(*SERIES_KEY, "timestamp", "y").sort(*SERIES_KEY, "timestamp"))
         spans = data.group_by(SERIES_KEY, maintain_order=True).agg(
             pl.len().alias("n"), pl.col("timestamp").max().alias("last"))
-        ends = np.cumsum(spans["n"].to_numpy())
+        lengths = spans["n"].to_numpy()
+        ends = np.cumsum(lengths)
         y = data["y"].cast(pl.Float64).to_numpy()
-        stamps = data["timestamp"].to_numpy()
-        regressors = self._regressors(history, spans.select(SERIES_KEY), horizon)
         level = [int(self.params["interval_level"])] if self.supports_quantiles else None
-        season = self._season_length(history.freq)
-        models: dict[int, Any] = {}
+        job = _Job(self, y, ends - lengths, ends, data["timestamp"].to_numpy(),
+                   self._regressors(history, spans.select(SERIES_KEY), horizon), horizon, level,
+                   self._season_length(history.freq))
         tally = FallbackTally(series=spans.height)
         out = np.full((spans.height, horizon, 3 if level else 1), np.nan)
-        for row, (start, end) in enumerate(zip(ends - spans["n"].to_numpy(), ends, strict=True)):
-            x, x_future = self._series_regressors(regressors, row, stamps[start:end], horizon)
-            out[row] = self._forecast_one(y[start:end], x, x_future, horizon, level, season,
-                                          models, tally)
+        rows = (forecast_panel(self, job, lengths, out, tally) if self.vectorised
+                else np.arange(spans.height))
+        self._forecast_series(job, rows, out, tally)
         self._notes = self._describe(tally)
         return self._frame(spans, horizon, history.freq, out, level)
+
+    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+                        season_length: int) -> PanelForecast:
+        """The model's forecasts of ``matrix``'s rows, none too short for it."""
+        raise NotImplementedError
+
+    def _forecast_series(self, job: _Job, rows: np.ndarray, out: np.ndarray,
+                         tally: FallbackTally) -> None:
+        workers = self._workers(len(rows))
+        if workers == 1:
+            out[rows], part = job.run(rows)
+            _merge(tally, part)
+            return
+        chunks = [c for c in np.array_split(rows, workers * CHUNKS_PER_WORKER) if len(c)]
+        # Forked workers get the job as their initializer's argument, from memory: nothing of
+        # the panel is pickled, only the chunks' row numbers and their results.
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                 initializer=_start_worker, initargs=(job,)) as pool:
+            for chunk, (values, part) in zip(chunks, pool.map(_run_chunk, chunks), strict=True):
+                out[chunk] = values
+                _merge(tally, part)
+
+    def _workers(self, series: int) -> int:
+        n_jobs = self.params.get("n_jobs")
+        if n_jobs is None:
+            # In a pool's worker (the experiments runner) the pool already shares the cores out.
+            n_jobs = 1 if multiprocessing.parent_process() is not None else (
+                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")  # its cores
+                else os.cpu_count() or 1)
+        if (series < self.parallel_min_series or n_jobs <= 1
+                or "fork" not in multiprocessing.get_all_start_methods()):
+            return 1
+        return min(n_jobs, series)
 
     def _series_regressors(self, regressors: Regressors | None, row: int, stamps: np.ndarray,
                            horizon: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -210,6 +267,63 @@ class StatsForecastModel(Forecaster):
                      .cast(pl.Datetime("us")).alias("timestamp")))
         return frame.select(*SERIES_KEY, "timestamp").with_columns(
             pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items())
+
+
+@dataclass
+class _Job:
+    """One forecast's inputs, the series stored one after another (``starts``, ``ends``)."""
+
+    model: StatsForecastModel
+    y: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    stamps: np.ndarray
+    regressors: Regressors | None
+    horizon: int
+    level: list[int] | None
+    season: int
+
+    def run(self, rows: np.ndarray) -> tuple[np.ndarray, FallbackTally]:
+        """The forecasts of ``rows``, one ``_forecast_one`` each, and what fell back."""
+        model, tally, models = self.model, FallbackTally(), {}
+        out = np.full((len(rows), self.horizon, 3 if self.level else 1), np.nan)
+        for index, row in enumerate(rows):
+            start, end = self.starts[row], self.ends[row]
+            x, x_future = model._series_regressors(self.regressors, row, self.stamps[start:end],
+                                                   self.horizon)
+            out[index] = model._forecast_one(self.y[start:end], x, x_future, self.horizon,
+                                             self.level, self.season, models, tally)
+        return out, tally
+
+
+_JOB: _Job | None = None  # in a pool's worker: the forecast it runs chunks of
+
+
+def _start_worker(job: _Job) -> None:
+    """A worker keeps ``job``; its numerical libraries use one thread (the pool is the
+    parallelism): the variables for libraries loaded later, threadpoolctl for those loaded."""
+    from threadpoolctl import threadpool_limits
+
+    global _JOB
+    _JOB = job
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    threadpool_limits(1)  # the limits stay set until restored; nothing here restores them
+
+
+def _run_chunk(rows: np.ndarray) -> tuple[np.ndarray, FallbackTally]:
+    assert _JOB is not None, "runs in a pool's worker, started with its job"
+    return _JOB.run(rows)
+
+
+def _merge(tally: FallbackTally, part: FallbackTally) -> None:
+    """Adds ``part`` (the next rows in series order) to ``tally``; errors keep the order of
+    their first occurrence, as one loop over all the series gives them."""
+    tally.short += part.short
+    tally.longest_short = max(tally.longest_short, part.longest_short)
+    tally.failed += part.failed
+    for reason, count in part.errors.items():
+        tally.errors[reason] = tally.errors.get(reason, 0) + count
 
 
 def _columns(result: dict[str, np.ndarray], level: list[int] | None) -> np.ndarray:
