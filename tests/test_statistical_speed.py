@@ -4,7 +4,6 @@ process pool with the same results as in one process."""
 
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -17,6 +16,7 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.models.baselines import statsforecast_adapter
 from salesfusion.models.baselines.statsforecast_adapter import StatsForecastModel
 from salesfusion.models.registry import create_model, model_class
+from salesfusion.threads import default_threads
 
 END = datetime(2024, 6, 3)  # a Monday: every series ends in this week unless told otherwise
 
@@ -156,6 +156,6 @@ def test_the_pool_is_for_large_panels_only():
     assert create_model("imapa", n_jobs=4)._workers(5000) == 1  # cheap per series
     assert create_model("imapa", n_jobs=4)._workers(50_000) == 4
     assert create_model("ets", n_jobs=1)._workers(50_000) == 1
-    assert create_model("arima")._workers(50_000) == len(os.sched_getaffinity(0))  # None
+    assert create_model("arima")._workers(50_000) == default_threads()  # None
     with pytest.raises(Exception, match="n_jobs"):
         create_model("imapa", n_jobs=0)

@@ -13,9 +13,11 @@ import os
 
 
 def default_threads() -> int:
-    """Threads a library call may use: ``OMP_NUM_THREADS`` when it is set (a test worker, a Ray
-    task with one CPU), else every core of the machine."""
+    """Threads (or processes) a library call may use: ``OMP_NUM_THREADS`` when it is set (a test
+    worker, a Ray task with one CPU), else every core this process may run on."""
     given = os.environ.get("OMP_NUM_THREADS", "").strip()
     if given.isdigit() and int(given) > 0:
         return int(given)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1

@@ -45,6 +45,7 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.vectorised import PanelForecast, SeriesMatrix, forecast_panel
 from salesfusion.models.config import ModelConfig
+from salesfusion.threads import default_threads
 
 FALLBACK_WINDOW = 8  # periods the fallback averages
 # Below this many series a process pool costs more to start (forking, about 0.2 s of CPU) than
@@ -180,10 +181,9 @@ class StatsForecastModel(Forecaster):
     def _workers(self, series: int) -> int:
         n_jobs = self.params.get("n_jobs")
         if n_jobs is None:
-            # In a pool's worker (the experiments runner) the pool already shares the cores out.
-            n_jobs = 1 if multiprocessing.parent_process() is not None else (
-                len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")  # its cores
-                else os.cpu_count() or 1)
+            # In a pool's worker (the experiments runner) the pool already shares the cores
+            # out; a Ray task's OMP_NUM_THREADS is its CPUs.
+            n_jobs = 1 if multiprocessing.parent_process() is not None else default_threads()
         if (series < self.parallel_min_series or n_jobs <= 1
                 or "fork" not in multiprocessing.get_all_start_methods()):
             return 1
