@@ -2,8 +2,9 @@
 processes, with no change to model code.
 
 ``distributed(workers, address)`` sets the backend for a block of code through a context
-variable; every ``train_module`` call inside it sends its module and loaders (cloudpickled, so
-closures such as a loader's collate function travel too) to a ``TorchTrainer`` whose workers
+variable; every ``train_module`` call inside it puts its module and loaders in Ray's object
+store (Ray serialises them with cloudpickle, so closures such as a loader's collate function
+travel too) for a ``TorchTrainer`` whose workers
 each run a Lightning trainer with ``RayDDPStrategy``. The setting never enters a model's
 configuration or a checkpoint's resume key, so local results are unchanged.
 
@@ -147,22 +148,21 @@ def train_on_ray(module: lightning.LightningModule, train_loader: Any, val_loade
     if epoch_listener_callback(0) is not None:
         raise InputError("a tuning trial cannot train with --backend ray (its epochs are "
                          "reported from the trial's own process)")
-    import cloudpickle
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from salesfusion.distributed import ray_session
 
-    payload = cloudpickle.dumps({
-        "module": module.cpu(), "train": train_loader, "val": val_loader,
-        "epochs": settings.epochs, "patience": settings.patience,
-        "gradient_clip": settings.gradient_clip, "progress": settings.progress,
-        "random": capture_random(None)})
+    job = {"module": module.cpu(), "train": train_loader, "val": val_loader,
+           "epochs": settings.epochs, "patience": settings.patience,
+           "gradient_clip": settings.gradient_clip, "progress": settings.progress,
+           "random": capture_random(None)}
     storage = os.environ.get("SALESFUSION_RAY_STORAGE")
     with ray_session(plan.address, plan.workers), tempfile.TemporaryDirectory() as scratch:
+        payload = ray.put(job)
         trainer = TorchTrainer(
-            _worker_loop, train_loop_config={"payload": ray.put(payload)},
+            _worker_loop, train_loop_config={"payload": payload},
             scaling_config=ScalingConfig(num_workers=plan.workers, use_gpu=False,
                                          resources_per_worker={"CPU": 1}),
             # A fresh name: Ray resumes a run whose name it finds in the storage.
@@ -199,7 +199,6 @@ def _fit(trainer: Any) -> Any:
 def _worker_loop(config: dict[str, Any]) -> None:
     """One Ray Train worker: Lightning DDP over its share of every batch; rank 0 reports the
     weights to keep."""
-    import cloudpickle
     import ray
     import ray.train
     from lightning.pytorch.callbacks import Callback, EarlyStopping
@@ -210,7 +209,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
     from salesfusion.training.trainer import quiet_lightning
 
     torch.set_num_threads(1)  # one CPU per worker: more threads only contend
-    job = cloudpickle.loads(ray.get(config["payload"]))
+    job = ray.get(config["payload"])
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     restore_random(job["random"], None)
