@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from salesfusion.cli.common import app, check_freq, console, guarded, panel_from
+from salesfusion.cli.common import app, check_backend, check_freq, console, guarded, panel_from
 from salesfusion.cli.output import staged_files
 from salesfusion.errors import InputError
 
@@ -122,8 +122,8 @@ def tune(
 
     if (out is None) == (resume is None):
         raise InputError("give exactly one of --out DIR (a new search) or --resume DIR")
-    if backend is not None and backend not in ("local", "ray"):
-        raise InputError(f"--backend {backend!r}: use local or ray")
+    if backend is not None:
+        check_backend(backend, None, None)
     if resume is not None:
         fixed = {"--preset": preset, "--config": config, "--dataset": dataset, "--spec": spec,
                  "--freq": freq, "--searcher": searcher, "--searcher-option": searcher_option,
@@ -178,10 +178,9 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
     from salesfusion.tuning.searchers import build_searcher
 
     if definition["backend"] == "ray":
-        import importlib.util
+        from salesfusion.distributed import require_ray
 
-        if importlib.util.find_spec("ray") is None:
-            raise InputError("--backend ray needs Ray Tune: pip install 'salesfusion[ray]'")
+        require_ray("ray.tune")
     model_type, params, space, reference = _model_and_space(definition)
     start = {**model_type.preset_params, **params}
     options = dict(definition["searcher_options"])

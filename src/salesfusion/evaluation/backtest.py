@@ -38,23 +38,34 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
     when they have history at the origin and actuals in the window. ``on_window`` hears of each
     finished window (its origin, wall time and the fitted model's notes).
     """
-    periods = panel.periods
     frames = []
     fitted: Forecaster | None = None
-    for window, origin in enumerate(protocol.origins(periods)):
-        started = time.perf_counter()
-        history = panel.until(origin)
-        refitted = fitted is None or protocol.refit
-        if refitted:
-            fitted = model.clone().fit(history)
-        frames.append(forecast_window(fitted, panel, history, protocol.horizon, model.name,
-                                      window))
+    for window in range(protocol.windows):
+        frame, fitted, done = backtest_window(
+            model, panel, protocol, window, None if protocol.refit else fitted)
+        frames.append(frame)
         if on_window:
-            on_window(WindowDone(
-                model=model.name, window=window, windows=protocol.windows, origin=origin,
-                seconds=time.perf_counter() - started, refitted=refitted,
-                notes=tuple(getattr(fitted, "notes", ()))))
+            on_window(done)
     return pl.concat(frames, how="diagonal")
+
+
+def backtest_window(model: Forecaster, panel: Panel, protocol: BacktestProtocol, window: int,
+                    fitted: Forecaster | None = None) -> tuple[pl.DataFrame, Forecaster,
+                                                                WindowDone]:
+    """Window ``window`` of ``run_backtest``: a fit of ``model`` on the history up to its origin
+    (unless ``fitted`` is given), its scored forecast, the fitted model and the window's
+    report."""
+    started = time.perf_counter()
+    origin = protocol.origins(panel.periods)[window]
+    history = panel.until(origin)
+    refitted = fitted is None
+    if fitted is None:
+        fitted = model.clone().fit(history)
+    frame = forecast_window(fitted, panel, history, protocol.horizon, model.name, window)
+    return frame, fitted, WindowDone(
+        model=model.name, window=window, windows=protocol.windows, origin=origin,
+        seconds=time.perf_counter() - started, refitted=refitted,
+        notes=tuple(getattr(fitted, "notes", ())))
 
 
 def forecast_window(fitted: Forecaster, panel: Panel, history: Panel, horizon: int,

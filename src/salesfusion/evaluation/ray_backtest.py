@@ -11,13 +11,12 @@ Seconds per model are the sum of its tasks' own wall times (work done, not time 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from salesfusion.evaluation.backtest import forecast_window, run_backtest
+from salesfusion.evaluation.backtest import backtest_window, run_backtest
 from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
 from salesfusion.evaluation.progress import BacktestProgress, WindowDone
 from salesfusion.evaluation.protocol import BacktestProtocol
@@ -37,15 +36,8 @@ class TaskResult:
 
 def _one_window(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
                 window: int) -> TaskResult:
-    started = time.perf_counter()
-    origin = protocol.origins(panel.periods)[window]
-    history = panel.until(origin)
-    fitted = model.clone().fit(history)
-    frame = forecast_window(fitted, panel, history, protocol.horizon, model.name, window)
-    return TaskResult(frame, [WindowDone(
-        model=model.name, window=window, windows=protocol.windows, origin=origin,
-        seconds=time.perf_counter() - started, refitted=True,
-        notes=tuple(getattr(fitted, "notes", ())))])
+    frame, _, done = backtest_window(model, panel, protocol, window)
+    return TaskResult(frame, [done])
 
 
 def _whole_model(model: Forecaster, panel: Panel,

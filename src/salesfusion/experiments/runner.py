@@ -134,18 +134,11 @@ def _run_in_processes(arguments: list[tuple], jobs: int, clock: _Clock) -> None:
 def _run_on_ray(arguments: list[tuple], jobs: int, clock: _Clock) -> None:
     import ray
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        # A cluster named by RAY_ADDRESS (Ray's own variable) is joined; else a local one.
-        address = os.environ.get("RAY_ADDRESS")
-        ray.init(address=address, num_cpus=None if address else jobs, include_dashboard=False,
-                 log_to_driver=False)
-    try:
+    from salesfusion.distributed import ray_session
+
+    with ray_session(None, jobs):  # RAY_ADDRESS (Ray's own variable) names a cluster
         remote = ray.remote(num_cpus=1)(run_cell)
         pending = [remote.remote(*args) for args in arguments]
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
             clock.done(ray.get(finished[0]))
-    finally:
-        if started_here:
-            ray.shutdown()

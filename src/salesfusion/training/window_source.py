@@ -73,11 +73,10 @@ class WindowSource:
     cold: np.ndarray
     abroad: np.ndarray
 
-    def gather(self, s_idx: np.ndarray, t_idx: np.ndarray) -> Windows:
-        """The windows of samples (series ``s_idx``, origin ``t_idx``)."""
+    def _scaled(self, s_idx: np.ndarray, t_idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The values every window is made of: history and targets divided by the level known
+        at the origin, their masks, and the history and target period indices."""
         y, lookback, horizon = self.y, self.lookback, self.horizon
-        s_idx = s_idx.astype(np.int64, copy=False)
-        t_idx = t_idx.astype(np.int64, copy=False)
         n_periods = y.shape[1]
         offsets = np.arange(-lookback + 1, 1)
         positions = t_idx[:, None] + offsets[None, :]
@@ -95,10 +94,27 @@ class WindowSource:
         target = np.where(in_panel, y[s_idx[:, None], np.clip(future, None, n_periods - 1)],
                           np.nan)
         target_mask = ~np.isnan(target)
-        scaled_history = np.where(history_mask, history / level[:, None], 0.0)
-        scaled_target = np.where(target_mask, target / level[:, None], 0.0)
-        past_at = np.clip(positions, 0, n_periods - 1)
-        history_parts = [scaled_history[..., None], self.calendar[past_at]]
+        return {"history": np.where(history_mask, history / level[:, None], 0.0),
+                "history_mask": history_mask, "level": level,
+                "target": np.where(target_mask, target / level[:, None], 0.0),
+                "target_mask": target_mask, "past_at": np.clip(positions, 0, n_periods - 1),
+                "future": future}
+
+    def scaled_targets(self, s_idx: np.ndarray, t_idx: np.ndarray) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """(``gather(...).target``, ``gather(...).target_mask``) without building the rest of
+        the windows."""
+        scaled = self._scaled(s_idx.astype(np.int64, copy=False),
+                              t_idx.astype(np.int64, copy=False))
+        return scaled["target"].astype(np.float32), scaled["target_mask"]
+
+    def gather(self, s_idx: np.ndarray, t_idx: np.ndarray) -> Windows:
+        """The windows of samples (series ``s_idx``, origin ``t_idx``)."""
+        s_idx = s_idx.astype(np.int64, copy=False)
+        t_idx = t_idx.astype(np.int64, copy=False)
+        scaled = self._scaled(s_idx, t_idx)
+        past_at, future = scaled["past_at"], scaled["future"]
+        history_parts = [scaled["history"][..., None], self.calendar[past_at]]
         future_parts = [self.calendar[future]]
         covariates = self.covariates
         if covariates is not None and covariates.width:
@@ -107,9 +123,10 @@ class WindowSource:
                 ..., covariates.future_known])
         abroad = self.abroad[s_idx, t_idx if self.abroad.shape[1] > 1 else 0]
         return Windows(history=np.concatenate(history_parts, axis=-1).astype(np.float32),
-                       history_mask=history_mask, target=scaled_target.astype(np.float32),
-                       target_mask=target_mask, level=level.astype(np.float32), series=s_idx,
-                       origin=t_idx,
+                       history_mask=scaled["history_mask"],
+                       target=scaled["target"].astype(np.float32),
+                       target_mask=scaled["target_mask"],
+                       level=scaled["level"].astype(np.float32), series=s_idx, origin=t_idx,
                        future=np.concatenate(future_parts, axis=-1).astype(np.float32),
                        abroad=abroad.astype(np.float32))
 
@@ -198,8 +215,10 @@ class SampleIndex:
         row-major), chunk by chunk."""
         parts = []
         for part in self.chunks():
-            windows = replace(self, transform=None).gather(part)
-            parts.append(windows.target[windows.target_mask])
+            target, mask = self.source.scaled_targets(self.series[part], self.origin[part])
+            if self.target_until is not None:
+                mask &= ~self._cut(self.origin[part].astype(np.int64))
+            parts.append(target[mask])
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
     def nbytes(self) -> int:
