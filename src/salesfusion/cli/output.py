@@ -133,7 +133,7 @@ def partition_run_forecasts(staging: Path, out_format: str) -> None:
         return
     plain = staging / "forecasts.parquet"
     write_dataset(pl.read_parquet(plain), staging, DATASET)
-    plain.unlink()
+    plain.unlink()  # ours: run.write put it in this staging folder just now
 
 
 @contextmanager
