@@ -35,6 +35,6 @@ def period_rates(fx: pl.DataFrame, freq: str, seller_currency: str,
 def attach_fx(panel: pl.DataFrame, markets: pl.DataFrame, rates: pl.DataFrame) -> pl.DataFrame:
     """Add ``fx_rate`` (buyer currency per seller currency) and ``price_local`` to a panel."""
     currency = markets.select("market", "currency")
-    joined = (panel.join(currency, on="market", how="left")
-              .join(rates, on=["currency", "timestamp"], how="left"))
+    joined = (panel.join(currency, on="market", how="left", maintain_order="left")
+              .join(rates, on=["currency", "timestamp"], how="left", maintain_order="left"))
     return joined.with_columns((pl.col("price") * pl.col("fx_rate")).alias("price_local"))

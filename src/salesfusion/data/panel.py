@@ -45,11 +45,10 @@ from salesfusion.data.covariate_tables import (
 from salesfusion.data.events import period_events
 from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
 from salesfusion.data.fx import attach_fx, period_rates
+from salesfusion.data.panel_grid import SERIES_KEY, aggregate_periods, grid_rows, series_table
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
-
-SERIES_KEY = ["item_id", "market"]
 
 
 @dataclass
@@ -177,32 +176,33 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
 
     revenue = (pl.col("revenue") if "revenue" in frame.columns
                else pl.col("price") * pl.col("quantity") if "price" in frame.columns else None)
-    aggregations = [pl.col("quantity").sum().alias("y")]
+    sums = {"y": pl.col("quantity")}
     if revenue is not None:
-        aggregations.append(revenue.sum().alias("revenue"))
-    if "price" in frame.columns:
-        aggregations.append(pl.col("price").mean().alias("listed_price"))
-    extra = [c for c in sales_covariate_columns(spec, frame.columns) if c != "price"]
-    aggregations += [pl.col(c).mean() for c in extra]
-    agg = frame.group_by(*SERIES_KEY, "period").agg(aggregations)
+        sums["revenue"] = revenue
+    means = {"listed_price": pl.col("price")} if "price" in frame.columns else {}
+    means |= {c: pl.col(c) for c in sales_covariate_columns(spec, frame.columns) if c != "price"}
+    # A period-grain table is unique per (item, market, timestamp) (``load_tables`` checks it);
+    # when its timestamps are period starts, each period has one row and needs no group-by.
+    one_row_per_period = (spec.sales_grain == "period"
+                          and bool((frame["timestamp"] == frame["period"]).all()))
+    agg = aggregate_periods(frame, sums, means, one_row_per_period)
+    del frame  # the period rows replace the transactions: a marketplace log is the largest frame
     negative = agg["y"] < 0
     log["periods_clipped_negative"] = int(negative.sum())
     agg = agg.with_columns(pl.col("y").clip(lower_bound=0))
 
-    starts = agg.group_by(SERIES_KEY).agg(pl.col("period").min().alias("launch"))
+    starts = series_table(agg)
     if tables.items is not None and "launch_date" in tables.items.columns:
         launches = tables.items.select(
             "item_id", truncate_to_period(pl.col("launch_date"), freq).alias("declared"))
-        starts = (starts.join(launches, on="item_id", how="left")
+        starts = (starts.join(launches, on="item_id", how="left", maintain_order="left")
                   .with_columns(pl.min_horizontal("launch", "declared").clip(lower_bound=first)
                                 .alias("launch")).drop("declared"))
-    starts = _series_ends(starts, agg, tables.items, freq, last)
-    grid = (starts.join(pl.DataFrame({"period": period_range(first, last, freq)}), how="cross")
-            .filter(pl.col("period").is_between(pl.col("launch"), pl.col("end")))
-            .drop("launch", "end"))
+    starts = _series_ends(starts, tables.items, freq, last)
     log["series_ended_before_last_period"] = starts.filter(pl.col("end") < last).height
-    panel = (grid.join(agg, on=[*SERIES_KEY, "period"], how="left")
-             .with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"}))
+    panel = grid_rows(starts, agg, period_range(first, last, freq))
+    del agg
+    panel = panel.with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"})
     if "revenue" in panel.columns:
         panel = panel.with_columns(
             pl.when(pl.col("y") > 0).then(pl.col("revenue") / pl.col("y"))
@@ -226,11 +226,11 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         past_only += past
         future_known += future
     check_unique_channels(covariates)
-    log.update(series=panel.select(SERIES_KEY).n_unique(), rows=panel.height)
+    log.update(series=starts.filter(pl.col("end") >= pl.col("launch")).height, rows=panel.height)
 
     items_spec = spec.items
     return Panel(
-        data=panel.sort(*SERIES_KEY, "timestamp"),
+        data=panel,  # sorted by series and time: grid_rows builds it in that order
         freq=freq,
         items=tables.items,
         markets=tables.markets,
@@ -246,20 +246,18 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
     )
 
 
-def _series_ends(starts: pl.DataFrame, agg: pl.DataFrame, items: pl.DataFrame | None,
-                 freq: str, last: datetime) -> pl.DataFrame:
-    """``starts`` with ``end``: the panel's last period, or the item's declared ``end_date``
-    period when it is earlier, but never before the series' last sale (a sale is real)."""
+def _series_ends(starts: pl.DataFrame, items: pl.DataFrame | None, freq: str,
+                 last: datetime) -> pl.DataFrame:
+    """``starts`` (``series_table``'s) with ``end``: the panel's last period, or the item's
+    declared ``end_date`` period when it is earlier, but never before the series' last sale (a
+    sale is real)."""
     starts = starts.with_columns(pl.lit(last).cast(pl.Datetime("us")).alias("end"))
     if items is None or "end_date" not in items.columns:
         return starts
-    last_sale = (agg.filter(pl.col("y") > 0).group_by(SERIES_KEY)
-                 .agg(pl.col("period").max().alias("_last_sale")))
     declared = items.select("item_id", truncate_to_period(pl.col("end_date"), freq)
                             .alias("_declared_end"))
-    return (starts.join(declared, on="item_id", how="left")
-            .join(last_sale, on=SERIES_KEY, how="left")
+    return (starts.join(declared, on="item_id", how="left", maintain_order="left")
             .with_columns(pl.when(pl.col("_declared_end").is_null()).then(pl.col("end"))
                           .otherwise(pl.min_horizontal("end", pl.max_horizontal(
-                              "_declared_end", "_last_sale"))).alias("end"))
-            .drop("_declared_end", "_last_sale"))
+                              "_declared_end", "last_sale"))).alias("end"))
+            .drop("_declared_end"))
