@@ -1,10 +1,11 @@
 """The measured steps of ``scale.py``, one per process: ``python _scale_steps.py STEP DATA [opts]``
 prints one JSON line with the step's wall ``seconds`` (the work only: imports and reading the
 inputs are not timed) and ``peak_mib`` (``ru_maxrss`` of this process: interpreter, imports,
-inputs and the work; ``before_work_mib``: its value when the work started) and the 1-minute
-load average when the work started and ended (``load_1min``: other work on the machine inflates
-wall times). Pools are other processes: ``children_peak_mib`` is the largest pool process that
-ended (statsforecast's, our iMAPA's); Ray's workers are in neither.
+inputs and the work; ``before_work_mib``: its value when the work started), ``work_mib`` (the
+memory the work itself added: see ``work_mib``) and the 1-minute load average when the work
+started and ended (``load_1min``: other work on the machine inflates wall times). Pools are
+other processes: ``children_peak_mib`` is the largest pool process that ended (statsforecast's,
+our iMAPA's); Ray's workers are in neither.
 
 DATA is a folder written by ``scale.py``: ``sales.parquet`` (item_id, market, week, quantity)
 and ``spec.yaml``; ours reads the spec, the peers read the Parquet file. The backtest steps
@@ -37,11 +38,30 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _status_mib(field: str) -> float | None:
+    status = Path("/proc/self/status")
+    lines = status.read_text().splitlines() if status.exists() else []
+    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith(field)), None)
+
+
 def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    BEFORE.setdefault("mib", _peak_mib())
-    BEFORE.setdefault("load", os.getloadavg()[0])  # other work inflates wall times
+    if "mib" not in BEFORE:  # the step's first timed call: its work starts here
+        BEFORE["mib"], BEFORE["rss_mib"] = _peak_mib(), _status_mib("VmRSS")
+        BEFORE["load"] = os.getloadavg()[0]  # other work on the machine inflates wall times
+        try:  # Linux: restart the high-water mark, so that it measures the work alone
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            BEFORE["rss_mib"] = None
     started = time.perf_counter()
     return call(*args, **kwargs), time.perf_counter() - started
+
+
+def work_mib() -> float | None:
+    """The memory the work added: the resident set's high-water mark since the work started,
+    less the resident set then (interpreter, imports and inputs); None where Linux's
+    ``clear_refs`` is not available."""
+    high = _status_mib("VmHWM")
+    return None if BEFORE.get("rss_mib") is None or high is None else high - BEFORE["rss_mib"]
 
 
 def our_panel(folder: Path) -> Any:
@@ -118,20 +138,31 @@ def windows_ours(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     from salesfusion.features.lags import to_wide
     from salesfusion.training.windows import window_samples
 
-    def one_pass(panel: Any) -> int:
+    def one_pass(panel: Any) -> tuple[int, int]:
         samples = window_samples(to_wide(panel), "W", LOOKBACK, CV["h"])
-        return sum(len(samples.gather(slice(i, i + 4096))) for i in range(0, len(samples), 4096))
+        wanted = min(len(samples), opts.samples)
+        return len(samples), sum(len(samples.gather(slice(i, min(i + 4096, wanted))))
+                                 for i in range(0, wanted, 4096))
 
-    samples, seconds = timed(one_pass, our_panel(data))
-    return {"seconds": seconds, "samples": samples}
+    (total, passed), seconds = timed(one_pass, our_panel(data))
+    return {"seconds": seconds, "samples": total, "passed": passed}
 
 
 def windows_peer(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     torch_setup()
     dataset, built = pf_dataset(data)
-    samples, seconds = timed(lambda: sum(len(y[0]) for _, y in dataset.to_dataloader(
-        train=False, batch_size=4096, num_workers=0)))
-    return {"seconds": built + seconds, "dataset_s": built, "samples": samples}
+
+    def one_pass() -> int:
+        passed = 0
+        for _, y in dataset.to_dataloader(train=False, batch_size=4096, num_workers=0):
+            passed += len(y[0])
+            if passed >= opts.samples:
+                break
+        return passed
+
+    passed, seconds = timed(one_pass)
+    return {"seconds": built + seconds, "dataset_s": built, "samples": len(dataset),
+            "passed": passed}
 
 
 def multimodal(opts: argparse.Namespace) -> Any:
@@ -338,7 +369,8 @@ def main() -> None:
     parser.add_argument("data", type=Path)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--max-train-windows", type=int, default=100_000)
-    parser.add_argument("--samples", type=int, default=100_000, help="epoch_peer's samples")
+    parser.add_argument("--samples", type=int, default=100_000,
+                        help="the windows passed over (windows) or trained on (epoch_peer)")
     parser.add_argument("--workers", type=int, default=1)
     opts = parser.parse_args()
     try:
@@ -347,6 +379,7 @@ def main() -> None:
         record = {"status": "not run", "reason": "MemoryError"}
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({**record, "peak_mib": _peak_mib(), "before_work_mib": BEFORE.get("mib"),
+                      "work_mib": work_mib(),
                       "load_1min": [BEFORE.get("load"), os.getloadavg()[0]],
                       "children_peak_mib": children or None, "threads": thread_settings()},
                      default=str))

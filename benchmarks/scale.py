@@ -5,11 +5,14 @@ Parquet file for every library), each step runs ours and the peer, each in its o
 (``_scale_steps.py``), and reports wall seconds of the work and the process's peak RSS:
 
 - panel: spec -> tables -> Panel vs a polars scan + group_by of the same file (the floor);
-- windows: our (series, origin) samples and one pass over them in batches of 4,096 vs a
-  pytorch-forecasting TimeSeriesDataSet and one pass of its dataloader;
+- windows: our (series, origin) samples of the whole panel and a pass over the first 100,000
+  in batches of 4,096 vs a pytorch-forecasting TimeSeriesDataSet of the panel and its
+  dataloader over as many; besides the peaks, the memory each dataset added to its input
+  (``work_mib``: the panel, or the pandas frame pytorch-forecasting reads);
 - epoch: one epoch of ``multimodal`` (hidden 16) vs pytorch-forecasting's TFT (hidden 16) on
   as many samples;
-- predict: the fitted multimodal's 4 weeks over every series; our LightGBM vs mlforecast's;
+- predict: the fitted multimodal's 4 weeks over every series;
+- lightgbm: our LightGBM's fit and 4-week forecast vs mlforecast's;
 - backtest: naive, iMAPA and LightGBM, 3 windows of 4 weeks, refit, vs statsforecast (Naive
   with an 80% interval, IMAPA) + mlforecast (LightGBM with our booster settings, lags 1-8,
   rolling means 4/8/13/26, week and month, trained on every origin as ours is), both
@@ -29,7 +32,8 @@ unless set) and ``OMP_WAIT_POLICY=PASSIVE``; the results file has the provenance
 child's record (``runs/scale/<size>/logs`` their stderr).
 
 Run: .venv/bin/python benchmarks/scale.py [--sizes 10000,100000,1000000] [--periods 52]
-     [--steps all|panel,windows,epoch,predict,backtest,ray] [--json PATH] [--or-panel]
+     [--steps all|panel,windows,epoch,predict,lightgbm,backtest,ray]
+     [--steps-for SIZE=STEPS ...] [--json PATH] [--or-panel]
 """
 
 from __future__ import annotations
@@ -52,14 +56,14 @@ from rich.table import Table
 ROOT = Path(__file__).resolve().parent.parent
 STEPS_FILE = Path(__file__).with_name("_scale_steps.py")
 DEFAULT_JSON = Path(__file__).parent / "results" / "scale.json"
-STEP_NAMES = ("panel", "windows", "epoch", "predict", "backtest", "ray")
+STEP_NAMES = ("panel", "windows", "epoch", "predict", "lightgbm", "backtest", "ray")
 # Each step's rows: (label, our child, {reference child: its name}); ray's is 2 workers.
 PLAN: dict[str, list[tuple[str, str, dict[str, str]]]] = {
     "panel": [("panel", "panel_ours", {"panel_reference": "polars group_by"})],
     "windows": [("windows", "windows_ours", {"windows_peer": "pytorch-forecasting"})],
     "epoch": [("epoch", "epoch_ours", {"epoch_peer": "pytorch-forecasting"})],
-    "predict": [("predict multimodal", "predict_multimodal", {}),
-                ("predict lightgbm", "predict_lightgbm", {"predict_mlforecast": "mlforecast"})],
+    "predict": [("predict multimodal", "predict_multimodal", {})],
+    "lightgbm": [("predict lightgbm", "predict_lightgbm", {"predict_mlforecast": "mlforecast"})],
     "backtest": [("backtest", "backtest_ours", {"backtest_statsforecast": "statsforecast",
                                                 "backtest_mlforecast": "mlforecast"})],
     "ray": [("ray 1 vs 2 workers", "ray", {"ray": "2 workers"})],
@@ -259,6 +263,8 @@ def _with_ratios(row: dict[str, Any]) -> dict[str, Any]:
     if ref and ours["status"] == "ok" and ref["status"] == "ok":
         row["ratio_seconds"] = ours["seconds"] / max(ref["seconds"], 1e-9)
         row["ratio_peak"] = ours["peak_mib"] / ref["peak_mib"]
+        if ours.get("work_mib") and ref.get("work_mib"):
+            row["ratio_work"] = ours["work_mib"] / ref["work_mib"]
     return row
 
 
@@ -284,7 +290,9 @@ def _note(row: dict[str, Any]) -> str:
         return f"series {ours['series']:,}/{max(series, default=0):,}, WAPE " + ", ".join(
             f"{m} {v['ours']:.1f}/{v['peer']:.1f}" for m, v in (row["common_wape"] or {}).items())
     if "samples" in ours:
-        return f"samples {ours['samples']:,} vs {ref.get('samples', 0):,}"
+        work = (f"; dataset MiB {ours['work_mib']:,.0f} vs {ref['work_mib']:,.0f} "
+                f"(x{row['ratio_work']:.2f})" if "ratio_work" in row else "")
+        return f"samples {ours['samples']:,} vs {ref.get('samples', 0):,}{work}"
     if "train_windows" in ours:
         return f"{ours['train_windows'] or 0:,} training windows"
     if "mib_per_million_rows" in ours:
@@ -326,11 +334,21 @@ def summary_table(results: list[dict[str, Any]]) -> Table:
     return table
 
 
+def step_list(parser: argparse.ArgumentParser, option: str, listed: str) -> list[str]:
+    steps = list(STEP_NAMES) if listed == "all" else listed.split(",")
+    unknown = [s for s in steps if s not in STEP_NAMES]
+    if unknown:
+        parser.error(f"{option}: unknown step {unknown[0]!r}; use all or {','.join(STEP_NAMES)}")
+    return steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--periods", type=int, default=52)
     parser.add_argument("--steps", default="all", help=f"all, or some of {','.join(STEP_NAMES)}")
+    parser.add_argument("--steps-for", action="append", default=[], metavar="SIZE=STEPS",
+                        help="another list of steps at one size (repeatable)")
     parser.add_argument("--json", type=Path, default=DEFAULT_JSON)
     parser.add_argument("--or-panel", action="store_true",
                         help="also backtest on the Online Retail weekly panel")
@@ -347,13 +365,15 @@ def main() -> None:
                 else generate(data, int(args.generate), args.periods, args.seed))
         print(json.dumps({**info, "seconds": round(time.perf_counter() - started, 2)}))
         return
-    steps = list(STEP_NAMES) if args.steps == "all" else args.steps.split(",")
-    unknown = [s for s in steps if s not in STEP_NAMES]
-    if unknown:
-        parser.error(f"--steps: unknown step {unknown[0]!r}; use {','.join(STEP_NAMES)}")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     if not all(s.isdigit() and int(s) >= 4 for s in sizes):
         parser.error(f"--sizes: {args.sizes!r} is not a list of series counts of at least 4")
+    steps = {size: step_list(parser, "--steps", args.steps) for size in sizes}
+    for option in args.steps_for:
+        size, _, listed = option.partition("=")
+        if size not in sizes:
+            parser.error(f"--steps-for: {option!r} names no size of --sizes {args.sizes!r}")
+        steps[size] = step_list(parser, "--steps-for", listed)
     if args.periods < 30:
         parser.error(f"--periods: {args.periods} leaves no history before 12 test weeks")
     # Children inherit these; OpenMP threads wait passively (see _provenance.py).
@@ -368,7 +388,7 @@ def main() -> None:
     runner = Runner(args, env, console)
     for size in [*sizes, *(["or"] if args.or_panel else [])]:
         data = ensure_data(size, args.periods, args.seed, console)
-        result = {**runner.size(size, steps if size != "or" else ["backtest"]), "data": data}
+        result = {**runner.size(size, steps.get(size, ["backtest"])), "data": data}
         record["results"].append(result)
         console.print(size_table(result))
         if max(runner.loads.pop(size, [0])) > (os.cpu_count() or 1) + 0.5:
