@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from salesfusion.data.panel import SERIES_KEY, Panel
-from salesfusion.models.baselines import statsforecast_adapter
+from salesfusion.models.baselines import series_pool
 from salesfusion.models.baselines.statsforecast_adapter import StatsForecastModel
 from salesfusion.models.registry import create_model, model_class
 from salesfusion.threads import default_threads
@@ -135,7 +135,7 @@ def test_a_process_pool_gives_what_one_process_gives(name, params, monkeypatch):
               for i in range(36)}
     panel = _panel(series)
     monkeypatch.setattr(model_class(name), "parallel_min_series", 10)
-    monkeypatch.setattr(statsforecast_adapter, "ProcessPoolExecutor", _CountingPool)
+    monkeypatch.setattr(series_pool, "ProcessPoolExecutor", _CountingPool)
     _CountingPool.sizes = []
     alone, alone_notes = _forecast(name, {**params, "n_jobs": 1}, panel, horizon=3)
     assert _CountingPool.sizes == []
@@ -151,8 +151,8 @@ def test_a_process_pool_gives_what_one_process_gives(name, params, monkeypatch):
 
 def test_the_pool_is_for_large_panels_only():
     ets = create_model("ets", n_jobs=4)
-    assert ets._workers(statsforecast_adapter.PARALLEL_MIN_SERIES - 1) == 1
-    assert ets._workers(statsforecast_adapter.PARALLEL_MIN_SERIES) == 4
+    assert ets._workers(series_pool.PARALLEL_MIN_SERIES - 1) == 1
+    assert ets._workers(series_pool.PARALLEL_MIN_SERIES) == 4
     assert create_model("imapa", n_jobs=4)._workers(5000) == 1  # cheap per series
     assert create_model("imapa", n_jobs=4)._workers(50_000) == 4
     assert create_model("ets", n_jobs=1)._workers(50_000) == 1

@@ -12,7 +12,9 @@ launch) by its market's launch level, the mean demand of the training launches' 
 ``horizon`` periods (``launch_scale: launch_level``), or by the market's running level at the
 origin (``market_level``). ``target_transform`` acts on the scaled values, inverted exactly.
 
-Launch forecasts (``predict_launch``) are in ``models.multimodal_launch``.
+Forecasts from the latest data (``predict``) are in ``models.multimodal_predict``, launch
+forecasts (``predict_launch``) in ``models.multimodal_launch``, saving and loading in
+``models.multimodal_state``.
 
 Encoders run frozen, through the embedding cache; their vectors are stored with the weights, so
 a saved model predicts without them.
@@ -20,7 +22,6 @@ a saved model predicts without them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 import torch
-from safetensors.torch import load_file, save_file
 
-from salesfusion.components import LOSSES
-from salesfusion.data.frequency import periods_after
 from salesfusion.data.launches import launch_levels
-from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.panel import Panel
 from salesfusion.data.splits import ValidationPeriods
 from salesfusion.encoders.cache import EmbeddingCache
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
@@ -47,7 +45,9 @@ from salesfusion.models.multimodal_explain import ExplanationPath
 from salesfusion.models.multimodal_launch import LaunchPath
 from salesfusion.models.multimodal_markets import MarketAttributesPath
 from salesfusion.models.multimodal_new_items import NewItemsPath
-from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
+from salesfusion.models.multimodal_predict import ForecastPath
+from salesfusion.models.multimodal_state import PersistencePath
+from salesfusion.models.network import MultimodalNet
 from salesfusion.models.registry import register
 from salesfusion.training.batches import gathered_loader, window_tensors
 from salesfusion.training.transforms import TargetTransform
@@ -55,17 +55,15 @@ from salesfusion.training.windows import (
     Windows,
     extended_periods,
     feature_widths,
-    make_windows,
     window_samples,
 )
 
 DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
-PREDICT_BATCH = 65_536  # windows per forward pass when forecasting
 
 
 @register
 class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, NewItemsPath,
-                           Forecaster):
+                           ForecastPath, PersistencePath, Forecaster):
     """Item content + history + covariates -> fusion -> temporal backbone -> head."""
 
     name = "multimodal"
@@ -196,7 +194,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
             if self._market_vocabulary is not None else ())
         return net
 
-    # --- fit / predict ------------------------------------------------------------------------
+    # --- fit ----------------------------------------------------------------------------------
     def _fit(self, panel: Panel) -> None:
         import lightning
 
@@ -265,93 +263,6 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         used = ", ".join(self._net.modalities) or "none"
         covariates = ", ".join(self._covariate_names) or "none"
         return f"inputs used: modalities {used}; covariates {covariates}"
-
-    def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
-        c = self.config
-        if horizon > c.horizon:
-            raise InputError(f"model '{self.name}' was trained for horizons up to "
-                             f"{c.horizon}, asked for {horizon}")
-        self._remember_markets(history)
-        wide = to_wide(history)
-        unseen = series.join(wide.keys, on=SERIES_KEY, how="anti")
-        if unseen.height:  # cold start: rows with no history at all
-            wide = WidePanel(keys=pl.concat([wide.keys, unseen.select(SERIES_KEY)]),
-                             periods=wide.periods,
-                             y=np.vstack([wide.y, np.full((unseen.height, wide.y.shape[1]),
-                                                          np.nan)]),
-                             price_local=None, fx_rate=None)
-        windows = make_windows(wide, history.freq, c.lookback, c.horizon,
-                               origins=np.array([wide.y.shape[1] - 1]),
-                               covariates=self._check_covariates(
-                                   self._covariates(history, wide)),
-                               cold_level=self._cold_level(wide.keys))
-        future = periods_after(wide.periods[-1], history.freq, horizon).to_list()
-        frame = wide.keys[windows.series].join(pl.DataFrame({"timestamp": future}), how="cross")
-        frame = frame.with_columns(self._forecast_columns(wide, windows, horizon))
-        return frame.join(series, on=SERIES_KEY, how="semi")
-
-    def _forecast_columns(self, wide: WidePanel, windows: Windows,
-                          horizon: int) -> list[pl.Series]:
-        """``y_pred`` and the quantile columns of ``windows``' first ``horizon`` steps, one row
-        per window and step (window-major)."""
-        c = self.config
-        windows = windows.transformed(self._transform.forward)
-        # In batches: one pass over a marketplace's million series would hold every
-        # activation of the backbone at once.
-        tensors = self._series_inputs(wide)
-        with torch.inference_mode():
-            output = np.concatenate([
-                self._net(tensors(windows.subset(np.arange(start, min(
-                    start + PREDICT_BATCH, len(windows)))))).numpy()[:, :horizon]
-                for start in range(0, max(len(windows), 1), PREDICT_BATCH)])
-        if not c.quantiles and LOSSES.get(c.loss).log_link:
-            output = np.exp(output)  # the count losses model the log of the (transformed) mean
-        values = self._transform.inverse(output) * windows.level[:, None, None]
-        flat = values.reshape(len(windows) * horizon, -1)
-        columns = {"y_pred": flat[:, c.quantiles.index(0.5)] if c.quantiles else flat[:, 0]}
-        for index, level in enumerate(c.quantiles):
-            if level != 0.5:
-                columns[f"q{level}"] = flat[:, index]
-        return [pl.Series(k, v.astype(np.float64)) for k, v in columns.items()]
-
-    # --- persistence --------------------------------------------------------------------------
-    def _save_state(self, folder: Path) -> None:
-        state = {k: v.contiguous() for k, v in self._net.state_dict().items()}
-        save_file(state, str(folder / "weights.safetensors"))
-        buffers = {b for names in CONTENT_BUFFERS.values() for b in names}
-        content = {k: [list(v.shape), str(v.dtype).removeprefix("torch.")]
-                   for k, v in self._net.state_dict().items() if k.split(".")[0] in buffers}
-        (folder / "multimodal.json").write_text(json.dumps({
-            "items": self._item_rows, "markets": self._markets,
-            "vocabulary": self._vocabulary.to_dict(), "content": content,
-            "notes": self._notes, "widths": list(self._widths),
-            "covariate_names": self._covariate_names, "covariate_scale": self._covariate_scale,
-            "target_transform": self._transform.to_dict(),
-            "launch_levels": self._launch_levels,
-            "market_vocabulary": self._market_vocabulary.to_dict()
-            if self._market_vocabulary is not None else None,
-            "market_codes": self._market_codes}))
-
-    def _load_state(self, folder: Path) -> None:
-        meta = json.loads((folder / "multimodal.json").read_text())
-        self._item_rows, self._markets = meta["items"], meta["markets"]
-        self._vocabulary = StaticVocabulary.from_dict(meta["vocabulary"])
-        self._notes = meta["notes"]
-        self._widths = tuple(meta["widths"])
-        self._covariate_names = meta["covariate_names"]
-        self._covariate_scale = meta["covariate_scale"]
-        self._transform = TargetTransform(**meta["target_transform"])
-        # Models saved before launch levels existed scale launches by the market level.
-        self._launch_levels = meta.get("launch_levels")
-        vocabulary = meta.get("market_vocabulary")  # absent in models saved before it existed
-        self._market_vocabulary = (StaticVocabulary.from_dict(vocabulary) if vocabulary
-                                   else None)
-        self._market_codes = meta.get("market_codes") or {}
-        content = {k: torch.zeros(shape, dtype=getattr(torch, dtype))
-                   for k, (shape, dtype) in meta["content"].items()}
-        self._net = self._build_net(content)
-        self._net.load_state_dict(load_file(str(folder / "weights.safetensors")))
-        self._net.eval()
 
 
 def _lookup(keys: pl.Series, rows: dict[str, int], missing: int) -> np.ndarray:

@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 
 class LaunchPath:
     """Mixed into ``MultimodalForecaster``: everything its launch forecasts need beyond the
-    fitted network (``_covariates``, ``_check_covariates`` and ``_forecast_columns`` are the
-    model's own)."""
+    fitted network (``_covariates`` and ``_check_covariates`` are the model's own,
+    ``_forecast_columns`` its ``ForecastPath``'s)."""
 
     config: MultimodalConfig
     name: str

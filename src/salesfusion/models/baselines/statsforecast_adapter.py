@@ -23,15 +23,12 @@ naive, moving average, Croston, TSB) computes those calls' numbers for the whole
 fallback, routing and notes included (``vectorised.py``). The others (ETS, ARIMA, ADIDA, iMAPA)
 call the model per series; from ``parallel_min_series`` series on, in ``n_jobs`` forked
 processes given contiguous chunks of series, their outputs and counts merged in series order, so
-the forecasts and notes are those of one process.
+the forecasts and notes are those of one process (``series_pool.py``).
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,15 +40,17 @@ from statsforecast import models as sf_models
 from salesfusion.data.frequency import OFFSET_UNIT, SEASON_LENGTH
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.models.base import Forecaster
+from salesfusion.models.baselines.series_pool import (
+    PARALLEL_MIN_SERIES,
+    FallbackTally,
+    _Job,
+    forecast_rows,
+    pool_workers,
+)
 from salesfusion.models.baselines.vectorised import PanelForecast, SeriesMatrix, forecast_panel
 from salesfusion.models.config import ModelConfig
-from salesfusion.threads import default_threads
 
 FALLBACK_WINDOW = 8  # periods the fallback averages
-# Below this many series a process pool costs more to start (forking, about 0.2 s of CPU) than
-# it saves, for models taking milliseconds a series (ETS, ARIMA).
-PARALLEL_MIN_SERIES = 2000
-CHUNKS_PER_WORKER = 4  # smaller chunks even out series that take longer (ETS's seasonal fits)
 
 
 class IntervalConfig(ModelConfig):
@@ -80,17 +79,6 @@ class Regressors:
     values: np.ndarray
     periods: np.ndarray
     names: list[str]
-
-
-@dataclass
-class FallbackTally:
-    """What one forecast routed to the fallback."""
-
-    series: int = 0
-    short: int = 0
-    longest_short: int = 0
-    failed: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 class StatsForecastModel(Forecaster):
@@ -153,7 +141,7 @@ class StatsForecastModel(Forecaster):
         out = np.full((spans.height, horizon, 3 if level else 1), np.nan)
         rows = (forecast_panel(self, job, lengths, out, tally) if self.vectorised
                 else np.arange(spans.height))
-        self._forecast_series(job, rows, out, tally)
+        forecast_rows(job, rows, out, tally, self._workers(len(rows)))
         self._notes = self._describe(tally)
         return self._frame(spans, horizon, history.freq, out, level)
 
@@ -162,32 +150,10 @@ class StatsForecastModel(Forecaster):
         """The model's forecasts of ``matrix``'s rows, none too short for it."""
         raise NotImplementedError
 
-    def _forecast_series(self, job: _Job, rows: np.ndarray, out: np.ndarray,
-                         tally: FallbackTally) -> None:
-        workers = self._workers(len(rows))
-        if workers == 1:
-            out[rows], part = job.run(rows)
-            _merge(tally, part)
-            return
-        chunks = [c for c in np.array_split(rows, workers * CHUNKS_PER_WORKER) if len(c)]
-        # Forked workers get the job as their initializer's argument, from memory: nothing of
-        # the panel is pickled, only the chunks' row numbers and their results.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
-                                 initializer=_start_worker, initargs=(job,)) as pool:
-            for chunk, (values, part) in zip(chunks, pool.map(_run_chunk, chunks), strict=True):
-                out[chunk] = values
-                _merge(tally, part)
-
     def _workers(self, series: int) -> int:
-        n_jobs = self.params.get("n_jobs")
-        if n_jobs is None:
-            # In a pool's worker (the experiments runner) the pool already shares the cores
-            # out; a Ray task's OMP_NUM_THREADS is its CPUs.
-            n_jobs = 1 if multiprocessing.parent_process() is not None else default_threads()
-        if (series < self.parallel_min_series or n_jobs <= 1
-                or "fork" not in multiprocessing.get_all_start_methods()):
-            return 1
-        return min(n_jobs, series)
+        """Processes forecasting ``series`` of this model's series (``n_jobs``, from
+        ``parallel_min_series`` series on)."""
+        return pool_workers(self.params.get("n_jobs"), series, self.parallel_min_series)
 
     def _series_regressors(self, regressors: Regressors | None, row: int, stamps: np.ndarray,
                            horizon: int) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -267,63 +233,6 @@ class StatsForecastModel(Forecaster):
                      .cast(pl.Datetime("us")).alias("timestamp")))
         return frame.select(*SERIES_KEY, "timestamp").with_columns(
             pl.Series(name, values, dtype=pl.Float64) for name, values in columns.items())
-
-
-@dataclass
-class _Job:
-    """One forecast's inputs, the series stored one after another (``starts``, ``ends``)."""
-
-    model: StatsForecastModel
-    y: np.ndarray
-    starts: np.ndarray
-    ends: np.ndarray
-    stamps: np.ndarray
-    regressors: Regressors | None
-    horizon: int
-    level: list[int] | None
-    season: int
-
-    def run(self, rows: np.ndarray) -> tuple[np.ndarray, FallbackTally]:
-        """The forecasts of ``rows``, one ``_forecast_one`` each, and what fell back."""
-        model, tally, models = self.model, FallbackTally(), {}
-        out = np.full((len(rows), self.horizon, 3 if self.level else 1), np.nan)
-        for index, row in enumerate(rows):
-            start, end = self.starts[row], self.ends[row]
-            x, x_future = model._series_regressors(self.regressors, row, self.stamps[start:end],
-                                                   self.horizon)
-            out[index] = model._forecast_one(self.y[start:end], x, x_future, self.horizon,
-                                             self.level, self.season, models, tally)
-        return out, tally
-
-
-_JOB: _Job | None = None  # in a pool's worker: the forecast it runs chunks of
-
-
-def _start_worker(job: _Job) -> None:
-    """A worker keeps ``job``; its numerical libraries use one thread (the pool is the
-    parallelism): the variables for libraries loaded later, threadpoolctl for those loaded."""
-    from threadpoolctl import threadpool_limits
-
-    global _JOB
-    _JOB = job
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
-    threadpool_limits(1)  # the limits stay set until restored; nothing here restores them
-
-
-def _run_chunk(rows: np.ndarray) -> tuple[np.ndarray, FallbackTally]:
-    assert _JOB is not None, "runs in a pool's worker, started with its job"
-    return _JOB.run(rows)
-
-
-def _merge(tally: FallbackTally, part: FallbackTally) -> None:
-    """Adds ``part`` (the next rows in series order) to ``tally``; errors keep the order of
-    their first occurrence, as one loop over all the series gives them."""
-    tally.short += part.short
-    tally.longest_short = max(tally.longest_short, part.longest_short)
-    tally.failed += part.failed
-    for reason, count in part.errors.items():
-        tally.errors[reason] = tally.errors.get(reason, 0) + count
 
 
 def _columns(result: dict[str, np.ndarray], level: list[int] | None) -> np.ndarray:

@@ -40,11 +40,8 @@ import numpy as np
 from scipy.stats import norm
 
 if TYPE_CHECKING:
-    from salesfusion.models.baselines.statsforecast_adapter import (
-        FallbackTally,
-        StatsForecastModel,
-        _Job,
-    )
+    from salesfusion.models.baselines.series_pool import FallbackTally, _Job
+    from salesfusion.models.baselines.statsforecast_adapter import StatsForecastModel
 
 CROSTON_ALPHA = 0.1  # CrostonClassic's fixed smoothing weight
 BLOCK_VALUES = 1 << 22  # matrix cells (32 MB) per block of series: bounds memory on 1M series
