@@ -49,7 +49,9 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
     """Early stopping on the rows of ``validation`` (when it and the rest are both non-empty)
     picks the number of rounds; the returned booster is refit on every row."""
 
-    def rows(mask: np.ndarray, **kwargs: Any) -> lgb.Dataset:
+    def rows(mask: np.ndarray | None, **kwargs: Any) -> lgb.Dataset:
+        if mask is None:  # every row: no copy of a matrix that can take gigabytes
+            return lgb.Dataset(matrix, label, weight=weight, **kwargs)
         return lgb.Dataset(matrix[mask], label[mask],
                            weight=None if weight is None else weight[mask], **kwargs)
 
@@ -62,6 +64,5 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
                           callbacks=[lgb.early_stopping(config.early_stopping_rounds,
                                                         verbose=False)])
         rounds = max(1, probe.best_iteration)
-    everything = np.ones(len(label), dtype=bool)
-    return lgb.train(params, rows(everything, feature_name=feature_names,
+    return lgb.train(params, rows(None, feature_name=feature_names,
                                   categorical_feature=categorical), num_boost_round=rounds)
