@@ -20,72 +20,31 @@ import math
 import os
 import resource
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from _provenance import requested_threads, thread_settings
-
-MONDAY = "1970-01-05"  # pytorch-forecasting's time_idx: weeks since a Monday
-CV = {"h": 4, "n_windows": 3, "step_size": 4}  # ours: BacktestProtocol(4, 3, 4, refit=True)
-LOOKBACK = 16
-BEFORE: dict[str, float] = {}  # ru_maxrss and the load average when the timed work starts
-
-
-def _peak_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _status_mib(field: str) -> float | None:
-    status = Path("/proc/self/status")
-    lines = status.read_text().splitlines() if status.exists() else []
-    return next((int(line.split()[1]) / 1024 for line in lines if line.startswith(field)), None)
-
-
-def timed(call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    if "mib" not in BEFORE:  # the step's first timed call: its work starts here
-        BEFORE["mib"], BEFORE["rss_mib"] = _peak_mib(), _status_mib("VmRSS")
-        BEFORE["load"] = os.getloadavg()[0]  # other work on the machine inflates wall times
-        try:  # Linux: restart the high-water mark, so that it measures the work alone
-            Path("/proc/self/clear_refs").write_text("5")
-        except OSError:
-            BEFORE["rss_mib"] = None
-    started = time.perf_counter()
-    return call(*args, **kwargs), time.perf_counter() - started
-
-
-def work_mib() -> float | None:
-    """The memory the work added: the resident set's high-water mark since the work started,
-    less the resident set then (interpreter, imports and inputs); None where Linux's
-    ``clear_refs`` is not available."""
-    high = _status_mib("VmHWM")
-    return None if BEFORE.get("rss_mib") is None or high is None else high - BEFORE["rss_mib"]
-
-
-def our_panel(folder: Path) -> Any:
-    if folder.name == "or":  # the bundled dataset's own panel, covariates and all
-        from salesfusion.datasets.online_retail import online_retail
-
-        return online_retail().panel("W")
-    from salesfusion.data.panel import build_panel
-    from salesfusion.data.spec import load_spec
-    from salesfusion.data.validate import load_tables
-
-    return build_panel(load_tables(load_spec(folder / "spec.yaml")), "W")
-
-
-def peer_frame(folder: Path) -> Any:
-    """unique_id, ds, y (pandas) for statsforecast and mlforecast: the series longer than the
-    12 test weeks (statsforecast refuses the others; every synthetic series is longer, the
-    Online Retail panel has late launches, which ours forecasts from their first week)."""
-    test_weeks = CV["h"] + CV["step_size"] * (CV["n_windows"] - 1)
-    return pl.read_parquet(folder / "sales.parquet").select(
-        pl.concat_str("item_id", "market", separator="|").alias("unique_id"),
-        pl.col("week").cast(pl.Datetime("ns")).alias("ds"),
-        pl.col("quantity").cast(pl.Float64).alias("y")).filter(
-        pl.len().over("unique_id") > test_weeks).to_pandas()
+from _scale_backtest import (
+    backtest_mlforecast,
+    backtest_ours,
+    backtest_statsforecast,
+    compare,
+    ray,
+)
+from _scale_measure import (
+    BEFORE,
+    CV,
+    LOOKBACK,
+    MONDAY,
+    mlforecast,
+    our_lightgbm,
+    our_panel,
+    peak_mib,
+    peer_frame,
+    timed,
+    work_mib,
+)
 
 
 def pf_dataset(folder: Path) -> tuple[Any, float]:
@@ -227,12 +186,6 @@ def predict_multimodal(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "rows": frame.height, "fit_s": fit_s}
 
 
-def our_lightgbm(rounds: int) -> Any:
-    from salesfusion.models.registry import create_model
-
-    return create_model("lightgbm", horizon=4, max_rounds=rounds, early_stopping=False)
-
-
 def predict_lightgbm(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     model = our_lightgbm(opts.rounds)
     _, fit_s = timed(model.fit, our_panel(data))
@@ -240,121 +193,11 @@ def predict_lightgbm(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     return {"seconds": seconds, "rows": frame.height, "fit_s": fit_s}
 
 
-def mlforecast(rounds: int) -> Any:
-    """Our BoosterConfig's settings and the same rounds; one model per step (direct, as ours).
-    ``min_samples=1`` (with ``dropna=False`` when fitting) trains on every origin from a
-    series' first week, as ours does (LightGBM reads a missing lag as missing); mlforecast's
-    defaults would drop each series' first 26 weeks, half the rows of a 52-week panel."""
-    import lightgbm as lgb
-    from mlforecast import MLForecast
-    from mlforecast.lag_transforms import RollingMean
-
-    booster = lgb.LGBMRegressor(
-        objective="l1", learning_rate=0.05, num_leaves=31, min_child_samples=50,
-        colsample_bytree=0.8, subsample=0.8, subsample_freq=1, reg_lambda=1.0,
-        n_estimators=rounds, n_jobs=requested_threads(), random_state=0, verbosity=-1)
-    return MLForecast(models={"lgbm": booster}, freq="W-MON", lags=list(range(1, 9)),
-                      lag_transforms={1: [RollingMean(w, min_samples=1) for w in (4, 8, 13, 26)]},
-                      date_features=[week, month])
-
-
-def week(dates: Any) -> Any:  # pandas 2 has no DatetimeIndex.week
-    return dates.isocalendar().week.to_numpy()
-
-
-def month(dates: Any) -> Any:
-    return dates.month
-
-
 def predict_mlforecast(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
     frame, forecaster = peer_frame(data), mlforecast(opts.rounds)
     _, fit_s = timed(forecaster.fit, frame, max_horizon=4, static_features=[], dropna=False)
     forecasts, seconds = timed(forecaster.predict, 4)
     return {"seconds": seconds, "rows": len(forecasts), "fit_s": fit_s}
-
-
-# --- backtest ---------------------------------------------------------------------------------
-def _wape(frame: pl.DataFrame) -> dict[str, float]:
-    """100 * sum|y - y_pred| / sum|y| per model."""
-    return dict(frame.group_by("model").agg(
-        100 * (pl.col("y") - pl.col("y_pred")).abs().sum() / pl.col("y").abs().sum()).iter_rows())
-
-
-def _kept(frame: pl.DataFrame, data: Path, side: str) -> dict[str, Any]:
-    """The CV rows (unique_id, ds, model, y, y_pred) kept for ``compare``; their WAPE."""
-    frame.write_parquet(data / f"cv_{side}.parquet")
-    return {"wape": _wape(frame), "rows": frame.height, "series": frame["unique_id"].n_unique()}
-
-
-def backtest_ours(data: Path, opts: argparse.Namespace, on_ray: bool = False) -> dict[str, Any]:
-    from salesfusion.evaluation.protocol import BacktestProtocol
-    from salesfusion.evaluation.runner import backtest_models
-
-    protocol = BacktestProtocol(horizon=CV["h"], windows=CV["n_windows"], step=CV["step_size"],
-                                refit=True)
-    run, seconds = timed(backtest_models, our_panel(data),
-                         ["naive", "imapa", our_lightgbm(opts.rounds)], protocol, on_ray=on_ray)
-    rows = run.forecasts.select(
-        pl.concat_str("item_id", "market", separator="|").alias("unique_id"),
-        pl.col("timestamp").alias("ds"), "model", pl.col("y_true").alias("y"), "y_pred")
-    return {"seconds": seconds, "models_s": run.seconds, "failures": run.failures,
-            **_kept(rows, data, "ray" if on_ray else "ours")}
-
-
-def _long(cv: Any, models: list[str]) -> pl.DataFrame:
-    frame = pl.from_pandas(cv[["unique_id", "ds", "y", *models]])
-    return frame.unpivot(index=["unique_id", "ds", "y"], on=models, variable_name="model",
-                         value_name="y_pred").with_columns(pl.col("ds").cast(pl.Datetime("us")))
-
-
-def backtest_statsforecast(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    from statsforecast import StatsForecast
-    from statsforecast.models import IMAPA, Naive
-
-    def run(frame: Any) -> list[Any]:
-        # Two runs: statsforecast refuses ``level`` for IMAPA (ours gives it no interval).
-        return [StatsForecast(models=[Naive()], freq="W-MON", n_jobs=-1).cross_validation(
-                    df=frame, level=[80], **CV),
-                StatsForecast(models=[IMAPA()], freq="W-MON", n_jobs=-1).cross_validation(
-                    df=frame, **CV)]
-
-    (naive, imapa), seconds = timed(run, peer_frame(data))
-    rows = pl.concat([_long(naive, ["Naive"]), _long(imapa, ["IMAPA"])])
-    return {"seconds": seconds, **_kept(rows, data, "statsforecast")}
-
-
-def backtest_mlforecast(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    frame, forecaster = peer_frame(data), mlforecast(opts.rounds)
-    cv, seconds = timed(forecaster.cross_validation, frame, refit=True, max_horizon=4,
-                        static_features=[], dropna=False, **CV)
-    return {"seconds": seconds, **_kept(_long(cv, ["lgbm"]), data, "mlforecast")}
-
-
-def compare(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    """Each side's WAPE on the rows both forecast (not a measured step)."""
-    pairs = pl.DataFrame({"model": ["naive", "imapa", "lightgbm"],
-                          "peer": ["Naive", "IMAPA", "lgbm"]})
-    peers = pl.concat([pl.read_parquet(data / f"cv_{side}.parquet")
-                       for side in ("statsforecast", "mlforecast")
-                       if (data / f"cv_{side}.parquet").is_file()])
-    both = pl.read_parquet(data / "cv_ours.parquet").join(pairs, on="model").join(
-        peers.rename({"model": "peer", "y": "peer_y", "y_pred": "peer_pred"}),
-        on=["unique_id", "ds", "peer"])
-    ours = _wape(both)
-    theirs = _wape(both.select("model", y="peer_y", y_pred="peer_pred"))
-    rows = dict(both.group_by("model").len().iter_rows())
-    return {"seconds": 0.0, "common_wape": {m: {"rows": rows[m], "ours": ours[m],
-                                                "peer": theirs[m]} for m in ours}}
-
-
-def ray(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    from salesfusion.distributed import ray_session
-
-    started = time.perf_counter()
-    with ray_session(None, opts.workers):
-        session_s = time.perf_counter() - started
-        record = backtest_ours(data, opts, on_ray=True)
-    return {**record, "workers": opts.workers, "session_start_s": session_s}
 
 
 STEPS = {f.__name__: f for f in (
@@ -378,7 +221,7 @@ def main() -> None:
     except MemoryError:
         record = {"status": "not run", "reason": "MemoryError"}
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(json.dumps({**record, "peak_mib": _peak_mib(), "before_work_mib": BEFORE.get("mib"),
+    print(json.dumps({**record, "peak_mib": peak_mib(), "before_work_mib": BEFORE.get("mib"),
                       "work_mib": work_mib(),
                       "load_1min": [BEFORE.get("load"), os.getloadavg()[0]],
                       "children_peak_mib": children or None, "threads": thread_settings()},

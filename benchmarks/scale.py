@@ -50,8 +50,9 @@ from pathlib import Path
 from typing import Any
 
 from _provenance import provenance, summary_line
+from _scale_data import generate, generate_or
+from _scale_tables import brief, size_table, summary_table
 from rich.console import Console
-from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS_FILE = Path(__file__).with_name("_scale_steps.py")
@@ -69,67 +70,6 @@ PLAN: dict[str, list[tuple[str, str, dict[str, str]]]] = {
     "ray": [("ray 1 vs 2 workers", "ray", {"ray": "2 workers"})],
 }
 DATA_VERSION = 1  # bump when the generator changes: cached panels are then rewritten
-
-
-# --- data ---------------------------------------------------------------------------------
-def generate(folder: Path, n_series: int, periods: int, seed: int = 0) -> dict[str, Any]:
-    """Write the synthetic panel (vectorised: 1M x 52 weeks in seconds)."""
-    import math
-
-    import numpy as np
-    import polars as pl
-
-    markets, market_level = ("UK", "DE", "FR", "US"), np.array([0.4, 0.1, -0.1, -0.4])
-    rng = np.random.default_rng(seed)
-    n_items = math.ceil(n_series / len(markets))
-    item, market = np.divmod(np.arange(n_series), len(markets))
-    log_level = (rng.normal(-0.8, 1.0, n_items)[item] + market_level[market]
-                 + rng.normal(0.0, 0.5, n_series)).astype(np.float32)
-    amplitude = rng.uniform(0.0, 0.6, n_series).astype(np.float32)
-    phase = rng.uniform(0.0, 2 * np.pi, n_series).astype(np.float32)
-    weeks = np.arange(periods, dtype=np.float32)
-    quantity = rng.poisson(np.exp(log_level[:, None] + amplitude[:, None] * np.sin(
-        2 * np.pi * weeks / 52.18 + phase[:, None]))).astype(np.int32)
-    # 12 test weeks (3 windows of 4) and 8 weeks of history before them at the latest.
-    last_launch = max(1, periods - 20)
-    launch = np.where(rng.random(n_series) < 0.2, rng.integers(1, last_launch + 1, n_series), 0)
-    s_idx, t_idx = np.nonzero(weeks[None, :] >= launch[:, None])  # by series, then week
-    sales = pl.DataFrame({
-        "item_id": pl.Series([f"I{i:07d}" for i in range(n_items)]).gather(item[s_idx]),
-        "market": pl.Series(markets).gather(market[s_idx]),
-        "week": pl.Series(np.datetime64("2022-01-03") + t_idx.astype("timedelta64[W]")),
-        "quantity": quantity[s_idx, t_idx]}).with_columns(pl.col("week").cast(pl.Date))
-    return _write(folder, sales, f"scale-{n_series}", {
-        "series": n_series, "items": n_items, "launched_inside": int((launch > 0).sum())})
-
-
-def generate_or(folder: Path) -> dict[str, Any]:
-    """The Online Retail weekly panel's demand, in the same files, for the peers."""
-    import polars as pl
-
-    from salesfusion.datasets.online_retail import online_retail
-
-    data = online_retail().panel("W").data
-    sales = data.select("item_id", "market", pl.col("timestamp").cast(pl.Date).alias("week"),
-                        pl.col("y").alias("quantity"))
-    return _write(folder, sales, "online-retail-weekly",
-                  {"series": sales.select("item_id", "market").n_unique()})
-
-
-def _write(folder: Path, sales: Any, name: str, info: dict[str, Any]) -> dict[str, Any]:
-    import yaml
-
-    folder.mkdir(parents=True, exist_ok=True)
-    sales.write_parquet(folder / "sales.parquet")
-    spec = {"name": name, "freq": "W", "sales_grain": "period",
-            "sales": {"path": "sales.parquet", "columns": {
-                "item_id": "item_id", "market": "market", "timestamp": "week",
-                "quantity": "quantity"}},
-            "cleaning": {"drop_partial_periods": False, "require_positive_price": False}}
-    (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    return {**info, "rows": sales.height, "weeks": sales["week"].n_unique(),
-            "zero_share": round(float((sales["quantity"] == 0).mean()), 3),
-            "sales_parquet_mib": round((folder / "sales.parquet").stat().st_size / 2**20, 1)}
 
 
 def size_dir(size: str) -> Path:
@@ -223,7 +163,7 @@ class Runner:
         self.loads.setdefault(size, []).extend(x for x in record.get("load_1min") or [] if x)
         if peer and synthetic:
             self.history.setdefault(name, []).append((int(size), record))
-        self.console.print(f"{title}: {_brief(record)}", highlight=False)
+        self.console.print(f"{title}: {brief(record)}", highlight=False)
         return record
 
     def size(self, size: str, steps: list[str]) -> dict[str, Any]:
@@ -266,72 +206,6 @@ def _with_ratios(row: dict[str, Any]) -> dict[str, Any]:
         if ours.get("work_mib") and ref.get("work_mib"):
             row["ratio_work"] = ours["work_mib"] / ref["work_mib"]
     return row
-
-
-# --- tables -------------------------------------------------------------------------------
-def _num(value: float) -> str:
-    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
-
-
-def _brief(record: dict[str, Any]) -> str:
-    if record["status"] != "ok":
-        return f"{record['status']}: {record.get('reason', '')}"
-    return f"{_num(record['seconds'])} s, {record['peak_mib']:,.0f} MiB"
-
-
-def _note(row: dict[str, Any]) -> str:
-    ours, ref = row["ours"], row["reference"] or {}
-    if ours["status"] != "ok":
-        return ours.get("reason", "")
-    if ref.get("status") not in (None, "ok"):
-        return ref.get("reason", "")
-    if "common_wape" in row:  # on the rows both forecast
-        series = [p.get("series", 0) for p in ref.get("parts", {}).values()]
-        return f"series {ours['series']:,}/{max(series, default=0):,}, WAPE " + ", ".join(
-            f"{m} {v['ours']:.1f}/{v['peer']:.1f}" for m, v in (row["common_wape"] or {}).items())
-    if "samples" in ours:
-        work = (f"; dataset MiB {ours['work_mib']:,.0f} vs {ref['work_mib']:,.0f} "
-                f"(x{row['ratio_work']:.2f})" if "ratio_work" in row else "")
-        return f"samples {ours['samples']:,} vs {ref.get('samples', 0):,}{work}"
-    if "train_windows" in ours:
-        return f"{ours['train_windows'] or 0:,} training windows"
-    if "mib_per_million_rows" in ours:
-        return f"panel: {ours['mib_per_million_rows']:.1f} MiB per million rows"
-    if "ratio_seconds" in row and "workers" in ours:
-        return f"speed-up x{row['ratio_seconds']:.2f}"
-    return f"fit {_num(ours['fit_s'])} s vs {_num(ref['fit_s'])} s" if "fit_s" in ref else ""
-
-
-def size_table(result: dict[str, Any]) -> Table:
-    table = Table(title=f"{result['size']} series: wall seconds and peak RSS (MiB), each in "
-                        "its own process")
-    for column in ("step", "ours s", "ours MiB", "reference", "ref s", "ref MiB", "s ratio",
-                   "MiB ratio", "note"):
-        table.add_column(column, justify="left" if column in ("step", "reference", "note")
-                         else "right")
-    for row in result["rows"]:
-        cells = []
-        for record in (row["ours"], row["reference"]):
-            ok = record is not None and record["status"] == "ok"
-            cells += ([_num(record["seconds"]), f"{record['peak_mib']:,.0f}"] if ok
-                      else [record["status"] if record else "", ""])
-        ratios = [_num(row[k]) if k in row else "" for k in ("ratio_seconds", "ratio_peak")]
-        table.add_row(row["step"], *cells[:2], row["reference_name"] or "", *cells[2:],
-                      *ratios, _note(row))
-    return table
-
-
-def summary_table(results: list[dict[str, Any]]) -> Table:
-    labels = list(dict.fromkeys(row["step"] for r in results for row in r["rows"]))
-    title = "ours / reference: seconds (peak RSS); ray: 1 worker / 2 workers"
-    table = Table(title=title, min_width=len(title) + 4)
-    for column in ("series", *labels):
-        table.add_column(column, justify="right")
-    for result in results:
-        cells = {row["step"]: f"{_num(row['ratio_seconds'])} ({_num(row['ratio_peak'])})"
-                 for row in result["rows"] if "ratio_seconds" in row}
-        table.add_row(result["size"], *(cells.get(label, "-") for label in labels))
-    return table
 
 
 def step_list(parser: argparse.ArgumentParser, option: str, listed: str) -> list[str]:
