@@ -200,6 +200,7 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
                                 .alias("launch")).drop("declared"))
     starts = _series_ends(starts, tables.items, freq, last)
     log["series_ended_before_last_period"] = starts.filter(pl.col("end") < last).height
+    starts = starts.filter(pl.col("end") >= pl.col("launch"))  # ended before launch: no rows
     panel = grid_rows(starts, agg, period_range(first, last, freq))
     del agg
     panel = panel.with_columns(pl.col("y").fill_null(0.0)).rename({"period": "timestamp"})
@@ -226,7 +227,7 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         past_only += past
         future_known += future
     check_unique_channels(covariates)
-    log.update(series=starts.filter(pl.col("end") >= pl.col("launch")).height, rows=panel.height)
+    log.update(series=starts.height, rows=panel.height)
 
     items_spec = spec.items
     return Panel(

@@ -55,13 +55,13 @@ def series_table(aggregates: pl.DataFrame) -> pl.DataFrame:
 
 def grid_rows(series: pl.DataFrame, aggregates: pl.DataFrame, periods: pl.Series) -> pl.DataFrame:
     """The panel rows, sorted by series and period: ``item_id, market, period`` for every period
-    of ``periods`` from each series' ``launch`` to its ``end`` (none when the end is earlier),
-    then the aggregate columns where the period has a row in ``aggregates`` (null otherwise).
+    of ``periods`` from each series' ``launch`` to its ``end``, then the aggregate columns where
+    the period has a row in ``aggregates`` (null otherwise).
 
-    ``series`` is ``series_table``'s result with ``end``; ``periods`` are ascending and hold
-    every launch, end (when not before the launch) and aggregate period."""
+    ``series`` is ``series_table``'s result with ``end``, none ending before its launch;
+    ``periods`` are ascending and hold every launch, end and aggregate period."""
     n_periods = len(periods)
-    live = series.filter(pl.col("end") >= pl.col("launch")).with_row_index("_row")
+    live = series.with_row_index("_row")
     live = live.with_columns(_first=periods.search_sorted(live["launch"]),
                              _last=periods.search_sorted(live["end"]))
     rows = (live.lazy().select("_row", pl.int_ranges("_first", pl.col("_last") + 1)
