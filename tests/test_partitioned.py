@@ -210,6 +210,19 @@ def test_backtest_partitioned_output_equals_the_parquet_output(tmp_path):
     assert not (out / "forecasts").exists() and not (out / MANIFEST).exists()
 
 
+def test_dashboard_reads_a_rerun_partitioned_backtest_anew(tmp_path):
+    """A rerun replaces the parts deep inside forecasts/ (the folder's own time may stay)."""
+    from salesfusion.serving.dashboard_data import read_backtest
+
+    spec, out = _shop(tmp_path), tmp_path / "parted"
+    for model in ("naive", "moving_average"):
+        result = runner.invoke(app, ["backtest", "--models", model, "--spec", str(spec),
+                                     "--horizon", "2", "--windows", "1", "--out", str(out),
+                                     "--out-format", "partitioned"])
+        assert result.exit_code == 0, result.output
+        assert read_backtest(out)["model"].unique().to_list() == [model]
+
+
 def test_predict_partitioned_output_equals_the_parquet_output(tmp_path):
     spec = _shop(tmp_path)
     model = tmp_path / "model"

@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.data.partitioned import MANIFEST
 from salesfusion.encoders.inputs import title_column
 from salesfusion.errors import InputError
 from salesfusion.explain.errors import segment_errors
@@ -177,11 +178,14 @@ def _read(path: Path) -> pl.DataFrame:
 def read_backtest(folder: Path) -> pl.DataFrame:
     """A backtest folder's ``forecasts.parquet`` with a ``step`` (1 = first period after the
     origin), read once per file version."""
-    path = folder / "forecasts.parquet"
+    path, version = folder / "forecasts.parquet", folder / "forecasts.parquet"
     if not path.exists() and (folder / "forecasts").is_dir():
+        # A rerun replaces the parts deep inside forecasts/, not the folder: the manifest,
+        # rewritten last on every write, dates the version.
         path = folder / "forecasts"
+        version = folder / MANIFEST if (folder / MANIFEST).exists() else path
     try:
-        key = (path, path.stat().st_mtime)
+        key = (path, version.stat().st_mtime_ns)
     except OSError:
         raise InputError(f"--backtest {folder}: no forecasts.parquet or forecasts/ (not a "
                          f"`salesfusion backtest` output folder)") from None
