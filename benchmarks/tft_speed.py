@@ -54,19 +54,18 @@ def _timed_predict(model: Any, repeats: int) -> tuple[float, list[float], int]:
 
 
 def _ours(panel: Any, args: argparse.Namespace) -> dict[str, Any]:
-    import torch
 
     from salesfusion.models import multimodal
     from salesfusion.models.registry import create_model
 
     counted: list[int] = []
-    original = multimodal.batch_loader
+    original = multimodal.gathered_loader
 
-    def counting_loader(tensors: dict[str, torch.Tensor], *rest: Any, **kwargs: Any) -> Any:
-        counted.append(len(next(iter(tensors.values()))))  # the training loader comes first
-        return original(tensors, *rest, **kwargs)
+    def counting_loader(samples: Any, *rest: Any, **kwargs: Any) -> Any:
+        counted.append(len(samples))  # the training loader comes first
+        return original(samples, *rest, **kwargs)
 
-    multimodal.batch_loader = counting_loader
+    multimodal.gathered_loader = counting_loader
     try:
         model = create_model("multimodal", backbone="tft", modalities=[], hidden=args.hidden,
                              layers=1, epochs=args.epochs, patience=args.epochs, lookback=16,
@@ -75,7 +74,7 @@ def _ours(panel: Any, args: argparse.Namespace) -> dict[str, Any]:
         model.fit(panel)
         train = time.perf_counter() - started
     finally:
-        multimodal.batch_loader = original
+        multimodal.gathered_loader = original
     predict, times, rows = _timed_predict(model, args.repeats)
     return {"train_s": train, "predict_s": predict, "predict_runs_s": times,
             "forecast_rows": rows, "epochs": args.epochs,
