@@ -29,12 +29,13 @@ from salesfusion.cli.common import (
     panel_from,
 )
 from salesfusion.cli.output import (
+    DATASET,
     OutFormat,
     check_out_format,
-    partition_run_forecasts,
     staged_run,
 )
 from salesfusion.data.panel import Panel
+from salesfusion.data.partitioned import write_dataset
 from salesfusion.data.sql import ForecastTarget, forecast_target, run_id_for
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
@@ -80,8 +81,10 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
         run = backtest_models(panel, models, protocol, progress=progress, on_ray=on_ray)
         progress.close()  # the bars end before the report's own status line
         if staging is not None:
-            run.write(staging)
-            partition_run_forecasts(staging, out_format)
+            partitioned = out_format == "partitioned"
+            run.write(staging, forecasts=not partitioned)
+            if partitioned:
+                write_dataset(run.forecasts, staging, DATASET)
             if not launch:  # the HTML report describes rolling windows only
                 with progress.stage("Writing the report"):
                     write_report(run, staging / "report.html", title=title)

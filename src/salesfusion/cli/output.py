@@ -126,16 +126,6 @@ def check_out_format(out_format: str, out: Path | None, single_file: bool = Fals
                          f"--out-format partitioned for a folder)")
 
 
-def partition_run_forecasts(staging: Path, out_format: str) -> None:
-    """In a staged run folder, replace ``forecasts.parquet`` by the partitioned dataset when
-    ``out_format`` is ``partitioned`` (a plain parquet run is left as it is)."""
-    if out_format != "partitioned":
-        return
-    plain = staging / "forecasts.parquet"
-    write_dataset(pl.read_parquet(plain), staging, DATASET)
-    plain.unlink()  # ours: run.write put it in this staging folder just now
-
-
 @contextmanager
 def staged_forecasts(out: Path, out_format: str) -> Iterator[Callable[[pl.DataFrame], None]]:
     """A writer of the forecasts frame that publishes ``out`` if the block succeeds: the

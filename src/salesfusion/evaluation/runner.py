@@ -64,8 +64,9 @@ class BacktestRun:
                 .select("model", *[m for m in metrics if m in overall.columns], "seconds")
                 .sort(metrics[0], nulls_last=True))
 
-    def write(self, folder: Path) -> None:
-        """``metrics.csv`` and ``forecasts.parquet`` (the output contract), ``timings.csv``
+    def write(self, folder: Path, forecasts: bool = True) -> None:
+        """``metrics.csv`` and ``forecasts.parquet`` (the output contract; not with
+        ``forecasts=False``, for a caller writing them in another form), ``timings.csv``
         (wall seconds of each model's fits and forecasts over every window) and ``notes.json``
         (every model, with what it noted and in which windows:
         ``{"model": [{"note": "...", "windows": [0, 1]}]}``)."""
@@ -73,7 +74,8 @@ class BacktestRun:
         if "period_since_launch" in self.forecasts.columns:
             since_launch_metrics(self.forecasts).write_csv(
                 folder / "metrics_since_launch.csv", float_precision=6)
-        self.forecasts.write_parquet(folder / "forecasts.parquet")
+        if forecasts:
+            self.forecasts.write_parquet(folder / "forecasts.parquet")
         pl.DataFrame({"model": list(self.seconds), "seconds": list(self.seconds.values())},
                      schema={"model": pl.String, "seconds": pl.Float64}).write_csv(
             folder / "timings.csv", float_precision=2)
