@@ -110,9 +110,9 @@ def _training_place(model: Any, name: str, backend: str, workers: int,
     if not isinstance(model, MultimodalForecaster):
         raise InputError(f"model '{name}' is not a neural model: --backend ray trains neural "
                          f"models only (multimodal and its presets)")
-    if model.config.checkpoint_dir:
-        raise InputError(f"checkpoint_dir ({model.config.checkpoint_dir}) cannot be used with "
-                         f"--backend ray: resuming from a checkpoint folder is local only")
+    from salesfusion.training.ray_train import refuse_checkpoint_dir
+
+    refuse_checkpoint_dir(model.config.checkpoint_dir)  # before the data is read
     require_ray("ray.train")
     return _on_ray(workers, address)
 

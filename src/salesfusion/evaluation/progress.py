@@ -165,3 +165,9 @@ class ConsoleProgress:
     def finished(self, what: str) -> None:
         """The closing line: ``what`` finished in the total elapsed time."""
         self.line(f"{what} finished in {format_seconds(self.elapsed)}")
+
+
+def failure_text(error: BaseException) -> str:
+    """A model's failure as one line of at most 500 characters (its exception type and message),
+    as the progress lines, the summary and ``failures.json`` show it."""
+    return " ".join(f"{type(error).__name__}: {error}".split())[:500]

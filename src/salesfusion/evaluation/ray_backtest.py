@@ -18,7 +18,7 @@ import polars as pl
 
 from salesfusion.evaluation.backtest import backtest_window, run_backtest
 from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
-from salesfusion.evaluation.progress import BacktestProgress, WindowDone
+from salesfusion.evaluation.progress import BacktestProgress, WindowDone, failure_text
 from salesfusion.evaluation.protocol import BacktestProtocol
 
 if TYPE_CHECKING:
@@ -79,8 +79,7 @@ def run_models_on_ray(panel: Panel, models: list[Forecaster],
         except Exception as error:  # one model's failure must not lose the others' results
             if name not in failed:
                 failed[name] = _cause(error)
-                progress.model_failed(name, " ".join(f"{type(failed[name]).__name__}: "
-                                                     f"{failed[name]}".split())[:500])
+                progress.model_failed(name, failure_text(failed[name]))
             continue
         parts[name][window] = result
         if name not in failed:

@@ -14,7 +14,12 @@ from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
 from salesfusion.evaluation.backtest import metrics_table, run_backtest
 from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest, since_launch_metrics
-from salesfusion.evaluation.progress import BacktestProgress, SilentProgress, WindowDone
+from salesfusion.evaluation.progress import (
+    BacktestProgress,
+    SilentProgress,
+    WindowDone,
+    failure_text,
+)
 from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.registry import create_model, model_class
 
@@ -116,14 +121,11 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
     for model in built:
         result = results[model.name]
         if isinstance(result, Exception):
-            failures[model.name] = " ".join(f"{type(result).__name__}: {result}".split())[:500]
+            failures[model.name] = failure_text(result)
             continue
         frame, done, seconds[model.name] = result
         forecasts.append(frame)
         notes[model.name] = _model_notes(done)
-        if on_ray:  # the local loop reports each model as it finishes
-            progress.model_done(model.name, seconds[model.name],
-                                [n.describe(protocol.windows) for n in notes[model.name]])
     if not forecasts:
         first, message = next(iter(failures.items()))
         raise InputError(f"every model failed; {first}: {message}")
@@ -155,8 +157,7 @@ def _in_process(panel: Panel, models: list[Forecaster],
             frame = run(model, panel, protocol, on_window=heard)
         except Exception as error:  # one model's failure must not lose the others' results
             results[model.name] = error
-            progress.model_failed(model.name, " ".join(
-                f"{type(error).__name__}: {error}".split())[:500])
+            progress.model_failed(model.name, failure_text(error))
             continue
         results[model.name] = (frame, done, time.perf_counter() - started)
         progress.model_done(model.name, results[model.name][2],
@@ -179,6 +180,10 @@ def _on_ray(panel: Panel, models: list[Forecaster], protocol: BacktestProtocol |
 
     results: dict[str, ModelResult] = {}
     for name, result in run_models_on_ray(panel, models, protocol, progress).items():
-        results[name] = result if isinstance(result, Exception) else (
-            result.frame, result.done, sum(d.seconds for d in result.done))
+        if isinstance(result, Exception):
+            results[name] = result
+            continue
+        results[name] = (result.frame, result.done, sum(d.seconds for d in result.done))
+        progress.model_done(name, results[name][2], [
+            n.describe(protocol.windows) for n in _model_notes(result.done)])
     return results

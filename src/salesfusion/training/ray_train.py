@@ -127,6 +127,13 @@ def shard_loader(loader: torch.utils.data.DataLoader, rank: int,
                                         **common), slices)
 
 
+def refuse_checkpoint_dir(checkpoint_dir: Path | str | None) -> None:
+    """Resuming from a checkpoint folder is local only."""
+    if checkpoint_dir:
+        raise InputError(f"checkpoint_dir ({checkpoint_dir}) cannot be used with "
+                         f"--backend ray: resuming from a checkpoint folder is local only")
+
+
 def train_on_ray(module: lightning.LightningModule, train_loader: Any, val_loader: Any | None,
                  settings: TrainingSettings, plan: RayPlan) -> TrainingOutcome:
     """``train_module``'s work on Ray Train: the module ends with the best validation weights
@@ -135,9 +142,7 @@ def train_on_ray(module: lightning.LightningModule, train_loader: Any, val_loade
     from salesfusion.training.random_state import capture_random
     from salesfusion.training.trainer import TrainingOutcome
 
-    if settings.checkpoint_dir:
-        raise InputError(f"checkpoint_dir ({settings.checkpoint_dir}) cannot be used with "
-                         f"--backend ray: resuming from a checkpoint folder is local only")
+    refuse_checkpoint_dir(settings.checkpoint_dir)
     if settings.accelerator not in ("auto", "cpu"):
         raise InputError(f"accelerator '{settings.accelerator}' cannot be used with --backend "
                          f"ray: its workers train on CPUs")
