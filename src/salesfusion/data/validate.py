@@ -1,7 +1,7 @@
 """Load the tables a spec names, map columns onto roles, and check them.
 
-Ids are normalised here, once for every table (``cleaning.normalize_item_ids``: item ids stripped
-and upper-cased, market names stripped), because this is the one place every table of every spec
+Ids are normalised here, once for every table (``cleaning.normalize_item_ids``: item ids by
+``normalize_id``, market names stripped), because this is the one place every table of every spec
 passes through before anything compares or joins ids: key uniqueness, the panel, the encoders and
 the cross-table checks all see the same ids, so a shop with lower-case SKUs in both its sales and
 its items tables keeps every product's text, image and attributes.
@@ -97,16 +97,43 @@ def _check_unique(frame: pl.DataFrame, keys: tuple[str, ...], table: TableSpec,
                          f"share a key, first: {shown}")
 
 
+def normalize_id(value: str) -> str:
+    """The one id rule (``cleaning.normalize_item_ids``), for a table's ids and for one posted
+    id alike: surrounding whitespace stripped and letters upper-cased, but only where the case
+    pair is one-to-one (the character's upper case is one character whose lower case is it
+    again). Full Unicode upper-casing is lossy: ``straße`` becomes ``STRASSE``, dotless ``ı``
+    and ``i`` both become ``I``, final ``ς`` and ``σ`` both ``Σ``, so two different ids would
+    silently become one series. With this rule two raw ids meet only when they differ in
+    reversible letter case, on any script; every other character is kept as it is."""
+    stripped = value.strip()
+    if stripped.isascii():
+        return stripped.upper()
+    return "".join(_folded(ch) for ch in stripped)
+
+
+def _folded(ch: str) -> str:
+    upper = ch.upper()
+    return upper if len(upper) == 1 and upper.lower() == ch else ch
+
+
 def normalize_ids(frame: pl.DataFrame, spec: DatasetSpec) -> pl.DataFrame:
     """Apply the spec's id rule to one loaded table (any table with ``item_id``/``market``)."""
     return with_normal_ids(frame) if spec.cleaning.normalize_item_ids else frame
 
 
 def with_normal_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """Item ids stripped and upper-cased, market names stripped (where the columns exist)."""
-    rules = {"item_id": pl.col("item_id").str.strip_chars().str.to_uppercase(),
-             "market": pl.col("market").str.strip_chars()}
-    return frame.with_columns([rule for role, rule in rules.items() if role in frame.columns])
+    """Item ids by ``normalize_id``, market names stripped (where the columns exist)."""
+    rules = []
+    if "item_id" in frame.columns:
+        # Applied per distinct id, not per row: a marketplace log has tens of millions of rows
+        # but far fewer ids.
+        ids = frame["item_id"].drop_nulls().unique()
+        changed = {raw: normal for raw in ids if (normal := normalize_id(raw)) != raw}
+        rules.append(pl.col("item_id").replace(list(changed), list(changed.values()))
+                     if changed else pl.col("item_id"))
+    if "market" in frame.columns:
+        rules.append(pl.col("market").str.strip_chars())
+    return frame.with_columns(rules)
 
 
 def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...],
