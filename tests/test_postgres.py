@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from salesfusion.cli import app
 from salesfusion.data.panel import build_panel
 from salesfusion.data.spec import load_spec
-from salesfusion.data.sql import write_forecasts
+from salesfusion.data.sql_write import write_forecasts
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
@@ -238,7 +238,8 @@ def test_read_errors_name_the_table_not_the_password(shop: Path, tmp_path: Path,
         (_spec(shop, "bad_table", table="no_such_sales"), {}, ["sales", "'no_such_sales'",
                                                               "not found", f"${ENV}"]),
         (_spec(shop, "bad_query", table=None, query="SELECT nope FROM shop_sales"), {},
-         ["sales", 'column "nope" does not exist']),
+         ["sales", "'SELECT nope FROM shop_sales'", "undefined_column (SQLSTATE 42703)",
+          "near 'nope FROM shop_sales'"]),
         (_spec(shop, "no_env", url_env="SALESFUSION_TEST_UNSET"), {},
          ["sales", "SALESFUSION_TEST_UNSET is not set"]),
         (shop / "pg.yaml", {ENV: closed}, ["sales", "cannot connect", "127.0.0.1:1/shop"]),

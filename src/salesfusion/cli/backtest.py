@@ -36,7 +36,7 @@ from salesfusion.cli.output import (
 )
 from salesfusion.data.panel import Panel
 from salesfusion.data.partitioned import write_dataset
-from salesfusion.data.sql import ForecastTarget, forecast_target, run_id_for
+from salesfusion.data.sql_write import ForecastTarget, forecast_target, run_id_for
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
 from salesfusion.evaluation.launch import LaunchProtocol
@@ -66,7 +66,7 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
     """Backtest and write the run folder ``out`` and/or the forecasts into ``target``. The
     rows are committed inside the folder's staging, before it is published, so a failed write
     of either leaves neither (only a failed publication, a rename, could leave the rows)."""
-    from salesfusion.data.sql import write_forecasts
+    from salesfusion.data.sql_write import write_forecasts
     from salesfusion.evaluation.report import write_report
     from salesfusion.evaluation.runner import backtest_models
 
@@ -234,7 +234,7 @@ def backtest(
     else:
         protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
     # Unreachable database or an incompatible table: refused before the (long) backtest.
-    target = forecast_target(to, to_table) if to is not None else None
+    target = forecast_target(to, to_table, run_id) if to is not None else None
     progress = ConsoleProgress(console)
     with progress, session:
         with progress.stage("Building the panel", spinner=False):

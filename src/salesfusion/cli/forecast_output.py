@@ -20,7 +20,7 @@ def _write(forecast: Any, panel: Any, out: Path | None, target: Any,
     beside ``out``) could leave the rows without the file."""
     import polars as pl
 
-    from salesfusion.data.sql import write_forecasts
+    from salesfusion.data.sql_write import write_forecasts
 
     with staged_forecasts(out, out_format) if out is not None else nullcontext() as write:
         if write is not None:
@@ -68,7 +68,7 @@ def _head(out: Path | None) -> str:
 
 def _run_id(model: Path, name: str, panel: Any, horizon: int, plan: Path | None,
             launch: list[Any]) -> str:
-    from salesfusion.data.sql import run_id_for
+    from salesfusion.data.sql_write import run_id_for
     from salesfusion.models.artefact import read_manifest, sha256_file
 
     facts = {"model": read_manifest(model).checksum, "launch": launch,

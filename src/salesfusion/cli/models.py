@@ -171,7 +171,7 @@ def predict(
     import polars as pl
 
     from salesfusion.data.panel import SERIES_KEY
-    from salesfusion.data.sql import forecast_target
+    from salesfusion.data.sql_write import forecast_target
     from salesfusion.models.base import Forecaster
 
     if out is None and to is None:
@@ -192,7 +192,7 @@ def predict(
                          "for items without sales")
     forecaster = Forecaster.load(model)
     # Unreachable database or an incompatible table: refused before any forecasting.
-    target = forecast_target(to, to_table) if to is not None else None
+    target = forecast_target(to, to_table, run_id) if to is not None else None
     if launch and not forecaster.supports_launch:
         raise InputError(f"{model}: model '{forecaster.name}' cannot forecast from a launch "
                          f"date; train a launch-anchored model ({', '.join(_launch_models())})")
