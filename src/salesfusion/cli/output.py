@@ -25,6 +25,7 @@ beside it removes those whose process is gone.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -35,12 +36,12 @@ from typing import Annotated
 import polars as pl
 import typer
 
+from salesfusion.cli.output_record import RECORD, read_record, refuse_inside_artefacts
 from salesfusion.data.partitioned import MANIFEST, write_dataset
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import sha256_file
 from salesfusion.staging import staging_folder
 
-RECORD = ".salesfusion-output.json"
 OUT_FORMATS = ("parquet", "partitioned")
 DATASET = "forecasts"  # the partitioned dataset's folder under --out
 OutFormat = Annotated[str, typer.Option(
@@ -56,6 +57,7 @@ def staged_run(out: Path) -> Iterator[Path]:
     out = out.resolve()
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: output path exists and is not a folder")
+    refuse_inside_artefacts(out.parent, out)
     if out.is_dir():
         _refuse_foreign(out, [p.relative_to(out).as_posix() for p in _files(out)])
     with _staging(out) as staging:
@@ -73,6 +75,7 @@ def _files(folder: Path) -> list[Path]:
 def staged_file(out: Path) -> Iterator[Path]:
     """A staging path whose file becomes ``out`` if the block succeeds."""
     out = out.resolve()
+    refuse_inside_artefacts(out.parent, out)
     _refuse_foreign(out.parent, [out.name])
     with _staging(out) as staging:
         yield staging / out.name
@@ -85,6 +88,7 @@ def staged_files(folder: Path) -> Iterator[Path]:
     succeeds, each replacing only salesfusion's own earlier file; other files of ``folder`` are
     left as they are (a search folder's live log, for one)."""
     folder = folder.resolve()
+    refuse_inside_artefacts(folder, folder)
     with _staging(folder) as staging:
         yield staging
         _publish(staging, folder, run=False)
@@ -99,6 +103,7 @@ def staged_dataset(out: Path, dataset: str = DATASET) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: output path exists and is not a folder (a partitioned output "
                          f"is a folder)")
+    refuse_inside_artefacts(out, out)
     _refuse_foreign(out, [MANIFEST, *_dataset_files(out, dataset)])
     with _staging(out) as staging:
         yield staging
@@ -143,15 +148,6 @@ def staged_forecasts(out: Path, out_format: str) -> Iterator[Callable[[pl.DataFr
             yield lambda frame: frame.write_parquet(staged)
 
 
-def _record(folder: Path) -> dict[str, str]:
-    path = folder / RECORD
-    try:
-        files = json.loads(path.read_text())["files"] if path.is_file() else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        return {}  # an unreadable record vouches for nothing
-    return files if isinstance(files, dict) else {}
-
-
 def _ours(folder: Path, name: str, record: dict[str, str]) -> bool:
     path = folder / name
     return path.is_file() and not path.is_symlink() and record.get(name) == sha256_file(path)
@@ -159,26 +155,59 @@ def _ours(folder: Path, name: str, record: dict[str, str]) -> bool:
 
 def _refuse_foreign(folder: Path, names: list[str]) -> None:
     """Refuse when any of ``names`` exists in ``folder`` and salesfusion did not write it."""
-    record = _record(folder) if folder.is_dir() else {}
+    record = read_record(folder) if folder.is_dir() else {}
     for name in sorted(names):
-        if (folder / name).exists() and not _ours(folder, name, record):
-            kind = "folder" if (folder / name).is_dir() else "file"  # a folder: never ours
-            raise InputError(f"{folder / name}: a {kind} salesfusion did not write (or that "
+        path = folder / name
+        if (path.exists() or path.is_symlink()) and not _ours(folder, name, record):
+            kind = "folder" if path.is_dir() else "file"  # a folder: never ours
+            raise InputError(f"{path}: a {kind} salesfusion did not write (or that "
                              f"changed since) is in the way of the output; it is left alone: "
                              f"choose another --out or move it")
 
 
 @contextmanager
 def _staging(out: Path) -> Iterator[Path]:
+    # The folders staging creates above the output: removed again (when still empty) if the
+    # command fails, so a failure leaves no trace.
+    created = [folder for folder in (out.parent, *out.parent.parents) if not folder.exists()]
     try:
         staging = staging_folder(out)
     except OSError as exc:
+        _remove_empty(created)
         raise InputError(f"{out}: cannot write the output there ({exc.strerror or exc})") \
             from None
+    published = False
     try:
         yield staging
+        published = True
+    except Exception as exc:
+        if not _disk_full(exc):
+            raise
+        where = getattr(exc, "filename", None) or out
+        raise InputError(f"{where}: no space left on the device while writing the output; "
+                         f"nothing of it was kept") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # ours: made above, emptied on success
+        if not published:
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove ``folders`` (deepest first) that are empty; each was created by this command."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty, or already gone: everything above stays too
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC, raised as an OSError or wrapped by a writer (polars reports the OS error in its
+    own exception's text, "... (os error 28)")."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return f"(os error {errno.ENOSPC})" in text or "No space left on device" in text
 
 
 def _publish(staging: Path, folder: Path, *, run: bool, scope: str | None = None) -> None:
@@ -187,25 +216,29 @@ def _publish(staging: Path, folder: Path, *, run: bool, scope: str | None = None
     # A manifest goes last, so that its presence means the rest of the output is in place.
     written = sorted((p.relative_to(staging).as_posix() for p in _files(staging)),
                      key=lambda name: name.rsplit("/", 1)[-1] == MANIFEST)
-    record = _record(folder)
     # Checked again at publication: the folder may have changed while the command ran.
+    record = read_record(folder) if folder.is_dir() else {}
     _refuse_foreign(folder, written + (_dataset_files(folder, scope) if scope else []))
+    stale = [name for name in set(record) - set(written) if run
+             and (scope is None or name.startswith(f"{scope}/"))]
+    kept = {name: digest for name, digest in record.items() if name not in stale}
+    new_record = {**kept, **{name: sha256_file(staging / name) for name in written}}
     try:
+        # The new record is written before anything moves: a full disk stops the publication
+        # while the folder is still as it was.
+        pending = staging / RECORD
+        pending.write_text(json.dumps({"files": new_record}, indent=1, sort_keys=True))
         folder.mkdir(parents=True, exist_ok=True)
-        if run:
-            for name in set(record) - set(written):
-                if scope is not None and not name.startswith(f"{scope}/"):
-                    continue
-                if _ours(folder, name, record):
-                    (folder / name).unlink()  # an earlier run's result: must not mix
-                    _prune_empty(folder, (folder / name).parent)
-                record.pop(name, None)
+        for name in stale:
+            if _ours(folder, name, record):
+                (folder / name).unlink()  # an earlier run's result: must not mix
+                _prune_empty(folder, (folder / name).parent)
         for name in written:
-            record[name] = sha256_file(staging / name)
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             (staging / name).replace(folder / name)
-        (folder / RECORD).write_text(json.dumps({"files": record}, indent=1, sort_keys=True))
+        pending.replace(folder / RECORD)  # replaces a link itself, never what it points to
     except OSError as exc:
+        pending.unlink(missing_ok=True)
         raise InputError(f"{folder}: cannot write the output there ({exc.strerror or exc})") \
             from None
 

@@ -17,6 +17,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+# An empty file at the cache's root: outputs refuse to land inside a marked folder (a stray
+# file would mix into the cache), whatever the folder is called.
+CACHE_MARK = ".salesfusion-embedding-cache"
+
 
 @dataclass
 class CacheStats:
@@ -62,6 +66,7 @@ class EmbeddingCache:
         """Store one vector (any shape, kept flat) per key."""
         folder = self.folder / namespace
         folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / CACHE_MARK).touch()
         flat = np.asarray(vectors, dtype=np.float32).reshape(len(keys), -1)
         frame = pl.DataFrame({"key": keys, "vector": list(flat)})
         name = f"part-{uuid.uuid4().hex}.parquet"
