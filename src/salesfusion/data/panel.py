@@ -2,9 +2,12 @@
 
 The rules, all declared in the spec's ``cleaning`` section and counted in ``Panel.log``:
 
-- Item ids were stripped and upper-cased (``normalize_item_ids``) in every table when the
-  tables were loaded (``data.validate.normalize_ids``); ids not matching ``item_id_pattern`` are
-  not products (postage, fees, vouchers) and are dropped.
+- Item ids were stripped and upper-cased (``normalize_item_ids``, by ``data.validate.normalize_id``,
+  which never merges ids that differ in more than reversible letter case) in every table when the
+  tables were loaded; ids not matching ``item_id_pattern`` are not products (postage, fees,
+  vouchers) and are dropped. Order-level fields given on an order's first line only were
+  filled within each invoice where the spec asks (``sales.fill_order_fields``); a blank market is
+  refused.
 - ``returns: drop`` drops cancelled invoices (``cancelled_invoice_prefix``) and every row with
   quantity <= 0, so demand counts gross sales. ``returns: net`` keeps them, so a period's units
   are sales minus returns; a period whose net units are negative is clipped to 0 (demand cannot

@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from salesfusion.data.cleaning import CleaningPolicy
 from salesfusion.data.frequency import FREQUENCIES, Frequency
+from salesfusion.data.order_fields import check_fill_order_fields
 from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
 
@@ -78,6 +79,9 @@ class TableSpec(_Strict):
     # Exogenous tables keyed by an item attribute: the items-table columns whose values the
     # table's ``attribute`` column holds (e.g. one trend series per category or colour term).
     attribute_of: list[str] = Field(default_factory=list)
+    # Sales only: order-level roles an order export gives on an order's first line only,
+    # forward-filled within each invoice (the column mapped to role ``invoice``).
+    fill_order_fields: list[str] = Field(default_factory=list)
 
     @field_validator("url_env")
     @classmethod
@@ -173,33 +177,6 @@ class FxSpec(_Strict):
     pegs: dict[str, CurrencyPeg] = Field(default_factory=dict)
 
 
-class CleaningPolicy(_Strict):
-    """Explicit rules for turning transactions into period demand (documented in the README)."""
-
-    cancelled_invoice_prefix: str | None = None  # invoices starting with this are cancellations
-    returns: Literal["drop", "net"] = "drop"  # drop cancellations/negatives, or net them out
-    require_positive_price: bool = True
-    item_id_pattern: str | None = None  # regex an item id must match fully to count as a product
-    # Strip and upper-case item ids (and strip market names) in every table that names them,
-    # so sales, items, reviews and events join whatever case the shop's SKUs use.
-    normalize_item_ids: bool = True
-    drop_partial_periods: bool = True  # drop the first/last period if the data covers it partly
-
-    @field_validator("item_id_pattern")
-    @classmethod
-    def _compiles(cls, pattern: str | None) -> str | None:
-        # Checked with the engine that applies it (polars' Rust regex, which differs from
-        # Python's re: no look-around), so a pattern that passes here also runs.
-        if pattern is not None:
-            try:
-                pl.Series([""], dtype=pl.Utf8).str.contains(f"^(?:{pattern})$")
-            except pl.exceptions.PolarsError as exc:
-                reason = next((line.removeprefix("error: ") for line in str(exc).splitlines()
-                               if line.startswith("error: ")), "not a valid regular expression")
-                raise ValueError(f"invalid regular expression {pattern!r}: {reason}") from None
-        return pattern
-
-
 class DatasetSpec(_Strict):
     name: str
     freq: Frequency = "W"
@@ -250,6 +227,7 @@ class DatasetSpec(_Strict):
                                  f"known roles are {sorted(known)}")
             if kind != "exogenous" and table.attribute_of:
                 raise ValueError(f"table '{table_name}': 'attribute_of' is for exogenous tables")
+            check_fill_order_fields(table_name, table.columns, table.fill_order_fields)
         for index, table in enumerate(self.exogenous):
             self._check_exogenous_keys(f"exogenous[{index}]", table)
         if "market" in self.sales.columns and self.events and \

@@ -22,6 +22,7 @@ import polars as pl
 from salesfusion.data.columns import SHOWN_ROWS, cast_numeric, cast_text, first_rows
 from salesfusion.data.dates import cast_time
 from salesfusion.data.io import read_raw
+from salesfusion.data.order_fields import ORDER_LEVEL_ROLES, blank, fill_order_fields
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
 from salesfusion.errors import InputError
 
@@ -31,6 +32,13 @@ TEXT_ROLES = {"item_id", "market", "title", "description", "text", "image", "inv
               "currency", "maturity", "region", "language", "channel", "kol_id", "attribute"}
 # Tables whose rows belong to the spec's ``single_market`` when they map no market column.
 MARKET_FILLED = ("sales", "events")
+# Optional roles that key a table's rows: a blank one places a row nowhere. (An event's item id
+# may be blank: the event is market-wide.)
+BLANK_KEYS: dict[str, tuple[str, ...]] = {
+    "sales": ("market",),
+    "events": ("market",),
+    "exogenous": ("market", "item_id", "attribute"),
+}
 KEY_ROLES: dict[str, tuple[str, ...]] = {
     "items": ("item_id",),
     "markets": ("market",),
@@ -60,12 +68,25 @@ class Tables:
 
 
 def _check_required_values(frame: pl.DataFrame, roles: tuple[str, ...], table: TableSpec,
-                           where: str) -> None:
+                           where: str, name: str) -> None:
     for role in roles:
         missing = frame[role].is_null()
         if missing.any():
             raise InputError(f"{where}: column '{table.columns[role]}' (role {role}) has empty "
-                             f"values: {first_rows(missing, frame[role])}")
+                             f"values: {first_rows(missing, frame[role])}"
+                             f"{_fill_hint(name, role, table)}")
+
+
+def _fill_hint(name: str, role: str, table: TableSpec) -> str:
+    """How to fill a blank order-level sales field, for the message refusing it."""
+    if name != "sales" or role not in ORDER_LEVEL_ROLES:
+        return ""
+    if role in table.fill_order_fields:
+        return ("; it is blank even after filling within each invoice (sales.fill_order_fields):"
+                " those rows have no invoice or come before their order's first value")
+    return (f"; if the export gives it on an order's first line only, set "
+            f"'sales.fill_order_fields: [{role}]' to fill it within each invoice (the column "
+            f"mapped to role invoice)")
 
 
 def _any_duplicated(frame: pl.DataFrame, keys: tuple[str, ...]) -> bool:
@@ -176,8 +197,25 @@ def load_table(spec: DatasetSpec, name: str, required: tuple[str, ...],
             frame = cast_numeric(frame, column, column, where, nan_is_missing=True)
     for column in table.static_categorical:
         frame = cast_text(frame, column, column, where)
-    _check_required_values(frame, required, table, where)
+    if table.fill_order_fields:
+        frame = fill_order_fields(frame, table.fill_order_fields)
+    _check_required_values(frame, required, table, where, name)
     return frame
+
+
+def _check_blank_keys(frame: pl.DataFrame, name: str, table: TableSpec, where: str) -> None:
+    """A key cell left blank (a sale, event or exogenous value in no market, for no item or
+    attribute) would attach its row to nothing, silently: refused, with the count."""
+    for role in BLANK_KEYS.get(name.split("[")[0], ()):
+        if role not in table.columns:
+            continue
+        missing = frame.select(blank(role, frame.schema[role])).to_series()
+        if not missing.any():
+            continue
+        rows = ", ".join(str(i + 1) for i in missing.arg_true().head(SHOWN_ROWS).to_list())
+        raise InputError(f"{where}: column '{table.columns[role]}' (role {role}) is blank in "
+                         f"{int(missing.sum())} of {frame.height} row(s) (first: data row(s) "
+                         f"{rows}){_fill_hint(name, role, table)}")
 
 
 def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
@@ -213,10 +251,11 @@ def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
 def load_tables(spec: DatasetSpec) -> Tables:
     """Load and check every table the spec names."""
     loaded: dict[str, pl.DataFrame] = {}
-    for name, _table in spec.named_tables():
+    for name, table in spec.named_tables():
         if name.startswith("exogenous"):
             continue
         frame = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
+        _check_blank_keys(frame, name, table, str(spec.resolve(table.path)))
         if name in MARKET_FILLED and "market" not in frame.columns:
             frame = frame.with_columns(pl.lit(spec.single_market).alias("market"))
         loaded[name] = frame
@@ -228,6 +267,7 @@ def load_tables(spec: DatasetSpec) -> Tables:
     for index, table in enumerate(spec.exogenous):
         frame = normalize_ids(load_table(spec, f"exogenous[{index}]", REQUIRED_ROLES["exogenous"],
                                          table), spec)
+        _check_blank_keys(frame, "exogenous", table, str(spec.resolve(table.path)))
         keys = tuple(k for k in ("item_id", "market", "attribute") if k in table.columns)
         _check_unique(frame, (*keys, "timestamp"), table, str(spec.resolve(table.path)))
         exogenous.append(frame)
