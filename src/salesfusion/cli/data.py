@@ -10,16 +10,19 @@ import typer
 from salesfusion.cli.common import check_freq, console, data_app, guarded
 from salesfusion.cli.output import staged_file
 from salesfusion.data.crosscheck import crosscheck
+from salesfusion.data.image_check import ReadImage
 from salesfusion.data.io import write_table
 from salesfusion.data.panel import Panel, build_panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import Tables, load_tables
+from salesfusion.encoders.image.loading import read_rgb
 from salesfusion.errors import InputError
 
 
 def _show_crosscheck(tables: Tables, panel: Panel, horizon: int = 4,
-                     forecasting: bool = False) -> None:
-    checked = crosscheck(tables, panel, horizon=horizon, forecasting=forecasting)
+                     forecasting: bool = False, read_image: ReadImage | None = None) -> None:
+    checked = crosscheck(tables, panel, horizon=horizon, forecasting=forecasting,
+                         read_image=read_image)
     for line in checked.summary():
         console.print(line, markup=False, highlight=False)
     checked.raise_for_errors()
@@ -40,7 +43,8 @@ def data_validate(
                       f"(roles: {', '.join(table.columns)})")
     panel = build_panel(tables)
     # validate answers "can I forecast from this?", so gaps in what a forecast needs are errors.
-    _show_crosscheck(tables, panel, horizon=horizon, forecasting=True)
+    # validate decodes every image, with the encoders' decoder, to count what they would mask.
+    _show_crosscheck(tables, panel, horizon=horizon, forecasting=True, read_image=read_rgb)
     console.print(f"OK: panel at freq {panel.freq} would have {panel.n_series:,} series and "
                   f"{panel.data.height:,} rows")
 

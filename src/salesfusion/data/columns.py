@@ -76,3 +76,14 @@ def cast_text(frame: pl.DataFrame, role: str, column: str, where: str) -> pl.Dat
         label = f"column '{column}'" + (f" (role {role})" if role != column else "")
         raise InputError(f"{where}: {label} holds {_kind(dtype)}, not text")
     return frame.with_columns(pl.col(role).cast(pl.Utf8))
+
+
+def shown(value: object) -> str:
+    """``value`` as text for a message, with every non-printable character (control
+    characters, line breaks, non-breaking or zero-width spaces, terminal escapes) written as
+    Python escapes it (``\\x1b``, ``\\n``, ``\\u200b``): an id is shown as it is, never as
+    something that looks like another id, breaks the message's one line or drives the terminal."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

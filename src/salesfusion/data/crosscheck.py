@@ -21,7 +21,9 @@ Warnings:
 
 - items without sales (products not launched yet: they only get cold-start forecasts);
 - some sold items missing from the items table (forecast without text, image or attributes);
-- some image paths missing (those images are masked);
+- some image paths missing, empty image cells, and (``data validate``, which decodes every
+  image) images that cannot be decoded: those items are forecast without an image
+  (``data.image_check``);
 - a market currency without an exchange rate in some or all periods of the sales
   (``price_local`` is missing there; the bundled ECB table has no ISK rates for 2010-11, so
   Online Retail's Iceland is such a market);
@@ -31,32 +33,17 @@ Warnings:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
+from salesfusion.data.columns import shown
+from salesfusion.data.findings import Finding, Level, first_ids, listed
 from salesfusion.data.frequency import periods_after
+from salesfusion.data.image_check import ReadImage, image_findings
 from salesfusion.data.panel import Panel
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
-
-Level = Literal["error", "warning"]
-SHOWN = 5
-
-
-@dataclass(frozen=True)
-class Finding:
-    level: Level
-    check: str  # a stable name, e.g. "items_without_sales"
-    count: int
-    first: tuple[str, ...]
-    message: str  # one line, with the count and the first ids
-
-    def line(self) -> str:
-        return f"{self.level}: {self.message}"
 
 
 @dataclass
@@ -86,24 +73,21 @@ class CrossCheck:
             raise InputError(f"cross-table check failed: {self.errors[0].message}{more}")
 
 
-def crosscheck(tables: Tables, panel: Panel, horizon: int = 4,
-               forecasting: bool = False) -> CrossCheck:
+def crosscheck(tables: Tables, panel: Panel, horizon: int = 4, forecasting: bool = False,
+               read_image: ReadImage | None = None) -> CrossCheck:
     """Check ``tables`` against each other and against the ``panel`` built from them.
 
     ``horizon``: periods after the data that a forecast needs future-known values for;
-    ``forecasting``: whether the command forecasts past the data (missing values are then errors).
+    ``forecasting``: whether the command forecasts past the data (missing values are then errors);
+    ``read_image``: the encoders' image decoder, to count images that cannot be decoded (see
+    ``data.image_check``; left out, only empty cells and missing files are counted).
     """
-    findings = [*_items_vs_sales(tables, panel), *_images(tables), *_fx(tables, panel),
+    images = (image_findings(tables.items, tables.spec.items.columns.get("image", "image"),
+                             tables.spec.images_dir(), read_image)
+              if tables.items is not None else [])
+    findings = [*_items_vs_sales(tables, panel), *images, *_fx(tables, panel),
                 *_future_known(panel, horizon, forecasting), *_events(tables, panel)]
     return CrossCheck(findings)
-
-
-def _first(values: Iterable[object]) -> tuple[str, ...]:
-    return tuple(str(v) for v in list(values)[:SHOWN])
-
-
-def _shown(first: tuple[str, ...]) -> str:
-    return ", ".join(first)
 
 
 def _items_vs_sales(tables: Tables, panel: Panel) -> list[Finding]:
@@ -115,48 +99,26 @@ def _items_vs_sales(tables: Tables, panel: Panel) -> list[Finding]:
     unlisted = sold.filter(~sold.is_in(catalogue.implode()))
     found = []
     if unlisted.len() and unlisted.len() == sold.len():
-        first = _first(unlisted)
+        first = first_ids(unlisted)
         found.append(Finding("error", "sales_without_items", unlisted.len(), first,
                              f"none of the {sold.len()} sold item(s) is in the items table "
-                             f"(first sold: {_shown(first)}; first listed: "
-                             f"{_shown(_first(catalogue))}); the two tables' item ids do not "
+                             f"(first sold: {listed(first)}; first listed: "
+                             f"{listed(first_ids(catalogue))}); the two tables' item ids do not "
                              f"match"))
         return found
     if unsold.len():
-        first = _first(unsold)
+        first = first_ids(unsold)
         found.append(Finding("warning", "items_without_sales", unsold.len(), first,
                              f"{unsold.len()} item(s) of the items table have no sales "
-                             f"(first: {_shown(first)}); not launched yet, they get cold-start "
+                             f"(first: {listed(first)}); not launched yet, they get cold-start "
                              f"forecasts only"))
     if unlisted.len():
-        first = _first(unlisted)
+        first = first_ids(unlisted)
         found.append(Finding("warning", "sales_without_items", unlisted.len(), first,
                              f"{unlisted.len()} sold item(s) are not in the items table "
-                             f"(first: {_shown(first)}); they are forecast without text, image "
+                             f"(first: {listed(first)}); they are forecast without text, image "
                              f"or attributes"))
     return found
-
-
-def _images(tables: Tables) -> list[Finding]:
-    if tables.items is None or "image" not in tables.items.columns:
-        return []
-    root = tables.spec.images_dir().resolve()
-    paths = tables.items["image"].drop_nulls().to_list()
-    missing = [p for p in paths if not _inside_and_present(root, p)]
-    if not missing:
-        return []
-    first = _first(missing)
-    level: Level = "error" if len(missing) == len(paths) else "warning"
-    return [Finding(level, "missing_images", len(missing), first,
-                    f"{len(missing)} of {len(paths)} image path(s) do not exist under the image "
-                    f"root {root} (first: {_shown(first)})"
-                    + ("; check 'image_root' in the spec" if level == "error"
-                       else "; those images are masked"))]
-
-
-def _inside_and_present(root: Path, reference: str) -> bool:
-    path = (root / reference).resolve()
-    return path.is_relative_to(root) and path.is_file()
 
 
 def _fx(tables: Tables, panel: Panel) -> list[Finding]:
@@ -165,8 +127,8 @@ def _fx(tables: Tables, panel: Panel) -> list[Finding]:
         return []
     where = spec.resolve(spec.fx.path)
     if spec.currency not in set(tables.fx["currency"].unique()):
-        return [Finding("error", "fx_sales_currency", 1, (str(spec.currency),),
-                        f"the sales currency {spec.currency} has no rates in the FX table "
+        return [Finding("error", "fx_sales_currency", 1, first_ids([spec.currency]),
+                        f"the sales currency {shown(spec.currency)} has no rates in the FX table "
                         f"{where}; no price can be converted")]
     currencies = tables.markets.select("market", "currency").unique("market", keep="first")
     cells = (panel.data.select("market", "timestamp", "fx_rate")
@@ -174,10 +136,10 @@ def _fx(tables: Tables, panel: Panel) -> list[Finding]:
     found = []
     unknown = cells.filter(pl.col("currency").is_null())["market"].unique(maintain_order=True)
     if unknown.len():
-        first = _first(unknown)
+        first = first_ids(unknown)
         found.append(Finding("error", "markets_without_currency", unknown.len(), first,
                              f"{unknown.len()} sold market(s) have no currency in the markets "
-                             f"table (first: {_shown(first)}); their prices cannot be "
+                             f"table (first: {listed(first)}); their prices cannot be "
                              f"converted"))
     per_period = (cells.drop_nulls("currency").group_by("currency", "timestamp")
                   .agg(pl.col("fx_rate").is_not_null().any().alias("covered"))
@@ -186,19 +148,19 @@ def _fx(tables: Tables, panel: Panel) -> list[Finding]:
         pl.col("covered").sum().alias("covered"), pl.len().alias("periods"))
     never = coverage.filter(pl.col("covered") == 0)["currency"]
     if never.len():
-        first = _first(never)
+        first = first_ids(never)
         found.append(Finding("warning", "fx_currency_uncovered", never.len(), first,
                              f"{never.len()} market currenc(y/ies) have no exchange rate in any "
-                             f"sales period (first: {_shown(first)}) in {where}; price_local "
+                             f"sales period (first: {listed(first)}) in {where}; price_local "
                              f"is missing in those markets"))
     gaps = per_period.filter(~pl.col("covered") & ~pl.col("currency").is_in(never.implode()))
     if gaps.height:
-        first = _first(f"{c} {t:%Y-%m-%d}" for c, t in gaps.select("currency", "timestamp")
+        first = first_ids(f"{c} {t:%Y-%m-%d}" for c, t in gaps.select("currency", "timestamp")
                        .iter_rows())
         found.append(Finding("warning", "fx_gaps", gaps.height, first,
                              f"{gaps.height} (currency, period) pair(s) of the sales have no "
                              f"exchange rate within {spec.fx.max_staleness_days} days (first: "
-                             f"{_shown(first)}); price_local is missing there"))
+                             f"{listed(first)}); price_local is missing there"))
     return found
 
 
@@ -230,14 +192,14 @@ def _future_known(panel: Panel, horizon: int, forecasting: bool) -> list[Finding
             missing = needed.filter(pl.col(column).is_null())
             if missing.height == 0:
                 continue
-            first = _first(" ".join([f"{row[0]:%Y-%m-%d}", *map(str, row[1:])])
+            first = first_ids(" ".join([f"{row[0]:%Y-%m-%d}", *map(str, row[1:])])
                            for row in missing.select(shown_keys).iter_rows())
             found.append(Finding(level, "future_known_missing", missing.height, first,
                                  f"future-known column '{column}' has no value for "
                                  f"{missing.height} of the {needed.height} "
                                  f"({', '.join(['period', *others])}) cell(s) a "
                                  f"{horizon}-period forecast needs (first: "
-                                 f"{_shown(first)})"))
+                                 f"{listed(first)})"))
     return found
 
 
@@ -260,12 +222,12 @@ def _events(tables: Tables, panel: Panel) -> list[Finding]:
         unknown = named.filter(~named.is_in(known.implode()))
         if unknown.len() == 0:
             continue
-        first = _first(unknown.unique(maintain_order=True))
+        first = first_ids(unknown.unique(maintain_order=True))
         level: Level = "error" if unknown.len() == named.len() else "warning"
         tail = (f"; no event matches a known {noun}: the ids do not match" if level == "error"
                 else "; they affect no series")
         found.append(Finding(level, f"events_unknown_{noun}s", unknown.len(), first,
                              f"{unknown.len()} event(s) name an unknown {noun} (first: "
-                             f"{_shown(first)}){tail}"))
+                             f"{listed(first)}){tail}"))
     return found
 
