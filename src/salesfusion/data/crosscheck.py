@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from salesfusion.data.columns import shown
+from salesfusion.data.covariate_tables import CovariateTable
 from salesfusion.data.findings import Finding, Level, first_ids, listed
 from salesfusion.data.frequency import periods_after
 from salesfusion.data.image_check import ReadImage, image_findings
@@ -179,11 +180,7 @@ def _future_known(panel: Panel, horizon: int, forecasting: bool) -> list[Finding
         if table.source == "sales" or not columns:
             continue
         others = [k for k in table.keys if k != "timestamp"]
-        if table.attribute is not None and panel.items is not None:
-            values = panel.items.join(panel.data.select("item_id").unique(), on="item_id",
-                                      how="semi").select(table.attribute).drop_nulls().unique()
-        else:
-            values = panel.data.select(others).unique(maintain_order=True) if others else None
+        values = _needed_keys(panel, table, others) if others else None
         needed = future.join(values, how="cross") if values is not None else future
         needed = needed.join(table.frame.with_columns(pl.col("timestamp").cast(
             pl.Datetime("us"))), on=list(table.keys), how="left")
@@ -201,6 +198,20 @@ def _future_known(panel: Panel, horizon: int, forecasting: bool) -> list[Finding
                                  f"{horizon}-period forecast needs (first: "
                                  f"{listed(first)})"))
     return found
+
+
+def _needed_keys(panel: Panel, table: CovariateTable, others: list[str]) -> pl.DataFrame:
+    """The key values (``others``: any of item, market, attribute) of the sold series, which a
+    forecast reads ``table`` at. Taken from the series themselves, not key by key, so a table
+    keyed by market and attribute needs only the pairs some series has."""
+    series = panel.data.select("item_id", "market").unique(maintain_order=True)
+    if table.attribute is not None:
+        if panel.items is None or table.attribute not in panel.items.columns:
+            return pl.DataFrame(schema={k: pl.Utf8 for k in others})  # no item has the attribute
+        series = series.join(panel.items.select("item_id", table.attribute)
+                             .unique("item_id", keep="first", maintain_order=True),
+                             on="item_id", how="inner", maintain_order="left")
+    return series.select(others).drop_nulls().unique(maintain_order=True)
 
 
 def _events(tables: Tables, panel: Panel) -> list[Finding]:
