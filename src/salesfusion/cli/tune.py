@@ -18,6 +18,7 @@ import yaml
 
 from salesfusion.cli.common import app, check_backend, check_freq, console, guarded, panel_from
 from salesfusion.cli.output import staged_files
+from salesfusion.data.yamlfile import parse_yaml
 from salesfusion.errors import InputError
 
 
@@ -28,10 +29,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--searcher-option {pair!r}: write it as KEY=VALUE")
-        try:
-            options[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise InputError(f"--searcher-option {pair!r}: the value is not valid YAML") from None
+        options[key.strip()] = parse_yaml(value, f"--searcher-option {pair!r}")
     return options
 
 
