@@ -14,11 +14,16 @@
   a file differently once a later export happens to hold a day > 12. A column with some ISO
   values and some others is ISO 8601 with bad rows, reported as unparsable.
 - Numbers (epoch seconds? milliseconds?), lists, structs and other types are refused.
+- Every date must fall in the supported range, 1900-01-01 to 2200-12-31: Python's ``datetime``
+  ends at year 9999, so a stray 9999-12-31 overflows as soon as a period is added to it, and
+  a stray 0001-01-01 turns a weekly panel into 100,000 empty periods; no sales history or
+  forecast needs dates outside those two centuries.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 import polars as pl
 
@@ -32,6 +37,9 @@ NUMERIC_DATE = re.compile(r"^(\d{1,4})([/.-])(\d{1,2})\2(\d{1,4})"
 SHOWN_READINGS = 3
 _NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 _OFFSET_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%d %H:%M%#z")
+EARLIEST = datetime(1900, 1, 1)
+AFTER_LATEST = datetime(2201, 1, 1)
+SUPPORTED_RANGE = "1900-01-01 to 2200-12-31"
 
 
 def _naive(parsed: pl.Series) -> pl.Series:
@@ -104,9 +112,12 @@ def cast_time(frame: pl.DataFrame, role: str, column: str, where: str, fmt: str 
     series = frame[role]
     label = f"column '{column}'" + (f" (role {role})" if role != column else "")
     if series.dtype == pl.Date:
-        return frame.with_columns(pl.col(role).cast(pl.Datetime("us")))
+        return _in_range(frame.with_columns(pl.col(role).cast(pl.Datetime("us"))), role,
+                         series, where, label)
     if isinstance(series.dtype, pl.Datetime):
-        return frame.with_columns(pl.col(role).dt.replace_time_zone(None).cast(pl.Datetime("us")))
+        return _in_range(frame.with_columns(
+            pl.col(role).dt.replace_time_zone(None).cast(pl.Datetime("us"))), role, series,
+            where, label)
     if not is_text_like(series.dtype):
         what = ("numbers (an epoch count? its unit cannot be known)" if series.dtype.is_numeric()
                 else f"values of type {series.dtype}")
@@ -129,4 +140,18 @@ def cast_time(frame: pl.DataFrame, role: str, column: str, where: str, fmt: str 
     if bad.any():
         raise InputError(f"{where}: {label} has unparsable dates for {hint}: "
                          f"{first_rows(bad, series)}")
-    return frame.with_columns(parsed.alias(role))
+    return _in_range(frame.with_columns(parsed.alias(role)), role, series, where, label)
+
+
+def _in_range(frame: pl.DataFrame, role: str, raw: pl.Series, where: str,
+              label: str) -> pl.DataFrame:
+    """``frame`` unchanged when every date in ``frame[role]`` is in the supported range; the
+    message quotes ``raw``, the values as stored."""
+    parsed = frame[role]
+    if raw.dtype.is_temporal():  # shown as ISO text, not as datetime.date(9999, 12, 31)
+        raw = raw.cast(pl.Utf8)
+    outside = ((parsed < EARLIEST) | (parsed >= AFTER_LATEST)).fill_null(False)
+    if outside.any():
+        raise InputError(f"{where}: {label} has dates outside the supported range "
+                         f"{SUPPORTED_RANGE}: {first_rows(outside, raw)}")
+    return frame
