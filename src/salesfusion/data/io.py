@@ -10,14 +10,20 @@ CSV is read by pyarrow with every column as text, because its parser refuses a r
 field count differs from the header's (polars fills a short record with nulls silently). Errors
 give the CSV line: line 1 is the header, and a quoted field that spans lines counts as one line,
 so the number is the record's line in the file unless an earlier quoted field holds a newline.
-CSV files must be UTF-8 (a byte-order mark is allowed).
+CSV files must be UTF-8 (a byte-order mark is allowed). A name ending ``.csv.gz`` or ``.tsv.gz``
+is gzip-compressed CSV, decompressed whole before parsing so that a truncated file is refused
+rather than read up to where it was cut; compressed bytes under any other name are refused with
+the word "compressed" (pyarrow would parse them as text and report a nonsense field count).
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
+import io
 import stat
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +36,10 @@ from salesfusion.data.partitioned import scan_parquet_folder
 from salesfusion.errors import InputError
 
 SHOWN_TEXT = 60  # characters of a bad CSV record quoted in a message
+GZIP_SUFFIXES = (".csv.gz", ".tsv.gz")
+# Leading bytes of the compressed formats an export tool may produce.
+_MAGIC = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2",
+          b"\xfd7zXZ\x00": "xz", b"\x28\xb5\x2f\xfd": "zstd"}
 
 
 def _check_path(path: Path, fmt: str) -> bool:
@@ -52,9 +62,14 @@ def _check_path(path: Path, fmt: str) -> bool:
     return False
 
 
-def _csv_header(path: Path, separator: str) -> list[str]:
-    with path.open(newline="", encoding="utf-8-sig", errors="replace") as handle:
-        header = next(csv.reader(handle, delimiter=separator), None)
+def _binary(path: Path, data: bytes | None) -> io.BufferedIOBase:
+    return io.BytesIO(data) if data is not None else path.open("rb")
+
+
+def _csv_header(path: Path, data: bytes | None, separator: str) -> list[str]:
+    with io.TextIOWrapper(_binary(path, data), encoding="utf-8-sig", errors="replace",
+                          newline="") as text:
+        header = next(csv.reader(text, delimiter=separator), None)
     if not header:
         raise InputError(f"{path}: CSV file is empty (no header line)")
     repeated = sorted({name for name in header if header.count(name) > 1})
@@ -63,8 +78,8 @@ def _csv_header(path: Path, separator: str) -> list[str]:
     return header
 
 
-def _first_non_utf8_line(path: Path) -> str:
-    with path.open("rb") as handle:
+def _first_non_utf8_line(path: Path, data: bytes | None) -> str:
+    with _binary(path, data) as handle:
         for number, line in enumerate(handle, start=1):
             try:
                 line.decode("utf-8")
@@ -73,9 +88,32 @@ def _first_non_utf8_line(path: Path) -> str:
     return "somewhere"
 
 
+def _decompressed(path: Path) -> bytes | None:
+    """The CSV text of a ``.csv.gz``/``.tsv.gz`` file, decompressed; None for a plain name
+    (read from the file as it is), after refusing compressed bytes under it."""
+    try:
+        if not path.name.lower().endswith(GZIP_SUFFIXES):
+            with path.open("rb") as handle:
+                start = handle.read(8)
+            kind = next((name for magic, name in _MAGIC.items() if start.startswith(magic)),
+                        None)
+            if kind is not None:
+                hint = (f"rename it to {path.name}.gz" if kind == "gzip"
+                        else "decompress it (gzip-compressed CSV may be named .csv.gz)")
+                raise InputError(f"{path}: holds {kind}-compressed bytes, not CSV text; {hint}")
+            return None
+        # Whole, through Python's gzip: pyarrow's reader stops silently at a truncation.
+        return gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{path}: named as gzip-compressed CSV but cannot be decompressed "
+                         f"({exc}); the file is truncated or not gzip") from None
+
+
 def _read_csv(path: Path) -> pl.DataFrame:
-    separator = "\t" if path.suffix.lower() == ".tsv" else ","
-    header = _csv_header(path, separator)
+    name = path.name.lower().removesuffix(".gz")
+    separator = "\t" if name.endswith(".tsv") else ","
+    data = _decompressed(path)
+    header = _csv_header(path, data, separator)
     # Everything as text: the validator casts each role column and reports the exact rows that
     # do not parse, which type inference would hide (and leading zeros of ids would be lost).
     convert = pacsv.ConvertOptions(column_types={name: pa.string() for name in header},
@@ -83,17 +121,24 @@ def _read_csv(path: Path) -> pl.DataFrame:
                                    quoted_strings_can_be_null=False)
     parse = pacsv.ParseOptions(delimiter=separator)
     try:
-        table = pacsv.read_csv(path, parse_options=parse, convert_options=convert)
+        table = pacsv.read_csv(_source(path, data), parse_options=parse,
+                               convert_options=convert)
     except pa.ArrowInvalid as exc:
-        raise InputError(_csv_problem(path, parse, convert, exc)) from None
+        raise InputError(_csv_problem(path, data, parse, convert, exc)) from None
     return pl.from_arrow(table)
 
 
-def _csv_problem(path: Path, parse: pacsv.ParseOptions, convert: pacsv.ConvertOptions,
-                 exc: pa.ArrowInvalid) -> str:
-    """One line on why ``path`` is not valid CSV, with the line it fails at."""
+def _source(path: Path, data: bytes | None) -> Path | pa.BufferReader:
+    # A plain file is read by pyarrow itself, in blocks, not first copied whole into memory.
+    return pa.BufferReader(data) if data is not None else path
+
+
+def _csv_problem(path: Path, data: bytes | None, parse: pacsv.ParseOptions,
+                 convert: pacsv.ConvertOptions, exc: pa.ArrowInvalid) -> str:
+    """One line on why ``path`` (its CSV text is ``data``) is not valid CSV, with the line it
+    fails at."""
     if "invalid UTF8" in str(exc):
-        return f"{path}: CSV file is not UTF-8 text at {_first_non_utf8_line(path)}"
+        return f"{path}: CSV file is not UTF-8 text at {_first_non_utf8_line(path, data)}"
     bad: list[pacsv.InvalidRow] = []
 
     def record(row: pacsv.InvalidRow) -> str:
@@ -103,7 +148,7 @@ def _csv_problem(path: Path, parse: pacsv.ParseOptions, convert: pacsv.ConvertOp
     # Only a single-threaded read knows record numbers, so it is done on the error path only.
     parse.invalid_row_handler = record
     with contextlib.suppress(pa.ArrowInvalid):
-        pacsv.read_csv(path, parse_options=parse, convert_options=convert,
+        pacsv.read_csv(_source(path, data), parse_options=parse, convert_options=convert,
                        read_options=pacsv.ReadOptions(use_threads=False))
     if not bad:
         return f"{path}: cannot read as CSV: {str(exc).splitlines()[0]}"

@@ -132,6 +132,8 @@ class TableSpec(_Strict):
         if self.format:
             return self.format
         suffix = Path(str(self.path)).suffix.lower()
+        if str(self.path).lower().endswith((".csv.gz", ".tsv.gz")):  # read decompressed
+            return "csv"
         by_suffix = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
                      ".duckdb": "duckdb", ".db": "duckdb", "": "parquet"}
         if suffix not in by_suffix:
