@@ -6,7 +6,39 @@ import math
 
 import polars as pl
 
+from salesfusion.data.columns import is_text_like
 from salesfusion.data.frequency import PERIOD_DAYS, truncate_to_period
+from salesfusion.errors import InputError
+
+SHOWN_RATES = 3
+
+
+def long_rates(frame: pl.DataFrame, where: str) -> pl.DataFrame:
+    """The FX table as the file has it (``timestamp`` and one column per currency) as long
+    rows (timestamp, currency, rate); an empty or non-numeric cell is a missing quote and
+    dropped. A rate that is NaN, infinite, zero or negative is refused, naming its data row
+    and value: it would turn every converted price into NaN, inf or a sign flip."""
+    currencies = [c for c in frame.columns if c != "timestamp"]
+    for name in currencies:
+        dtype = frame.schema[name]
+        if not (dtype.is_numeric() or is_text_like(dtype)):
+            raise InputError(f"{where}: currency column '{name}' holds values of type {dtype}, "
+                             f"not exchange rates")
+    long = (frame.with_columns(pl.col(currencies).cast(pl.Utf8))
+            .with_row_index("_row", offset=1)
+            .unpivot(index=["_row", "timestamp"], on=currencies, variable_name="currency",
+                     value_name="_raw")
+            .with_columns(pl.col("_raw").str.strip_chars().cast(pl.Float64, strict=False)
+                          .alias("rate")))
+    bad = (long.filter(pl.col("rate").is_not_null()
+                       & ~(pl.col("rate").is_finite() & (pl.col("rate") > 0)))
+           .sort("_row", maintain_order=True))
+    if bad.height:
+        shown = ", ".join(f"data row {row} column '{currency}' ({raw!r})" for row, currency, raw
+                          in bad.head(SHOWN_RATES).select("_row", "currency", "_raw").rows())
+        raise InputError(f"{where}: exchange rates must be positive finite numbers: "
+                         f"{bad.height} bad value(s), first: {shown}")
+    return long.drop_nulls("rate").select("timestamp", "currency", "rate")
 
 
 def period_rates(fx: pl.DataFrame, freq: str, seller_currency: str,

@@ -21,6 +21,7 @@ import polars as pl
 
 from salesfusion.data.columns import SHOWN_ROWS, cast_numeric, cast_text, first_rows
 from salesfusion.data.dates import cast_time
+from salesfusion.data.fx import long_rates
 from salesfusion.data.io import read_raw
 from salesfusion.data.order_fields import ORDER_LEVEL_ROLES, blank, fill_order_fields
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
@@ -230,12 +231,7 @@ def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
                          f"columns {raw.columns}")
     frame = cast_time(raw, fx.date_column, fx.date_column, str(path), fx.date_format,
                       key="fx.date_format").rename({fx.date_column: "timestamp"})
-    currencies = [c for c in frame.columns if c != "timestamp"]
-    long = frame.unpivot(index="timestamp", on=currencies, variable_name="currency",
-                         value_name="rate")
-    long = long.with_columns(pl.col("rate").cast(pl.Utf8).str.strip_chars()
-                             .cast(pl.Float64, strict=False))
-    long = long.drop_nulls("rate")
+    long = long_rates(frame, str(path))
     dates = frame["timestamp"].unique()
     derived = [pl.DataFrame({"timestamp": dates, "currency": fx.base_currency, "rate": 1.0})]
     for currency, peg in fx.pegs.items():
