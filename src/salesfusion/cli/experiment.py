@@ -16,6 +16,7 @@ import typer
 from salesfusion.cli.common import app, console, guarded
 from salesfusion.cli.output import staged_files
 from salesfusion.errors import InputError
+from salesfusion.jsonfile import parse_json
 
 RECORD = "experiment.json"
 # --smoke: the experiment's whole path on a few series, fast enough for CI.
@@ -80,7 +81,10 @@ def experiment(
     definition = json.loads(config.model_dump_json())
     earlier: dict[str, Any] = {}
     if record_path.is_file():
-        earlier = json.loads(record_path.read_text())
+        earlier = parse_json(record_path.read_bytes(), str(record_path))
+        if not isinstance(earlier, dict) or not isinstance(earlier.get("config", {}), dict):
+            raise InputError(f"{record_path}: not an experiment record salesfusion wrote; use "
+                             f"another --out")
         if earlier.get("config", {}).get("name") != config.name:
             raise InputError(f"{out}: holds experiment '{earlier.get('config', {}).get('name')}'"
                              f", not '{config.name}': use another --out")

@@ -162,7 +162,7 @@ def read_cell(folder: Path) -> dict[str, Any] | None:
     """A finished cell's record, or None."""
     try:
         return json.loads((folder / CELL_RECORD).read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 

@@ -18,9 +18,10 @@ then signs, and ``load`` refuses an unsigned or wrongly signed artefact. Without
 signatures are not checked.
 
 ``read_manifest`` refuses, each with one ``InputError`` line naming the folder or file: a
-manifest that is not UTF-8 JSON, not an object, of another format version, with missing or
-mistyped fields, whose checksum or signature does not match, a listed file that is missing,
-changed or outside the folder, and a file the manifest does not list.
+manifest that is not UTF-8 JSON (nesting too deep and integers too long for Python to convert
+included), not an object, of another format version, with missing or mistyped fields, whose
+checksum or signature does not match, a listed file that is missing, changed or outside the
+folder, and a file the manifest does not list.
 """
 
 from __future__ import annotations
@@ -37,10 +38,14 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
 from salesfusion.errors import InputError
+from salesfusion.jsonfile import parse_json
 
 FORMAT_VERSION = 2  # 2: the manifest carries its own checksum (and optionally a signature)
 MANIFEST = "manifest.json"
 SIGNING_KEY_ENV = "SALESFUSION_SIGNING_KEY"
+# An HMAC-SHA256 key shorter than the hash's 32 bytes is weaker than the signature it makes
+# (and a short human-chosen secret can be guessed offline from one signed manifest).
+MIN_SIGNING_KEY_BYTES = 32
 _SIGNATURE_PREFIX = "hmac-sha256:"
 _SELF_FIELDS = ("checksum", "signature")  # not part of the content they cover
 
@@ -150,18 +155,15 @@ def _hidden(name: str) -> bool:
 
 def _parse(path: Path) -> dict[str, Any]:
     try:
-        raw = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 (byte {exc.start}); not a manifest written by "
                          f"salesfusion") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: "
-                         f"{exc.msg})") from None
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply; not a manifest written by "
-                         f"salesfusion") from None
+    raw = parse_json(text, str(path))
     if not isinstance(raw, dict):
         raise InputError(f"{path}: the manifest is a JSON {_json_type(raw)}, not an object")
     return raw
@@ -197,7 +199,12 @@ def _signing_key() -> bytes | None:
     if not key.strip():
         raise InputError(f"{SIGNING_KEY_ENV} is set but empty; set it to a secret, or unset it "
                          f"to neither sign nor check signatures")
-    return key.encode()
+    raw = key.encode("utf-8", "surrogateescape")
+    if len(raw) < MIN_SIGNING_KEY_BYTES:
+        raise InputError(f"{SIGNING_KEY_ENV} is {len(raw)} bytes long; a signing key needs at "
+                         f"least {MIN_SIGNING_KEY_BYTES} (a random secret, e.g. the output of "
+                         f"'python -c \"import secrets; print(secrets.token_hex(32))\"')")
+    return raw
 
 
 def _sign(key: bytes, body: dict[str, Any]) -> str:

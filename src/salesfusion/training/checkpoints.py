@@ -140,7 +140,7 @@ class CheckpointFolder:
         pending = self.folder / PENDING[RECORD]
         try:
             sha = json.loads(pending.read_text(encoding="utf-8")).get("sha256")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             sha = None
         if sha == hashlib.sha256(checkpoint.read_bytes()).hexdigest():
             os.replace(pending, self.folder / RECORD)
@@ -148,8 +148,8 @@ class CheckpointFolder:
     def _record(self, path: Path) -> dict[str, Any]:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as error:
-            raise self.refuse(f"{RECORD} is not valid JSON ({error})") from None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise self.refuse(f"{RECORD} is not valid JSON ({error!s:.200})") from None
         if (not isinstance(record, dict) or record.get("format") != FORMAT
                 or not all(isinstance(record.get(k), str)
                            for k in ("config_hash", "data", "sha256"))

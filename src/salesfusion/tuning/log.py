@@ -74,9 +74,9 @@ class TrialLog:
             if record.get("format") != FORMAT:
                 raise ValueError(f"format {record.get('format')!r}, expected {FORMAT}")
             return record["definition"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
             raise InputError(f"{self.definition_path}: not a salesfusion search record "
-                             f"({exc})") from None
+                             f"({exc!s:.200})") from None
 
     def open_session(self, provenance: dict[str, Any]) -> None:
         """Record a resumed session (its commit, date and thread settings)."""
@@ -122,7 +122,7 @@ class TrialLog:
         for number, line in enumerate(lines[:-1], start=1):  # the last piece: cut or empty
             try:
                 records.append(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # a long-integer ValueError too
                 raise InputError(f"{self.trials_path}, line {number}: not a trial record; "
                                  f"the log was changed by hand") from None
         return records
