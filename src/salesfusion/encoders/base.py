@@ -134,7 +134,8 @@ class Encoder(ABC):
                 problems[index] = problem
         unique = set(keys) - {None}
         namespace = self.cache_namespace() if cache is not None else ""
-        known = cache.get(namespace, unique) if cache is not None else {}
+        width = int(np.prod(self.output_shape()))
+        known = cache.get(namespace, unique, width) if cache is not None else {}
         todo: dict[str, int] = {}
         for index, key in enumerate(keys):
             if key is not None and key not in known and key not in todo:

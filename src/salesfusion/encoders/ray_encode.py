@@ -73,7 +73,8 @@ def encode_with_ray(encoder: Encoder, inputs: Sequence[Any], batch_size: int,
         failed = {key: problem for key, problem in done.items() if problem}
         written = [key for key, problem in done.items() if not problem]
         # A separate reader: the caller's cache statistics count hits as the local path does.
-        fresh = EmbeddingCache(cache.folder).get(plan.namespace, written)
+        fresh = EmbeddingCache(cache.folder).get(plan.namespace, written,
+                                                 int(np.prod(encoder.output_shape())))
         cache.stats.stored += len(written)
         if len(fresh) < len(written):
             raise InputError(f"{cache.folder}: {len(written) - len(fresh):,} vectors the Ray "
