@@ -18,6 +18,8 @@ from salesfusion.models.registry import create_model
 
 KEY = "SALESFUSION_SIGNING_KEY"
 runner = CliRunner()
+# Signing keys have at least 32 bytes.
+OURS, THEIRS = "our deployment's secret, 32 bytes", "their deployment's secret, 32 bytes"
 
 
 @pytest.fixture(autouse=True)
@@ -166,7 +168,7 @@ def test_forged_state_with_matching_checksums_is_an_input_error(saved):
 def test_signing_key_signs_and_refuses_foreign_artefacts(module_shop_panel, saved, tmp_path,
                                                          monkeypatch):
     unsigned = saved()
-    monkeypatch.setenv(KEY, "deployment secret")
+    monkeypatch.setenv(KEY, "deployment secret, 32 bytes or more")
     signed = create_model("naive").fit(module_shop_panel).save(tmp_path / "signed")
     assert read(signed)["signature"].startswith("hmac-sha256:")
     assert Forecaster.load(signed).name == "naive"
@@ -177,7 +179,7 @@ def test_signing_key_signs_and_refuses_foreign_artefacts(module_shop_panel, save
     write(signed, {**read(signed), "signature": manifest["signature"]})  # ...so reuse the old
     refused(signed, r"the signature does not match SALESFUSION_SIGNING_KEY")
     write(signed, manifest)
-    monkeypatch.setenv(KEY, "another secret")
+    monkeypatch.setenv(KEY, "another secret, 32 bytes or longer")
     refused(signed, r"the signature does not match SALESFUSION_SIGNING_KEY")
     monkeypatch.setenv(KEY, " ")
     refused(signed, r"SALESFUSION_SIGNING_KEY is set but empty")
@@ -186,7 +188,7 @@ def test_signing_key_signs_and_refuses_foreign_artefacts(module_shop_panel, save
 
 
 def test_ensemble_members_are_signed_and_covered(module_shop_panel, tmp_path, monkeypatch):
-    monkeypatch.setenv(KEY, "deployment secret")
+    monkeypatch.setenv(KEY, "deployment secret, 32 bytes or more")
     model = create_model("ensemble", members=["naive", "moving_average"], horizon=2)
     folder = model.fit(module_shop_panel).save(tmp_path / "ens")
     assert read(folder / "member_1")["signature"].startswith("hmac-sha256:")
@@ -235,11 +237,11 @@ def test_cli_predict_refuses_malformed_manifests(saved, shop_spec, tmp_path):
 def test_cli_train_signs_and_predict_refuses_another_key(shop_spec, tmp_path):
     model, out = tmp_path / "model", tmp_path / "fc" / "forecast.parquet"
     trained = runner.invoke(app, ["train", "--preset", "moving_average", "--spec",
-                                  str(shop_spec), "--out", str(model)], env={KEY: "ours"})
+                                  str(shop_spec), "--out", str(model)], env={KEY: OURS})
     assert trained.exit_code == 0, trained.output
-    assert _predict(model, shop_spec, out, env={KEY: "ours"}).exit_code == 0
+    assert _predict(model, shop_spec, out, env={KEY: OURS}).exit_code == 0
     out.unlink()
-    _one_error_line(_predict(model, shop_spec, out, env={KEY: "theirs"}),
+    _one_error_line(_predict(model, shop_spec, out, env={KEY: THEIRS}),
                     f"{model}/manifest.json: the signature does not match "
                     f"SALESFUSION_SIGNING_KEY")
     assert not out.exists()
