@@ -25,11 +25,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import Depends, FastAPI, Header, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import Depends, FastAPI, Query
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.data.validate import with_normal_ids
+from salesfusion.serving.errors import ApiError, add_error_handlers
+from salesfusion.serving.guard import GuardedRoute, KeyCheck
 from salesfusion.serving.middleware import BodyLimit, RequestLog, log_event
 from salesfusion.serving.schemas import (
     ErrorBody,
@@ -45,18 +46,12 @@ from salesfusion.serving.schemas import (
     SeriesPage,
     TimeSeriesForecast,
 )
-from salesfusion.serving.security import Limits, key_matches, presented_key
+from salesfusion.serving.security import Limits
 from salesfusion.serving.store import ModelStore, ServedModel
 
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.param = status, code, message, param
-
-
-def error_body(code: str, message: str, param: str | None = None) -> dict[str, Any]:
-    return {"error": ErrorBody(code=code, message=message, param=param).model_dump()}
+# Series pages start at most this far in (a count of series, far past any panel); a larger
+# offset is a 422 rather than an integer the frame library cannot take.
+MAX_OFFSET = 10**12
 
 
 def create_app(store: ModelStore, keys: list[bytes], limits: Limits | None = None) -> Any:
@@ -74,38 +69,10 @@ def create_app(store: ModelStore, keys: list[bytes], limits: Limits | None = Non
     app = FastAPI(title="salesfusion forecast service", version="1", lifespan=lifespan,
                   description="Demand forecasts of the served salesfusion models.")
     app.state.store, app.state.limits = store, limits
-
-    def require_key(authorization: Annotated[str | None, Header()] = None,
-                    x_api_key: Annotated[str | None, Header()] = None) -> None:
-        presented = presented_key(authorization, x_api_key)
-        if presented is None or not key_matches(presented, keys):
-            raise ApiError(401, "unauthorized", "a valid API key is required (Authorization: "
-                                                "Bearer KEY or X-API-Key: KEY)")
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.param), exc.status,
-                            headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = exc.errors()
-        first = problems[0] if problems else {"loc": (), "msg": "invalid request"}
-        param = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-        body = error_body("invalid_request", f"{param or 'request'}: {first['msg']}", param)
-        body["detail"] = [{"loc": list(p["loc"]), "msg": p["msg"], "type": p["type"]}
-                          for p in problems]
-        return JSONResponse(body, 422)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log_event("unhandled error", level=40, path=request.url.path,
-                  error=f"{type(exc).__name__}: {exc}")
-        return JSONResponse(error_body("internal_error", "the server failed to answer; see "
-                                                         "its log"), 500)
-
-    authed = [Depends(require_key)]
+    # Every route checks its key, then reads and checks its body, before FastAPI parses it.
+    app.router.route_class = GuardedRoute
+    add_error_handlers(app)
+    authed = [Depends(KeyCheck(keys))]
 
     @app.get("/v1/health", response_model=Health, tags=["service"])
     def health() -> Health:
@@ -123,7 +90,7 @@ def create_app(store: ModelStore, keys: list[bytes], limits: Limits | None = Non
 
     @app.get("/v1/models/{name}/series", response_model=SeriesPage, dependencies=authed,
              tags=["models"])
-    def list_series(name: str, offset: Annotated[int, Query(ge=0)] = 0,
+    def list_series(name: str, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
                     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000) -> SeriesPage:
         """The series a model forecasts from its history, in the history's order."""
         keys = served(store, name).history.data.select(SERIES_KEY).unique(maintain_order=True)
@@ -135,13 +102,13 @@ def create_app(store: ModelStore, keys: list[bytes], limits: Limits | None = Non
               tags=["forecast"])
     def forecast(request: ForecastRequest) -> ForecastResponse:
         model = served(store, request.model, param="model")
-        check_inputs(request.inputs, model, limits)
+        inputs = check_inputs(request.inputs, model, limits)
         horizon = check_horizon(request.options.horizon, model, limits, "options.horizon")
         levels = check_quantiles(request.options.quantiles, model)
-        keys = pl.DataFrame([(i.item_id, i.market) for i in request.inputs],
+        keys = pl.DataFrame([(i.item_id, i.market) for i in inputs],
                             schema=SERIES_KEY, orient="row")
         frame = model.forecast(horizon, keys)
-        outputs = forecast_outputs(request.inputs, frame, model, levels)
+        outputs = forecast_outputs(inputs, frame, model, levels, posted=request.inputs)
         return respond(model.name, outputs, request.metadata)
 
     @app.post("/v1/models/{name}/explain", response_model=ExplainResponse, dependencies=authed,
@@ -150,8 +117,7 @@ def create_app(store: ModelStore, keys: list[bytes], limits: Limits | None = Non
         from salesfusion.serving.explain import explain_series
 
         model = served(store, name)
-        check_inputs(request.inputs, model, limits)
-        return explain_series(model, request.inputs)
+        return explain_series(model, check_inputs(request.inputs, model, limits))
 
     from salesfusion.serving.dashboard import add_dashboard
     from salesfusion.serving.new_items import add_new_item_route
@@ -188,10 +154,14 @@ def model_info(model: ServedModel) -> ModelInfo:
         checksum=model.checksum, params=model.forecaster.params)
 
 
-def check_inputs(inputs: list[SeriesInput], model: ServedModel, limits: Limits) -> None:
+def check_inputs(inputs: list[SeriesInput], model: ServedModel,
+                 limits: Limits) -> list[SeriesInput]:
+    """The inputs with their ids as the model's data holds them (see ``stored_ids``), refusing
+    a batch over the limit, a repeated name or another frequency than the model's."""
     if len(inputs) > limits.max_batch:
         raise ApiError(422, "batch_too_large", f"inputs: {len(inputs)} series, at most "
                                                f"{limits.max_batch} per request", "inputs")
+    inputs = stored_ids(inputs, model)
     names: set[str] = set()
     for index, series in enumerate(inputs):
         name = series_name(series)
@@ -204,6 +174,19 @@ def check_inputs(inputs: list[SeriesInput], model: ServedModel, limits: Limits) 
             raise ApiError(422, "wrong_frequency", f"inputs.{index}.frequency: model "
                            f"'{model.name}' forecasts frequency '{freq}', not "
                            f"'{series.frequency}'", f"inputs.{index}.frequency")
+    return inputs
+
+
+def stored_ids(inputs: list[SeriesInput], model: ServedModel) -> list[SeriesInput]:
+    """``inputs`` with their item ids and markets normalised by the data's own rule
+    (``with_normal_ids``, what a dataset's tables go through), except an input whose ids the
+    model's data holds as posted (a model trained with ``cleaning.normalize_item_ids: false``)."""
+    posted = pl.DataFrame([(s.item_id, s.market) for s in inputs], schema=SERIES_KEY,
+                          orient="row")
+    normal = with_normal_ids(posted).rows()
+    return [series if series.item_id in model.item_ids and series.market in model.markets
+            else series.model_copy(update={"item_id": item_id, "market": market})
+            for series, (item_id, market) in zip(inputs, normal, strict=True)]
 
 
 def check_horizon(horizon: int, model: ServedModel, limits: Limits, param: str) -> int:
@@ -253,15 +236,20 @@ def series_forecast(name: str, rows: pl.DataFrame, freq: str,
 
 
 def forecast_outputs(inputs: list[SeriesInput], frame: pl.DataFrame, model: ServedModel,
-                     levels: list[float]) -> list[ForecastOutput]:
+                     levels: list[float],
+                     posted: list[SeriesInput] | None = None) -> list[ForecastOutput]:
+    """One output per input; ``posted``: the inputs as the client wrote them, named in the
+    error of a series not found when they differ from the normalised ``inputs``."""
     by_series = {key: rows.sort("timestamp") for key, rows in
                  frame.group_by(SERIES_KEY, maintain_order=True)}
     outputs = []
-    for series in inputs:
+    for series, asked in zip(inputs, posted or inputs, strict=True):
         rows = by_series.get((series.item_id, series.market))
         output_id = f"ts_{uuid.uuid4().hex}"
         if rows is None:
             reason = model.unknown_reason(series.item_id, series.market)
+            if (asked.item_id, asked.market) != (series.item_id, series.market):
+                reason += f" (posted as {asked.item_id!r} in {asked.market!r})"
             outputs.append(ForecastOutput(id=output_id, status="error", error=ErrorBody(
                 code="unknown_series", message=reason, param=series_name(series))))
             continue

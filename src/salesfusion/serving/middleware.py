@@ -54,6 +54,22 @@ async def _send_json(send: Any, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+class BodyTooLarge(Exception):
+    """Raised by ``BodyLimit``'s receive once a streamed body passes the limit; the app answers
+    it with ``too_large_body`` (``serving.guard`` reads every body before FastAPI does, whose
+    parser would otherwise take it for a malformed body and answer 400)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"request body larger than {max_bytes} bytes")
+        self.max_bytes = max_bytes
+
+
+def too_large_body(max_bytes: int) -> dict[str, Any]:
+    return {"error": {"code": "payload_too_large", "param": "body",
+                      "message": f"request body larger than {max_bytes} bytes",
+                      "type": "invalid_request_error"}}
+
+
 class BodyLimit:
     """Refuse (413) a request whose body is larger than ``max_bytes``: at once when its
     Content-Length says so, else as soon as the streamed bytes pass the limit."""
@@ -67,9 +83,7 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        message = {"error": {"code": "payload_too_large", "param": "body",
-                             "message": f"request body larger than {self.max_bytes} bytes",
-                             "type": "invalid_request_error"}}
+        message = too_large_body(self.max_bytes)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await _send_json(send, 413, message)
             return
@@ -82,7 +96,7 @@ class BodyLimit:
             if incoming["type"] == "http.request":
                 received += len(incoming.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return incoming
 
         async def tracked_send(outgoing: Message) -> None:
@@ -92,13 +106,9 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracked_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await _send_json(send, 413, message)
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class RequestLog:

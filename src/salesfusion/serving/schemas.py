@@ -10,7 +10,8 @@ so the proposal's ``series`` (observed values) is not taken: posting a series th
 panel does not hold would need that series' covariates and content too. ``mean_forecast`` is
 the model's point forecast (the median for quantile models), as ``salesfusion predict`` writes.
 
-Every body forbids unknown fields, so a misspelt field is a 422 naming it rather than ignored.
+Every body forbids unknown fields, so a misspelt field is a 422 naming it rather than ignored,
+and is strict: no coercion between JSON types (``true`` is not the horizon 1, ``"3"`` not 3).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ Key = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SeriesInput(_Body):

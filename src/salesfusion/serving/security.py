@@ -2,13 +2,15 @@
 
 Keys come from the environment (``SALESFUSION_API_KEYS``: comma-separated) and/or a file (one
 key per line; blank lines and ``#`` comments skipped). A request carries its key as
-``Authorization: Bearer KEY`` or ``X-API-Key: KEY``; it is compared with every configured key
-in constant time (``hmac.compare_digest``, and no early exit), so response timing tells neither
-whether a prefix matched nor which key did.
+``Authorization: Bearer KEY`` or ``X-API-Key: KEY``. The server holds only the keys' SHA-256
+digests and compares the presented key's digest with every one of them (``hmac.compare_digest``
+of two 32-byte values, and no early exit), so response timing tells neither whether a prefix
+matched, nor which key did, nor how long the keys are.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from pathlib import Path
@@ -62,8 +64,20 @@ def presented_key(authorization: str | None, api_key: str | None) -> bytes | Non
     return None
 
 
-def key_matches(presented: bytes, keys: list[bytes]) -> bool:
+def key_digest(key: bytes) -> bytes:
+    """The fixed-length (32-byte) form a key is held and compared in."""
+    return hashlib.sha256(key).digest()
+
+
+def key_matches(presented: bytes, digests: list[bytes]) -> bool:
+    """Whether ``presented`` is one of the keys whose ``key_digest`` is in ``digests``.
+
+    ``compare_digest`` is constant-time only between equal lengths: comparing the raw keys
+    would leak a configured key's length through the time a wrong-length key takes."""
+    if any(len(digest) != hashlib.sha256().digest_size for digest in digests):
+        raise ValueError("key_matches takes the keys' digests (key_digest), not the keys")
+    presented_digest = key_digest(presented)
     matched = False
-    for key in keys:
-        matched |= hmac.compare_digest(presented, key)
+    for digest in digests:
+        matched |= hmac.compare_digest(presented_digest, digest)
     return matched
