@@ -8,12 +8,18 @@ among ``IMAGE_FORMATS``, a decompression-bomb bound on pixels, and a full decode
 model sees it. Multimodal models read the content through ``items_described``; other launch
 models (knn_analogue, lightgbm_launch, the launch curves) forecast with what they read of a new
 item, which the response's ``notes`` state.
+
+Every field is checked against the model before a model sees it, each refusal a 422 naming the
+field: attribute values against the items table's column types, the launch date against the
+dates the model can forecast a launch for, the photo by a decode that turns any failure
+(truncated, corrupt, a decompression bomb) into ``invalid_image``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tempfile
 from contextlib import nullcontext
 from dataclasses import replace
@@ -24,7 +30,10 @@ from typing import Annotated, Any
 import polars as pl
 from fastapi import FastAPI, File, Form, UploadFile
 
+from salesfusion.data.validate import with_normal_ids
 from salesfusion.errors import InputError
+from salesfusion.serving.errors import ApiError
+from salesfusion.serving.guard import read_json
 from salesfusion.serving.schemas import ForecastOutput, ForecastResponse
 from salesfusion.serving.security import Limits
 from salesfusion.serving.store import ModelStore, ServedModel
@@ -60,7 +69,7 @@ def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title
                       launch_date: str | None, item_id: str | None,
                       image: UploadFile | None) -> ForecastResponse:
     from salesfusion.data.frequency import offset
-    from salesfusion.serving.api import ApiError, check_horizon, respond, series_forecast
+    from salesfusion.serving.api import check_horizon, respond, series_forecast
 
     forecaster = model.forecaster
     if not forecaster.supports_launch:
@@ -71,16 +80,19 @@ def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title
     history = model.history
     row = {"title": title, "description": description, **_attributes(attributes, history)}
     photo = image.file.read(limits.max_image_bytes + 1) if image is not None else b""
-    identity = item_id or "new-" + hashlib.sha256(
-        json.dumps(row, sort_keys=True).encode() + photo).hexdigest()[:12]
+    identity = (_stored_id(item_id, model) if item_id else "new-" + hashlib.sha256(
+        json.dumps(row, sort_keys=True).encode() + photo).hexdigest()[:12])
     if identity in model.item_ids:
-        raise ApiError(422, "item_exists", f"item_id: {identity!r} is already in model "
-                       f"'{model.name}''s data; forecast it with /v1/timeseries/forecast",
+        raise ApiError(422, "item_exists", f"item_id: {identity!r} is already in the data of "
+                       f"model '{model.name}'; forecast it with /v1/timeseries/forecast",
                        "item_id")
     chosen = _markets(markets, model.markets)
-    last = history.periods[-1]
-    launch = (_date(launch_date) if launch_date
-              else pl.select(offset(pl.lit(last), history.freq, 1)).item())
+    periods = history.periods
+    last = periods[-1]
+    launch = pl.select(offset(pl.lit(last), history.freq, 1)).item()
+    if launch_date:
+        end = pl.select(offset(pl.lit(last), history.freq, horizon)).item()
+        launch = _date(launch_date, periods[0], end)
     launches = pl.DataFrame({"item_id": [identity] * len(chosen), "market": chosen,
                              "launch": [launch] * len(chosen)})
     with tempfile.TemporaryDirectory(prefix="salesfusion-upload-") as folder:
@@ -111,35 +123,72 @@ def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title
     return response
 
 
-def _attributes(text: str | None, history: Any) -> dict[str, Any]:
-    from salesfusion.serving.api import ApiError
+def _stored_id(item_id: str, model: ServedModel) -> str:
+    """A posted item id as the model's data would hold it (the data's id rule), unless the
+    data holds it as posted."""
+    if item_id in model.item_ids:
+        return item_id
+    return with_normal_ids(pl.DataFrame({"item_id": [item_id]}))["item_id"][0]
 
+
+def _attributes(text: str | None, history: Any) -> dict[str, Any]:
     if not text:
         return {}
-    try:
-        values = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, "invalid_json", f"attributes: not JSON ({exc.msg})",
-                       "attributes") from None
+    values = read_json(text, "attributes")
     if not isinstance(values, dict):
         raise ApiError(422, "invalid_attributes", "attributes: must be a JSON object of "
                        "attribute name to value", "attributes")
-    columns = [c for c in (history.items.columns if history.items is not None else [])
-               if c not in NOT_ATTRIBUTES]
+    schema = history.items.schema if history.items is not None else {}
+    columns = [c for c in schema if c not in NOT_ATTRIBUTES]
     for key, value in values.items():
         if key not in columns:
             raise ApiError(422, "unknown_attribute", f"attributes.{key}: not an attribute of "
                            f"the items table (attributes: {', '.join(columns) or 'none'})",
                            f"attributes.{key}")
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ApiError(422, "invalid_attribute", f"attributes.{key}: must be a string or a "
-                           f"number", f"attributes.{key}")
+        values[key] = _attribute_value(key, value, schema[key])
     return values
 
 
-def _markets(text: str | None, known: list[str]) -> list[str]:
-    from salesfusion.serving.api import ApiError
+def _attribute_value(key: str, value: Any, dtype: Any) -> Any:
+    """``value`` as the items table's column ``key`` holds it: the model reads a new item's
+    attributes beside the fitted items', so a text where the column is numeric (or a NaN, or
+    a number past float range) must stop here rather than inside the model."""
+    param = f"attributes.{key}"
+    if dtype.is_numeric():
+        number = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer past float range
+                number = None
+        if number is None or not math.isfinite(number):
+            raise ApiError(422, "invalid_attribute", f"{param}: {_shown(value)} is not a finite "
+                           f"number; the items table's column '{key}' is numeric ({dtype})",
+                           param)
+        if dtype.is_integer():
+            if not number.is_integer() or not -2**63 <= value < 2**63:
+                raise ApiError(422, "invalid_attribute", f"{param}: {_shown(value)} is not a "
+                               f"64-bit integer; the items table's column '{key}' is {dtype}",
+                               param)
+            return int(value)
+        return number
+    if dtype == pl.String:
+        if not isinstance(value, str):
+            raise ApiError(422, "invalid_attribute", f"{param}: {_shown(value)} is not text; "
+                           f"the items table's column '{key}' is text", param)
+        return value
+    try:
+        return pl.Series(key, [value]).cast(dtype, strict=True).to_list()[0]
+    except Exception:  # polars reports a failed cast with several exception types
+        raise ApiError(422, "invalid_attribute", f"{param}: {_shown(value)} cannot be read as "
+                       f"the items table's column '{key}' ({dtype})", param) from None
 
+
+def _shown(value: Any) -> str:
+    return json.dumps(value)[:80]
+
+
+def _markets(text: str | None, known: list[str]) -> list[str]:
     if not text:
         return known
     chosen = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
@@ -150,22 +199,27 @@ def _markets(text: str | None, known: list[str]) -> list[str]:
     return chosen
 
 
-def _date(text: str) -> datetime:
-    from salesfusion.serving.api import ApiError
-
+def _date(text: str, first: datetime, last: datetime) -> datetime:
+    """The launch date, which must fall between the history's first period and the forecast's
+    last: the models count a series' age in periods from its launch, and a date far outside
+    (0001-01-01, 9999-12-31) overflows the date arithmetic rather than forecasting anything."""
     try:
-        return datetime.strptime(text, "%Y-%m-%d")
+        launch = datetime.strptime(text, "%Y-%m-%d")
     except ValueError:
         raise ApiError(422, "invalid_date", f"launch_date: {text!r} is not a date YYYY-MM-DD",
                        "launch_date") from None
+    if not first <= launch <= last:
+        raise ApiError(422, "launch_out_of_range", f"launch_date: {text} is outside the dates "
+                       f"this model can forecast a launch for ({first:%Y-%m-%d}, its history's "
+                       f"first period, to {last:%Y-%m-%d}, the forecast's last)", "launch_date")
+    return launch
 
 
 def _save_image(photo: bytes, limits: Limits, folder: Path) -> str:
     """Write the upload where the encoders read it, after the safe loader accepted it."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    from salesfusion.encoders.image.loading import UnreadableImage, read_rgb
-    from salesfusion.serving.api import ApiError
+    from salesfusion.encoders.image.loading import read_rgb
 
     if len(photo) > limits.max_image_bytes:
         raise ApiError(413, "image_too_large", f"image: larger than {limits.max_image_bytes} "
@@ -173,15 +227,18 @@ def _save_image(photo: bytes, limits: Limits, folder: Path) -> str:
     path = folder / "upload"
     path.write_bytes(photo)
     try:
-        with Image.open(path) as opened:
-            kind = opened.format
-    except (UnidentifiedImageError, OSError):
-        kind = None
-    if kind not in IMAGE_FORMATS:
+        # Only the listed formats' plugins may read the upload (not EPS, which runs
+        # Ghostscript, nor the rarer decoders).
+        with Image.open(path, formats=IMAGE_FORMATS):
+            pass
+    except Image.DecompressionBombError:
+        pass  # a listed format, too large to open: read_rgb refuses it with its pixel count
+    except Exception:
         raise ApiError(422, "invalid_image", f"image: not an image in a supported format "
-                       f"({', '.join(IMAGE_FORMATS)})", "image")
+                       f"({', '.join(IMAGE_FORMATS)})", "image") from None
     try:
         read_rgb(path)
-    except UnreadableImage as exc:
-        raise ApiError(422, "invalid_image", f"image: {exc}", "image") from None
+    except Exception as exc:  # UnreadableImage, or Pillow's OSError: truncated, corrupt
+        reason = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+        raise ApiError(422, "invalid_image", f"image: {reason}", "image") from None
     return path.name
