@@ -29,6 +29,14 @@ from salesfusion.models.artefact import read_manifest
 from salesfusion.models.base import Forecaster
 
 KEPT_HORIZONS = 8  # forecast frames kept per model (least recently used dropped)
+HISTORY = "history.parquet"
+_HISTORY_COLUMNS = (
+    ("item_id", "text", lambda dtype: dtype == pl.String),
+    ("market", "text", lambda dtype: dtype == pl.String),
+    ("timestamp", "a date or datetime", lambda dtype: isinstance(dtype, pl.Datetime)
+     or dtype == pl.Date),
+    ("y", "numeric", lambda dtype: dtype.is_numeric()),
+)
 
 
 @dataclass
@@ -112,9 +120,10 @@ class ServedModel:
 
     def unknown_reason(self, item_id: str, market: str) -> str:
         if market not in self.markets:
-            return f"market {market!r} is not in model '{self.name}''s history"
+            return f"market {market!r} is not in the history of model '{self.name}'"
         if item_id not in self.item_ids:
-            return f"item {item_id!r} is not in model '{self.name}''s history or items table"
+            return (f"item {item_id!r} is in neither the history nor the items table of model "
+                    f"'{self.name}'")
         return (f"item {item_id!r} has no history in {market!r} and model "
                 f"'{self.forecaster.name}' cannot forecast cold starts")
 
@@ -135,6 +144,38 @@ class Insights:
     backtest: Path | None = None
     explain: Path | None = None
     image_root: Path | None = None
+
+
+def _check_history(folder: Path, history: pl.DataFrame) -> None:
+    """Refuse a saved history that is not a panel (its checksum may have been resealed, or
+    the manifest was not signed): the key, time and target columns with their types, and
+    rows."""
+    path = folder / HISTORY
+    schema = history.schema
+    for column, kind, fits in _HISTORY_COLUMNS:
+        if column not in schema:
+            raise InputError(f"{path}: the saved history does not fit the manifest: it has no "
+                             f"column '{column}' (columns: {', '.join(schema)})")
+        if not fits(schema[column]):
+            raise InputError(f"{path}: the saved history does not fit the manifest: column "
+                             f"'{column}' is {schema[column]}, not {kind}")
+    if not history.height:
+        raise InputError(f"{path}: the saved history does not fit the manifest: it has no rows")
+
+
+def _warm(model: ServedModel) -> None:
+    """Forecast once from the saved history, turning a failure into one line naming the folder:
+    the files passed their checksums, so they disagree with each other (a history of other
+    series or dates than the model's state)."""
+    try:
+        model.warm()
+    except InputError as exc:
+        raise InputError(f"cannot serve {model.folder}: {exc}") from None
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise InputError(f"cannot serve {model.folder}: forecasting from its saved history "
+                         f"({model.folder / HISTORY}) failed ({type(exc).__name__}: {reason}); "
+                         f"the history does not fit the model's manifest and state") from None
 
 
 def _is_level(text: str) -> bool:
@@ -169,13 +210,14 @@ class ModelStore:
             try:
                 manifest = read_manifest(folder, required=("history.parquet",))
                 forecaster = Forecaster.load(folder)
+                _check_history(folder, forecaster._history.data)
             except InputError as exc:
                 raise InputError(f"cannot serve {folder}: {exc}") from None
             models[name] = ServedModel(name, folder, forecaster, manifest.checksum)
         store = cls(models, insights)
         if warm:
             for model in models.values():
-                model.warm()
+                _warm(model)
         return store
 
     def get(self, name: str) -> ServedModel | None:
