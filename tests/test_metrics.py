@@ -62,3 +62,36 @@ def test_grouped_evaluation_per_market():
                           "y_pred": [2.0, 3.0, 5.0]})
     result = evaluate(frame, ["market"]).filter(pl.col("metric") == "WAPE").sort("market")
     assert result["value"].to_list() == pytest.approx([100 * 1 / 4, 100 * 5 / 10])
+
+
+def test_bias_pct_is_the_share_the_total_misses():
+    m = score(Y, F)
+    assert m["bias_pct"] == pytest.approx(100 * (11 / 12 - 1))
+    assert score([0.0, 0.0], [1.0, 2.0])["bias_pct"] is None  # no actual demand: undefined
+
+
+def test_rmsse_is_m5s_per_series_then_averaged():
+    # Series a: errors 1, 1 scaled by 2 -> sqrt(mean(1/4, 1/4)) = 0.5; series b: errors 0, 3
+    # scaled by 3 -> sqrt(mean(0, 1)) = sqrt(0.5); series c has a flat history (scale 0).
+    frame = pl.DataFrame({"item_id": ["a", "a", "b", "b", "c"], "market": ["X"] * 5,
+                          "y_true": [2.0, 0.0, 4.0, 6.0, 5.0], "y_pred": [3.0, 1.0, 4.0, 3.0, 1.0],
+                          "rmsse_scale": [2.0, 2.0, 3.0, 3.0, 0.0]})
+    overall = dict(evaluate(frame).select("metric", "value").iter_rows())
+    assert overall["RMSSE"] == pytest.approx((0.5 + math.sqrt(0.5)) / 2)
+    per_item = dict(evaluate(frame, ["item_id"]).filter(pl.col("metric") == "RMSSE")
+                    .select("item_id", "value").iter_rows())
+    assert per_item["a"] == pytest.approx(0.5)
+    assert per_item["b"] == pytest.approx(math.sqrt(0.5))
+    assert per_item["c"] is None
+
+
+def test_rmsse_does_not_reward_a_median_that_under_forecasts():
+    """On intermittent demand the median (0) beats the mean on WAPE, but RMSSE and bias show
+    that it under-forecasts."""
+    actual = [0.0, 0.0, 0.0, 10.0] * 5
+    scale = [5.0] * len(actual)
+    median = score(actual, [0.0] * len(actual), rmsse_scale=scale)
+    mean = score(actual, [2.5] * len(actual), rmsse_scale=scale)
+    assert median["WAPE"] < mean["WAPE"]
+    assert mean["RMSSE"] < median["RMSSE"]
+    assert median["bias_pct"] == pytest.approx(-100.0) and mean["bias_pct"] == pytest.approx(0.0)

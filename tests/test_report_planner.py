@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -260,3 +261,32 @@ def test_predict_report_from_the_cli(tmp_path, backtest):
     assert any(t.get("fill") == "tonexty" for f in _figures(page) for t in f["data"])
     record = _by_header(_section(page, "backtest"))
     assert {r["market"] for r in record} == set(run.panel.data["market"].unique())
+
+
+def test_bias_rmsse_and_horizon_steps_are_reported(backtest):
+    run, page = backtest
+    for metric in ("bias_pct", "RMSSE"):
+        values = run.metrics.filter((pl.col("metric") == metric) & (pl.col("window") == "all"))
+        assert values.height and values["value"].is_not_null().any(), metric
+    header = _rows(_section(page, "accuracy-history"))[0]
+    assert {"WAPE", "bias_pct", "RMSSE"} <= set(header)
+    steps = _by_header(_section(page, "steps"))
+    assert {r["step"] for r in steps} == {str(s) for s in range(1, PROTOCOL.horizon + 1)}
+    assert "Bias is 100 x (total forecast / total actual - 1)" in _section(page, "bias")
+
+
+def test_a_biased_market_is_flagged_in_a_planners_sentence():
+    from salesfusion.evaluation.backtest import metrics_table
+    from salesfusion.evaluation.report_bias import bias_flags, bias_section
+
+    actual = [10.0, 20.0, 30.0, 40.0]
+    forecasts = pl.DataFrame({
+        "item_id": ["a"] * 8, "market": ["SE"] * 4 + ["DE"] * 4,
+        "timestamp": [date(2024, 1, d) for d in (1, 8, 15, 22)] * 2,
+        "model": ["lightgbm"] * 8, "window": [0] * 8, "y_true": actual * 2,
+        "y_pred": [v * 0.54 for v in actual] + [v * 1.05 for v in actual]})
+    metrics = metrics_table(forecasts)
+    flags = bias_flags(metrics)
+    assert flags.select("market").to_series().to_list() == ["SE"]
+    assert "lightgbm forecasts 46 % below actual demand in SE over the backtest" in \
+        bias_section(metrics, ["lightgbm"])

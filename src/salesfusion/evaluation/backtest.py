@@ -17,15 +17,16 @@ if TYPE_CHECKING:
     from salesfusion.models.base import Forecaster
 
 FORECAST_COLUMNS = ["item_id", "market", "timestamp", "model", "window", "y_true", "y_pred"]
-CONTEXT_COLUMNS = ["y_last", "mase_scale"]
+CONTEXT_COLUMNS = ["y_last", "mase_scale", "rmsse_scale"]
 
 
 def origin_context(history: Panel) -> pl.DataFrame:
-    """Per series at the origin: the last observed value and the MASE scale (in-sample mean
-    absolute one-step difference)."""
+    """Per series at the origin: the last observed value and the MASE and RMSSE scales
+    (in-sample mean absolute, and root mean squared, one-step difference)."""
+    step = pl.col("y").diff()
     return (history.data.sort(*SERIES_KEY, "timestamp").group_by(SERIES_KEY, maintain_order=True)
-            .agg(pl.col("y").last().alias("y_last"),
-                 pl.col("y").diff().abs().mean().alias("mase_scale")))
+            .agg(pl.col("y").last().alias("y_last"), step.abs().mean().alias("mase_scale"),
+                 (step**2).mean().sqrt().alias("rmsse_scale")))
 
 
 def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
@@ -33,7 +34,8 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
     """Forecast every window of the protocol; returns one row per forecast point.
 
     Columns: ``item_id, market, timestamp, model, window, y_true, y_pred``, any quantile
-    columns, and ``y_last, mase_scale`` (so metrics can be recomputed from the file alone).
+    columns, and ``y_last, mase_scale, rmsse_scale`` (so metrics can be recomputed from the
+    file alone).
     Forecasts (and quantiles) are clipped at 0: demand is never negative. Series are forecast
     when they have history at the origin and actuals in the window. ``on_window`` hears of each
     finished window (its origin, wall time and the fitted model's notes).

@@ -12,6 +12,15 @@ Conventions (also in the README):
 - MASE divides each absolute error by its (series, window) scale: the in-sample mean absolute
   one-step difference of that series up to the forecast origin. Points whose scale is 0 (a
   constant history) are skipped.
+- bias_pct is ``100 * (sum yhat / sum y - 1)``: the share by which the forecasts' total misses
+  the actual total (negative: under-forecast, what a planner runs out of stock on); null when
+  all actuals are 0. A median forecast of intermittent demand is biased down however low its
+  WAPE, so read the two together.
+- RMSSE is M5's: per series, the root of the mean squared error divided by the in-sample mean
+  squared one-step difference up to the origin (``rmsse_scale``, the naive forecast's squared
+  error), then averaged over series. Over several windows a series' squared errors are each
+  scaled by their own window's scale before the mean. Series whose scale is 0 are skipped.
+  Squared error is minimised by the mean, so RMSSE does not reward an under-forecasting median.
 - R2 is ``1 - SSE / SST`` around the group's mean actual; null when the actuals are constant.
 - Direction: demand "went up" when the actual exceeds the last value observed at the origin
   (``y_last``). Directional accuracy compares that with ``y_pred > y_last``; directional AUC
@@ -26,8 +35,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-POINT_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "sMAPE", "WAPE", "MASE", "R2",
-                 "direction_accuracy", "direction_AUC")
+POINT_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "sMAPE", "WAPE", "bias_pct", "MASE", "RMSSE",
+                 "R2", "direction_accuracy", "direction_AUC")
+# The per-series columns that identify one scaled series inside a group, where present.
+_SERIES = ("item_id", "market", "window")
 
 
 def quantile_columns(columns: list[str]) -> list[str]:
@@ -64,6 +75,7 @@ def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
         (100.0 * (abs_err / y.abs()).filter(nonzero).mean()).alias("MAPE"),
         smape_terms.mean().alias("sMAPE"),
         pl.when(y.abs().sum() > 0).then(100.0 * abs_err.sum() / y.abs().sum()).alias("WAPE"),
+        pl.when(y.sum() > 0).then(100.0 * (f.sum() / y.sum() - 1.0)).alias("bias_pct"),
         (abs_err / scale).filter(scale > 0).mean().alias("MASE"),
         pl.when(sst > 0).then(1.0 - (err**2).sum() / sst).alias("R2"),
         ((f > pl.col("y_last")).cast(pl.Float64) == up).mean().alias("direction_accuracy"),
@@ -86,30 +98,58 @@ def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
 def evaluate(frame: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
     """Metrics per group of ``by`` (overall when empty) in long form: ``*by, metric, value``."""
     quantiles = quantile_columns(frame.columns)
-    for column, default in (("y_last", None), ("mase_scale", None)):
+    for column in ("y_last", "mase_scale", "rmsse_scale"):
         if column not in frame.columns:
-            frame = frame.with_columns(pl.lit(default, dtype=pl.Float64).alias(column))
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
     by = by or []
     exprs = metric_expressions(quantiles)
     wide = frame.group_by(by, maintain_order=True).agg(exprs) if by else frame.select(exprs)
-    long = wide.unpivot(index=by, variable_name="metric", value_name="value")
+    rmsse = _rmsse(frame, by)
+    wide = wide.join(rmsse, on=by, how="left", nulls_equal=True) if by else \
+        wide.with_columns(rmsse.to_series())
+    ordered = [*by, *[c for c in _order(wide.columns) if c not in by]]
+    long = wide.select(ordered).unpivot(index=by, variable_name="metric", value_name="value")
     return long.with_columns(pl.col("value").cast(pl.Float64))
+
+
+def _order(columns: list[str]) -> list[str]:
+    """RMSSE right after MASE, as in POINT_METRICS."""
+    rest = [c for c in columns if c != "RMSSE"]
+    at = rest.index("MASE") + 1 if "MASE" in rest else len(rest)
+    return [*rest[:at], "RMSSE", *rest[at:]]
+
+
+def _rmsse(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
+    """RMSSE per group of ``by``: a series' scaled squared errors averaged, rooted, then
+    averaged over the group's series (a nested aggregation, which one polars ``agg`` cannot
+    express)."""
+    series = [c for c in _SERIES if c in frame.columns and c not in by]
+    scaled = (frame.filter(pl.col("rmsse_scale") > 0)
+              .with_columns(((pl.col("y_true") - pl.col("y_pred")) ** 2
+                             / pl.col("rmsse_scale") ** 2).alias("_scaled")))
+    per_series = (scaled.group_by([*by, *series]).agg(pl.col("_scaled").mean().sqrt())
+                  if by or series else scaled.select(pl.col("_scaled").mean().sqrt()))
+    if by:
+        return per_series.group_by(by).agg(pl.col("_scaled").mean().alias("RMSSE"))
+    return per_series.select(pl.col("_scaled").mean().cast(pl.Float64).alias("RMSSE"))
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, *, y_last: np.ndarray | float | None = None,
           mase_scale: np.ndarray | float | None = None,
+          rmsse_scale: np.ndarray | float | None = None,
           quantiles: dict[float, np.ndarray] | None = None) -> dict[str, float | None]:
-    """Every metric on plain arrays (one group), e.g. ``score(y, yhat)["WAPE"]``."""
+    """Every metric on plain arrays (one group, one series for RMSSE), e.g.
+    ``score(y, yhat)["WAPE"]``."""
     n = len(y_true)
     columns: dict[str, object] = {
         "y_true": np.asarray(y_true, dtype=float), "y_pred": np.asarray(y_pred, dtype=float),
-        "y_last": np.broadcast_to(np.nan if y_last is None else y_last, n).astype(float),
-        "mase_scale": np.broadcast_to(np.nan if mase_scale is None else mase_scale, n)
-        .astype(float),
+        **{name: np.broadcast_to(np.nan if value is None else value, n).astype(float)
+           for name, value in (("y_last", y_last), ("mase_scale", mase_scale),
+                               ("rmsse_scale", rmsse_scale))},
     }
     for level, values in (quantiles or {}).items():
         columns[f"q{level}"] = np.asarray(values, dtype=float)
     frame = pl.DataFrame(columns).with_columns(
-        pl.col("y_last", "mase_scale").fill_nan(None))
+        pl.col("y_last", "mase_scale", "rmsse_scale").fill_nan(None))
     result = evaluate(frame)
     return dict(zip(result["metric"].to_list(), result["value"].to_list(), strict=True))

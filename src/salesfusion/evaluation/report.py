@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.evaluation.report_bias import bias_section, per_step
 from salesfusion.evaluation.report_cold import YOUNG_PERIODS, cold_start_section
 from salesfusion.evaluation.report_html import STYLE, Figures, colour, html_table, page, section
 from salesfusion.evaluation.report_media import ItemCatalogue
@@ -32,7 +33,9 @@ from salesfusion.evaluation.report_sections import (
 from salesfusion.evaluation.runner import BacktestRun
 
 __all__ = ["STYLE", "colour", "html_table", "write_report"]
-METRICS_SHOWN = ("WAPE", "MASE", "sMAPE", "RMSE")
+METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE", "RMSE")
+# Lower is better for each but bias, whose best is nearest 0.
+BEST_LOWEST = tuple(m for m in METRICS_SHOWN if m != "bias_pct")
 
 
 def _notes_section(run: BacktestRun) -> str:
@@ -49,13 +52,15 @@ def _notes_section(run: BacktestRun) -> str:
 def _accuracy_sections(run: BacktestRun, bands: dict[str, tuple[str, str]]) -> str:
     accuracy = overall_accuracy(run.summary(METRICS_SHOWN), run.metrics, bands)
     history, cold_only = split_by_history(accuracy)
-    legend = ("<p class=\"note\">WAPE and sMAPE in percent; MASE scaled per series and window by "
-              "the in-sample mean absolute one-step difference; coverage = share of actuals "
+    legend = ("<p class=\"note\">WAPE, bias_pct and sMAPE in percent (bias_pct: total forecast "
+              "over total actual, minus 1; negative = under-forecast); MASE scaled per series "
+              "and window by the in-sample mean absolute one-step difference, RMSSE by the "
+              "in-sample root mean squared one-step difference (M5); coverage = share of actuals "
               "inside the model's band (lowest to highest quantile), nominal = the share it "
               "should hold (q0.9 - q0.1 = 0.8); seconds = wall time of fit + predict over all "
               "windows.</p>")
     parts = [section("accuracy-history", "Overall accuracy: models that read history",
-                     html_table(history, best_lowest=METRICS_SHOWN) + legend
+                     html_table(history, best_lowest=BEST_LOWEST) + legend
                      if history.height else "<p>No model that reads history was run.</p>")]
     if cold_only.height:
         parts.append(section(
@@ -63,7 +68,7 @@ def _accuracy_sections(run: BacktestRun, bands: dict[str, tuple[str, str]]) -> s
             "<p>These models never read a series' own sales (they forecast from similar items "
             "or from age since launch), so their error is what a new item's forecast would "
             "get; compare them with each other, not with the models above.</p>"
-            + html_table(cold_only, best_lowest=METRICS_SHOWN)))
+            + html_table(cold_only, best_lowest=BEST_LOWEST)))
     return "".join(parts)
 
 
@@ -74,6 +79,14 @@ def _market_tables(run: BacktestRun) -> str:
     parts = [html_table(pl.concat([history, cold_only]), best_lowest=markets),
              "<p class=\"note\">Cold-start-only models, if any, are the last rows.</p>"
              if cold_only.height else ""]
+    bias = per_market(run.metrics, "bias_pct")
+    if bias.height:
+        parts.append("<h3>Bias (%) per market</h3>" + html_table(bias))
+    rmsse = per_market(run.metrics, "RMSSE")
+    if rmsse.height:
+        parts.append("<h3>RMSSE per market</h3>"
+                     + html_table(rmsse, best_lowest=tuple(c for c in rmsse.columns
+                                                          if c != "model")))
     coverage = per_market(run.metrics, "coverage")
     if coverage.height:
         parts.append("<h3>Interval coverage per market</h3>" + html_table(coverage))
@@ -120,6 +133,8 @@ def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> Non
                      f'{html.escape(market)}</div>')
         plots.append(figures.html(series_figure(run, item, market, shown, bands, catalogue)))
     cold_html = cold_start_section(run, catalogue, figures, shown, bands)
+    steps = per_step(run.forecasts, shown)
+    steps_html = (html_table(steps) if steps.height else "<p>No forecasts.</p>")
     protocol = run.protocol
     log = ", ".join(f"{k.replace('_', ' ')}: {v:,}" for k, v in run.panel.log.items())
     body = f"""
@@ -130,6 +145,7 @@ periods (freq {run.panel.freq}). Rolling origin: {protocol.windows} windows of h
 else 'fitted once'}; forecasts clipped at 0.</p>
 <p class="note">Panel build log: {html.escape(log)}</p>
 {section("trust", "Which model to trust per market", trust_html)}
+{section("bias", "Do the forecasts add up? Bias per market", bias_section(run.metrics, ranked))}
 {_accuracy_sections(run, bands)}
 <h2>Model notes</h2>
 <p class="note">What the models reported while fitting: encoder fallbacks, masked images or
@@ -138,6 +154,7 @@ texts, modalities configured but not used.</p>
 <h2>WAPE (%) per market</h2>
 {_market_tables(run)}
 {market_plot}
+{section("steps", "Error and bias per horizon step", steps_html)}
 <h2>Forecasts vs actuals</h2>
 <p>The three largest series by test-period units, then three sampled among the smaller half
 (seed {seed}). Models shown: {html.escape(', '.join(shown))}. The shaded band is the first

@@ -58,7 +58,7 @@ def cold_series(run: BacktestRun) -> pl.DataFrame:
 
 
 def errors_by_model(rows: pl.DataFrame) -> pl.DataFrame:
-    """WAPE, MASE and interval coverage of each model on ``rows`` (forecast rows), with the
+    """WAPE, bias, MASE and interval coverage of each model on ``rows`` (forecast rows), with the
     number of points scored and whether the model reads history."""
     out = []
     for model in rows["model"].unique(maintain_order=True).to_list():
@@ -66,9 +66,11 @@ def errors_by_model(rows: pl.DataFrame) -> pl.DataFrame:
         values = dict(zip(scored["metric"].to_list(), scored["value"].to_list(), strict=True))
         out.append({"model": model, "reads history": "yes" if reads_history(model) else "no",
                     "points": model_rows(rows, model).height, "WAPE": values.get("WAPE"),
-                    "MASE": values.get("MASE"), "coverage": values.get("coverage")})
+                    "bias_pct": values.get("bias_pct"), "MASE": values.get("MASE"),
+                    "coverage": values.get("coverage")})
     schema = {"model": pl.Utf8, "reads history": pl.Utf8, "points": pl.Int64,
-              "WAPE": pl.Float64, "MASE": pl.Float64, "coverage": pl.Float64}
+              "WAPE": pl.Float64, "bias_pct": pl.Float64, "MASE": pl.Float64,
+              "coverage": pl.Float64}
     return pl.DataFrame(out, schema=schema).sort("WAPE", nulls_last=True)
 
 

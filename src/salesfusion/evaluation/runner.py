@@ -58,7 +58,8 @@ class BacktestRun:
     # results stand; the command's exit code says that some failed.
     failures: dict[str, str] = field(default_factory=dict)
 
-    def summary(self, metrics: tuple[str, ...] = ("WAPE", "MASE", "sMAPE", "RMSE")) -> pl.DataFrame:
+    def summary(self, metrics: tuple[str, ...] = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE",
+                                                  "RMSE")) -> pl.DataFrame:
         """Overall metrics per model over all windows, best WAPE first, with wall time."""
         overall = (self.metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
                                        & pl.col("metric").is_in(metrics))

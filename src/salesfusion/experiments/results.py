@@ -82,7 +82,8 @@ def _oracle(config: ExperimentConfig, forecasts: pl.DataFrame) -> pl.DataFrame:
         rows = (forecasts.filter(pl.col("dataset") == dataset.key)
                 .unique(["item_id", "market", "timestamp", "window"])
                 .select("item_id", "market", "timestamp", "window", "y_true",
-                        *[c for c in ("y_last", "mase_scale") if c in forecasts.columns])
+                        *[c for c in ("y_last", "mase_scale", "rmsse_scale")
+                          if c in forecasts.columns])
                 .join(truth.rename({"mean": "y_pred"}), on=["item_id", "market", "timestamp"],
                       how="inner"))
         if rows.height:
