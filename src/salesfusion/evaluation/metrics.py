@@ -122,15 +122,18 @@ def _order(columns: list[str]) -> list[str]:
 def _rmsse(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
     """RMSSE per group of ``by``: a series' scaled squared errors averaged, rooted, then
     averaged over the group's series (a nested aggregation, which one polars ``agg`` cannot
-    express)."""
+    express). Series are summed in key order, so the same forecasts give the same bits
+    whatever order their rows came in."""
     series = [c for c in _SERIES if c in frame.columns and c not in by]
     scaled = (frame.filter(pl.col("rmsse_scale") > 0)
               .with_columns(((pl.col("y_true") - pl.col("y_pred")) ** 2
                              / pl.col("rmsse_scale") ** 2).alias("_scaled")))
-    per_series = (scaled.group_by([*by, *series]).agg(pl.col("_scaled").mean().sqrt())
-                  if by or series else scaled.select(pl.col("_scaled").mean().sqrt()))
+    keys = [*by, *series]
+    per_series = (scaled.group_by(keys).agg(pl.col("_scaled").mean().sqrt()).sort(keys)
+                  if keys else scaled.select(pl.col("_scaled").mean().sqrt()))
     if by:
-        return per_series.group_by(by).agg(pl.col("_scaled").mean().alias("RMSSE"))
+        return per_series.group_by(by, maintain_order=True).agg(
+            pl.col("_scaled").mean().alias("RMSSE"))
     return per_series.select(pl.col("_scaled").mean().cast(pl.Float64).alias("RMSSE"))
 
 
