@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -52,6 +53,10 @@ from salesfusion.data.panel_grid import SERIES_KEY, aggregate_periods, grid_rows
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
+from salesfusion.frames import is_pandas, panel_data, to_polars, to_polars_or_none
+
+# The tables a Panel may be given as pandas frames (``data`` first).
+_FRAMES = ("data", "items", "markets", "events")
 
 
 @dataclass
@@ -80,6 +85,16 @@ class Panel:
     events: pl.DataFrame | None = None
     covariate_tables: list[CovariateTable] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # pandas frames (``data``, ``items``, ``markets``, ``events``) are converted to polars
+        # here, once (see ``salesfusion.frames``).
+        if not any(is_pandas(getattr(self, name)) for name in _FRAMES):
+            return
+        if is_pandas(self.data):
+            self.data = panel_data(self.data)
+        for name in _FRAMES[1:]:
+            setattr(self, name, to_polars_or_none(getattr(self, name), f"Panel {name}"))
+
     @property
     def periods(self) -> pl.Series:
         return self.data["timestamp"].unique().sort()
@@ -101,10 +116,12 @@ class Panel:
     def between(self, first: datetime, last: datetime) -> Panel:
         return replace(self, data=self.data.filter(pl.col("timestamp").is_between(first, last)))
 
-    def with_plan(self, plan: pl.DataFrame, where: str = "plan") -> Panel:
+    def with_plan(self, plan: pl.DataFrame | Any, where: str = "plan") -> Panel:
         """The panel with a what-if plan of future-known covariates (prices, promotions) in
-        place of its own values (see ``data.covariate_tables.apply_plan``)."""
-        return replace(self, covariate_tables=apply_plan(self.covariate_tables, plan,
+        place of its own values (see ``data.covariate_tables.apply_plan``); ``plan`` may be a
+        polars or a pandas DataFrame."""
+        return replace(self, covariate_tables=apply_plan(self.covariate_tables,
+                                                         to_polars(plan, where),
                                                          self.future_known, where))
 
     def select_series(self, keys: pl.DataFrame) -> Panel:

@@ -22,6 +22,7 @@ import polars as pl
 from salesfusion.data.covariate_tables import CovariateTable
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
+from salesfusion.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
 from salesfusion.models.config import ModelConfig, config_from_defaults, validate_config
 
@@ -113,6 +114,8 @@ class Forecaster(ABC):
 
     # --- public interface ---------------------------------------------------------------------
     def fit(self, panel: Panel) -> Self:
+        """Fit on ``panel`` (its frames may have been given as pandas: ``Panel`` converts)."""
+        panel = as_panel(panel, f"model '{self.name}': fit")
         if panel.data.height == 0:
             raise InputError(f"model '{self.name}': cannot fit on an empty panel")
         if len(panel.periods) < self.min_history:
@@ -126,9 +129,15 @@ class Forecaster(ABC):
         return self
 
     def predict(self, horizon: int, history: Panel | None = None,
-                series: pl.DataFrame | None = None) -> pl.DataFrame:
+                series: pl.DataFrame | Any | None = None,
+                as_pandas: bool | None = None) -> pl.DataFrame | Any:
         """Forecast ``horizon`` periods after the end of ``history`` (the training panel when
-        None) for ``series`` (every series of ``history`` when None)."""
+        None) for ``series`` (every series of ``history`` when None; polars or pandas). The
+        forecast is polars, or pandas when ``series`` was pandas or ``as_pandas`` is True."""
+        pandas = wants_pandas(as_pandas, series)
+        series = to_polars_or_none(series, "series")
+        history = as_panel(history, f"model '{self.name}': predict") if history is not None \
+            else None
         if not self._fitted:
             raise NotFittedError(f"model '{self.name}' is not fitted; call fit() or load()")
         if horizon < 1:
@@ -147,7 +156,7 @@ class Forecaster(ABC):
         forecast = self._predict(horizon, history, series)
         items = history.items if history.items is not None else self._history.items
         forecast = _flag_history_and_launch(forecast, history, items)
-        return forecast.sort(*SERIES_KEY, "timestamp")
+        return returned(forecast.sort(*SERIES_KEY, "timestamp"), pandas)
 
     def predict_launch(self, launches: pl.DataFrame, horizon: int,
                        history: Panel | None = None) -> pl.DataFrame:
