@@ -68,6 +68,7 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
     of either leaves neither (only a failed publication, a rename, could leave the rows)."""
     from salesfusion.data.sql_write import write_forecasts
     from salesfusion.evaluation.report import write_report
+    from salesfusion.evaluation.report_launch import write_launch_report
     from salesfusion.evaluation.runner import backtest_models
 
     # Too short a panel, or a cutoff with no train or test item, fails before anything is written.
@@ -85,15 +86,16 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
             run.write(staging, forecasts=not partitioned)
             if partitioned:
                 write_dataset(run.forecasts, staging, DATASET)
-            if not launch:  # the HTML report describes rolling windows only
-                with progress.stage("Writing the report"):
-                    write_report(run, staging / "report.html", title=title)
+            with progress.stage("Writing the report"):
+                # The launch report's axis is age since launch, not the rolling windows'.
+                writer = write_launch_report if launch else write_report
+                writer(run, staging / "report.html", title=title)
         if target is not None:
             rows = write_forecasts(_with_origin(run.forecasts, panel, protocol), target.url,
                                    target.table, str(run_id))
     _print_summary(run.summary())
     if out is not None:
-        written = "metrics_since_launch.csv" if launch else "report.html"
+        written = "metrics_since_launch.csv, report.html" if launch else "report.html"
         forecasts = "forecasts/ (partitioned)" if out_format == "partitioned" \
             else "forecasts.parquet"
         console.print(f"Wrote {out}/metrics.csv, {forecasts}, notes.json and {written}")

@@ -17,6 +17,15 @@ first periods in a market it enters on or after the cutoff, having sold elsewher
 the model is fitted on every row before the cutoff, the item's other markets included, so it
 can forecast the entry from the item's history abroad as well as its content. The validation
 series are the market entries of the ``validation_periods`` before the cutoff.
+
+RMSSE of a launch: M5 scales a series' RMSE by its own in-sample one-step naive RMSE, which a
+new series does not have. The launch backtest scales it instead by its market's **launch
+scale** (``launch_scale``): the root mean squared one-step difference of the training
+launches' first H periods from launch in that market (the series the model was fitted on,
+pooled; the step from "not yet selling" to the first period is not a difference, as M5 starts
+a series at its first sale). So a launch RMSSE of 1 is an error as large as a typical
+week-to-week swing of a new item in that market. A market with no training launch (nothing to
+scale by) has no RMSSE; MASE stays null, being the absolute-error scale's question.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from salesfusion.data.frequency import offset, truncate_to_period
-from salesfusion.data.launches import item_launches, with_period_since_launch
+from salesfusion.data.launches import item_launches, launch_rows, with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.evaluation.backtest import FORECAST_COLUMNS, model_rows, scored_window
@@ -201,8 +210,9 @@ def run_launch_backtest(model: Forecaster, panel: Panel, protocol: LaunchProtoco
     """Forecast every test series' first H periods from launch at each cutoff.
 
     Columns as the rolling backtest's (``item_id, market, timestamp, model, window, y_true,
-    y_pred``, quantiles) plus ``period_since_launch``; a launch has no history, so MASE and the
-    direction metrics, which need one, are null. Forecasts are clipped at 0.
+    y_pred``, quantiles) plus ``period_since_launch`` and ``rmsse_scale`` (the market's launch
+    scale, ``launch_scale``, so RMSSE can be recomputed from the file); a launch has no history,
+    so MASE and the direction metrics, which need one, are null. Forecasts are clipped at 0.
     """
     frames = []
     for window, cutoff in enumerate(protocol.cutoff_periods(panel)):
@@ -214,13 +224,30 @@ def run_launch_backtest(model: Forecaster, panel: Panel, protocol: LaunchProtoco
         actuals = split.test_actuals(panel, protocol.horizon).select(
             *SERIES_KEY, "timestamp", pl.col("y").alias("y_true"))
         joined, quantiles = scored_window(actuals, forecast, model.name, window)
-        frames.append(joined.select(*FORECAST_COLUMNS, "period_since_launch", *quantiles))
+        joined = joined.join(launch_scale(train, protocol.horizon), on="market", how="left")
+        frames.append(joined.select(*FORECAST_COLUMNS, "period_since_launch", *quantiles,
+                                    "rmsse_scale"))
         if on_window:
             on_window(WindowDone(
                 model=model.name, window=window, windows=protocol.windows, origin=cutoff,
                 seconds=time.perf_counter() - started, refitted=True,
                 notes=tuple(getattr(fitted, "notes", ()))))
     return pl.concat(frames, how="diagonal")
+
+
+def launch_scale(train: Panel, horizon: int) -> pl.DataFrame:
+    """``market, rmsse_scale``: per market, the root mean squared one-step difference of the
+    training launches' first ``horizon`` periods (``data.launches.launch_rows``), pooled over
+    them; what a launch's RMSE is scaled by, new series having no in-sample scale of their own.
+    Without true launches in ``train`` (every series starts with the panel) there is none."""
+    rows, launched = launch_rows(train, horizon)
+    if not launched:
+        return pl.DataFrame(schema={"market": pl.String, "rmsse_scale": pl.Float64})
+    steps = rows.sort(*SERIES_KEY, "period_since_launch").with_columns(
+        pl.col("y").cast(pl.Float64).diff().over(SERIES_KEY).alias("_step"))
+    return (steps.drop_nulls("_step").group_by("market")
+            .agg((pl.col("_step") ** 2).mean().sqrt().alias("rmsse_scale"))
+            .filter(pl.col("rmsse_scale") > 0).sort("market"))
 
 
 def since_launch_metrics(forecasts: pl.DataFrame) -> pl.DataFrame:
