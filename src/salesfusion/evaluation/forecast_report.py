@@ -130,8 +130,6 @@ def _backtest_record(backtest: pl.DataFrame, model_name: str) -> str:
 def _markets(forecast: pl.DataFrame, history: Panel, band: tuple[str, str] | None,
              figures: Figures) -> str:
     quantiles = list(band or ())
-    totals = (forecast.group_by("market", "timestamp")
-              .agg(pl.col("y_pred", *quantiles).sum()).sort("market", "timestamp"))
     table = (forecast.group_by("market")
              .agg(pl.col("y_pred").sum().alias("forecast units"),
                   *[pl.col(q).sum() for q in quantiles],
@@ -139,27 +137,79 @@ def _markets(forecast: pl.DataFrame, history: Panel, band: tuple[str, str] | Non
                   pl.struct(SERIES_KEY).filter(pl.col("cold_start")).n_unique()
                   .alias("cold-start series"))
              .sort("forecast units", "market", descending=[True, False]))
-    past = history.data.group_by("market", "timestamp").agg(pl.col("y").sum())
-    figure = go.Figure()
-    for index, market in enumerate(table["market"].head(MARKETS_PLOTTED).to_list()):
-        ahead = totals.filter(pl.col("market") == market)
-        if band:
-            add_band(figure, ahead["timestamp"], ahead[band[0]], ahead[band[1]],
-                     name=f"{market} {band_name('', *band).strip()}",
-                     colour_hex=colour(index), group=market, show_legend=False)
-        before = past.filter(pl.col("market") == market).sort("timestamp").tail(HISTORY_SHOWN)
-        figure.add_trace(go.Scatter(x=before["timestamp"], y=before["y"], name=market,
-                                    legendgroup=market, line={"color": colour(index)}))
-        figure.add_trace(go.Scatter(x=ahead["timestamp"], y=ahead["y_pred"], showlegend=False,
-                                    name=f"{market} forecast", legendgroup=market,
-                                    mode="lines+markers",
-                                    line={"color": colour(index), "dash": "dash"}))
-    figure_layout(figure, "Units per market: history (solid), forecast (dashed)", height=420)
+    markets = table["market"].head(MARKETS_PLOTTED).to_list()
+    plots = "".join(figures.html(f) for f in market_figures(forecast, history, band, markets))
     note = ("<p class=\"note\">A market's band is the sum of its series' quantiles: wider than "
             "the interval of the total, since series' errors partly cancel.</p>" if band else "")
     shown = (f"<p class=\"note\">The {MARKETS_PLOTTED} largest markets are plotted.</p>"
              if table.height > MARKETS_PLOTTED else "")
-    return html_table(table) + note + figures.html(figure) + shown
+    return html_table(table) + note + _new_series_note(forecast, history) + plots + shown
+
+
+def market_figures(forecast: pl.DataFrame, history: Panel, band: tuple[str, str] | None,
+                   markets: list[str]) -> list[go.Figure]:
+    """Units per market, series with history apart from new ones: one figure of the series
+    that had history (their own history, solid, then their forecast, dashed) and one of the
+    cold-start series (launches: forecast only). Plotting a market's whole history against
+    the forecast of a few launches would read as a collapse of demand, so neither figure mixes
+    series the other holds. ``forecast`` carries ``cold_start`` (``_checked``)."""
+    figures = []
+    running = forecast.filter(~pl.col("cold_start"))
+    if running.height:
+        past = history.data.join(running.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
+        figures.append(_market_figure(
+            running, past, band, markets,
+            "Units per market, series with history: history (solid), forecast (dashed)"))
+    launches = forecast.filter(pl.col("cold_start"))
+    if launches.height:
+        figures.append(_market_figure(
+            launches, None, band, markets,
+            "Units per market, new series (launches, cold start): forecast only"))
+    return figures
+
+
+def _market_figure(forecast: pl.DataFrame, past: pl.DataFrame | None,
+                   band: tuple[str, str] | None, markets: list[str], title: str) -> go.Figure:
+    totals = (forecast.group_by("market", "timestamp")
+              .agg(pl.col("y_pred", *(band or ())).sum()).sort("market", "timestamp"))
+    figure = go.Figure()
+    for index, market in enumerate(markets):
+        ahead = totals.filter(pl.col("market") == market)
+        if ahead.height == 0:
+            continue
+        if band:
+            add_band(figure, ahead["timestamp"], ahead[band[0]], ahead[band[1]],
+                     name=f"{market} {band_name('', *band).strip()}",
+                     colour_hex=colour(index), group=market, show_legend=False)
+        if past is not None:
+            before = (past.filter(pl.col("market") == market).group_by("timestamp")
+                      .agg(pl.col("y").sum()).sort("timestamp").tail(HISTORY_SHOWN))
+            figure.add_trace(go.Scatter(x=before["timestamp"], y=before["y"],
+                                        name=f"{market} history", legendgroup=market,
+                                        line={"color": colour(index)}))
+        figure.add_trace(go.Scatter(x=ahead["timestamp"], y=ahead["y_pred"],
+                                    name=f"{market} forecast", legendgroup=market,
+                                    mode="lines+markers",
+                                    line={"color": colour(index), "dash": "dash"}))
+    return figure_layout(figure, title, height=420)
+
+
+def _new_series_note(forecast: pl.DataFrame, history: Panel) -> str:
+    """For a forecast with new series: what the markets' existing series sold, in words, as
+    the scale the launches' forecasts are not to be read against on one axis."""
+    new = forecast.filter(pl.col("cold_start"))
+    if new.height == 0:
+        return ""
+    recent = history.data.filter(pl.col("timestamp").is_in(
+        history.data["timestamp"].unique().sort().tail(HISTORY_SHOWN).implode()))
+    weekly = (recent.group_by("market", "timestamp").agg(pl.col("y").sum())
+              .group_by("market").agg(pl.col("y").mean()).sort("market"))
+    known = ", ".join(f"{html.escape(m)} {y:,.0f}" for m, y in weekly.iter_rows())
+    return (f"<p class=\"note\">{new.select(SERIES_KEY).unique().height:,} new series "
+            f"(launches or cold start) are plotted apart from the series with history: their "
+            f"forecast is what they add to a market, not the market's demand. For scale, all "
+            f"series with history sold per period over the last {HISTORY_SHOWN} periods: "
+            f"{known or 'none'}.</p>")
 
 
 def _series_figure(forecast: pl.DataFrame, history: Panel, item: str, market: str,
