@@ -24,7 +24,16 @@ from salesfusion.cli.common import (
     guarded,
     panel_from,
 )
-from salesfusion.cli.forecast_output import _backtest_metrics, _head, _report, _run_id, _write
+from salesfusion.cli.forecast_output import (
+    _backtest_metrics,
+    _head,
+    _report,
+    _run_id,
+    _write,
+    out_kind,
+    parse_service_level,
+    with_order_quantity,
+)
 from salesfusion.cli.launches import _launch_models, _launches
 from salesfusion.cli.output import OutFormat, check_out_format, staged_run
 from salesfusion.errors import InputError
@@ -131,7 +140,8 @@ def _on_ray(workers: int, address: str | None) -> Iterator[Any]:
 def predict(
     model: Annotated[Path, typer.Option(help="A saved model folder.")],
     out: Annotated[Path | None, typer.Option(
-        help="Forecasts Parquet file (optional with --to).")] = None,
+        help="Forecasts file, its format chosen by the suffix: .parquet, .csv or .xlsx (one "
+             "sheet per market and a totals sheet); optional with --to.")] = None,
     horizon: Annotated[int, typer.Option(min=1)] = 4,
     dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
     spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
@@ -153,7 +163,14 @@ def predict(
              "omitted).")] = None,
     plan: Annotated[Path | None, typer.Option(
         help="CSV/Parquet what-if plan: timestamp, item_id, market and future-known covariate "
-             "columns (price, promo, ...) to forecast under instead of the data's.")] = None,
+             "columns (price, promo, ...) to forecast under instead of the data's; also "
+             "writes <out stem>_plan_vs_base<suffix>: each planned series' units without "
+             "and with the plan.")] = None,
+    service_level: Annotated[str | None, typer.Option(
+        metavar="LEVEL", help="A probability in (0, 1), e.g. 0.9: adds order_quantity, the "
+                              "forecast's quantile at that level, beside y_pred (a model "
+                              "with quantiles; between two of its levels, "
+                              "interpolated).")] = None,
     to: ToUrl = None,
     to_table: ToTable = DEFAULT_TABLE,
     run_id: Annotated[str | None, typer.Option(
@@ -177,7 +194,9 @@ def predict(
     if out is None and to is None:
         raise InputError("Missing option '--out': give --out FILE.parquet, --to URL, or "
                          "both")
-    check_out_format(out_format, out, single_file=True)
+    check_out_format(out_format, out)
+    out_kind(out, out_format)  # an unknown suffix: refused before any work
+    level = parse_service_level(service_level)
     if run_id is not None and to is None:
         raise InputError("--run-id names the rows --to writes; give --to URL")
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
@@ -203,37 +222,63 @@ def predict(
     # The model's own frequency, not the spec's default: a weekly model forecasts weeks.
     panel = panel_from(dataset, spec, check_freq(freq) if freq else forecaster.freq,
                         None, None, None)
+    base, plan_frame = panel, None
     if plan is not None:
         from salesfusion.data.plans import load_plan
 
-        panel = panel.with_plan(load_plan(plan, panel), where=str(plan))
+        plan_frame = load_plan(plan, panel)
+        panel = panel.with_plan(plan_frame, where=str(plan))
     if target is not None and run_id is None:
         run_id = _run_id(model, forecaster.name, panel, horizon, plan,
                          [launch, launch_date, items, markets])
     if launch:
         launches = _launches(panel, launch_date, items, markets)
-        forecast = forecaster.predict_launch(launches, horizon, history=panel)
-        _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
-               target, run_id, out_format)
-        _report(report, forecast, panel, model, forecaster.name, record)
+
+        def forecast_from(history: Any) -> Any:
+            return forecaster.predict_launch(launches, horizon, history=history)
+    else:
+        series = panel.data.select(SERIES_KEY).unique(maintain_order=True)
+        if cold_start:
+            if panel.items is None:
+                raise InputError("--cold-start needs an items table in the dataset")
+            unsold = panel.items.select("item_id").join(series.select("item_id"), on="item_id",
+                                                        how="anti")
+            every_market = series.select("market").unique(maintain_order=True)
+            series = pl.concat([series, unsold.join(every_market, how="cross")])
+
+        def forecast_from(history: Any) -> Any:
+            return forecaster.predict(horizon, history=history, series=series)
+    forecast = forecast_from(panel)
+    note = None
+    if level is not None:  # before the plan's base forecast: a model without it fails fast
+        forecast, note = with_order_quantity(forecast, level, forecaster.name)
+    sides = {}
+    if plan_frame is not None:
+        from salesfusion.data.plans import plan_vs_base
+
+        sides["plan_vs_base"] = plan_vs_base(forecast_from(base), forecast, plan_frame)
+    written = _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
+                     target, run_id, out_format, sides)
+    _report(report, forecast, panel, model, forecaster.name, record)
+    if note is not None:
+        console.print(f"note: {note}")
+    if launch:
         console.print(f"{_head(out)}: {forecast.height:,} rows for {launches.height:,} launches "
                       f"({launches['item_id'].n_unique():,} items in "
                       f"{launches['market'].n_unique():,} markets), periods 1-{horizon} from "
                       f"launch")
-        return
-    series = panel.data.select(SERIES_KEY).unique(maintain_order=True)
-    if cold_start:
-        if panel.items is None:
-            raise InputError("--cold-start needs an items table in the dataset")
-        unsold = panel.items.select("item_id").join(series.select("item_id"), on="item_id",
-                                                    how="anti")
-        markets = series.select("market").unique(maintain_order=True)
-        series = pl.concat([series, unsold.join(markets, how="cross")])
-    forecast = forecaster.predict(horizon, history=panel, series=series)
-    _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out, target,
-           run_id, out_format)
-    _report(report, forecast, panel, model, forecaster.name, record)
-    cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
-    console.print(f"{_head(out)}: {forecast.height:,} rows for {series.height:,} series "
-                  f"({cold:,} without history; {int(forecast['before_launch'].sum()):,} rows "
-                  f"before launch, forecast as 0)")
+    else:
+        cold = forecast.filter(pl.col("cold_start")).select(SERIES_KEY).n_unique()
+        console.print(f"{_head(out)}: {forecast.height:,} rows for {series.height:,} series "
+                      f"({cold:,} without history; {int(forecast['before_launch'].sum()):,} "
+                      f"rows before launch, forecast as 0)")
+    if plan_frame is not None:
+        _plan_summary(sides["plan_vs_base"], written)
+
+
+def _plan_summary(table: Any, written: list[Path]) -> None:
+    base, planned = float(table["base_units"].sum()), float(table["plan_units"].sum())
+    change = f" ({100 * (planned / base - 1):+.1f} %)" if base else ""
+    where = f"; wrote {written[0]}" if written else ""
+    console.print(f"Plan vs base: {table.height:,} planned series, {base:,.1f} units without "
+                  f"the plan, {planned:,.1f} with it{change}{where}")

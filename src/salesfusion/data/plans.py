@@ -64,3 +64,25 @@ def load_plan(path: Path, panel: Panel) -> pl.DataFrame:
                              f"({', '.join(known)}) the data has no series for, first: "
                              f"{unknown.row(0)}")
     return frame
+
+
+def plan_vs_base(base: pl.DataFrame, planned: pl.DataFrame, plan: pl.DataFrame) -> pl.DataFrame:
+    """Each planned series' forecast units over the horizon without the plan (``base``'s
+    ``y_pred``) and with it (``planned``'s), and the difference in units and in % of the base
+    (empty where the base is 0). A planned series is one the plan's key columns name (every
+    series of a market for a market-keyed plan; every series when it names neither)."""
+    keys = [k for k in SERIES_KEY if k in plan.columns]
+
+    def units(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+        return frame.group_by(SERIES_KEY).agg(pl.col("y_pred").sum().alias(name))
+
+    table = units(base, "base_units").join(units(planned, "plan_units"), on=SERIES_KEY,
+                                           how="full", coalesce=True)
+    if keys:
+        table = table.join(plan.select(keys).unique(), on=keys, how="semi")
+    difference = pl.col("plan_units") - pl.col("base_units")
+    return (table.with_columns(pl.col("base_units", "plan_units").fill_null(0.0))
+            .with_columns(difference.alias("diff_units"),
+                          pl.when(pl.col("base_units") != 0)
+                          .then(100 * difference / pl.col("base_units")).alias("diff_pct"))
+            .sort(SERIES_KEY))
