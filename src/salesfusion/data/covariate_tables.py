@@ -17,7 +17,9 @@ Where the tables come from:
   table (a list of planned weekly prices and promotions) and past-only for a transaction log (a
   price is only seen where something sold, so reading it for a forecast period would leak that
   a sale happened);
-- each exogenous table of the spec, keyed by period and by any of market, item or attribute.
+- each exogenous table of the spec, keyed by period and by any of market, item or attribute;
+- each promotion calendar (date ranges, ``data.promotions``), keyed the same ways: the share of
+  each period's days on promotion, future-known.
 
 Tables are kept whole (not cut at a backtest origin): future-known values are known ahead by
 declaration, and consumers read past-only channels at history periods only.
@@ -30,7 +32,9 @@ from dataclasses import dataclass, replace
 import polars as pl
 
 from salesfusion.data.frequency import truncate_to_period
-from salesfusion.data.spec import SALES_COVARIATE_ROLES, DatasetSpec
+from salesfusion.data.promotions import period_shares
+from salesfusion.data.spec import DatasetSpec, PromotionSpec, TableSpec
+from salesfusion.data.spec_roles import SALES_COVARIATE_ROLES
 from salesfusion.errors import InputError
 
 # Channels entered as log values, so that a price ratio is a difference.
@@ -84,17 +88,28 @@ def sales_table(panel: pl.DataFrame, channels: list[str]) -> CovariateTable | No
 
 def exogenous_tables(spec: DatasetSpec, frames: list[pl.DataFrame],
                      freq: str) -> list[tuple[CovariateTable, list[str], list[str]]]:
-    """Each exogenous table per period (values averaged within a period), with its past-only
-    and future-known channel names. An attribute-keyed table gives one table per attribute it
-    applies to, its channels named ``<column>_by_<attribute>``."""
+    """Each exogenous table per period (values averaged within a period), then each promotion
+    calendar (``frames`` holds its ranges after the exogenous tables, see ``data.promotions``)
+    as the share of each period's days on promotion, with their past-only and future-known
+    channel names. An attribute-keyed table gives one table per attribute it applies to, its
+    channels named ``<column>_by_<attribute>``."""
+    tables: list[tuple[str, TableSpec]] = [
+        *((f"exogenous[{i}]", t) for i, t in enumerate(spec.exogenous)),
+        *((f"promotions[{i}]", t) for i, t in enumerate(spec.promotions))]
     out = []
-    for index, (table_spec, frame) in enumerate(zip(spec.exogenous, frames, strict=True)):
-        columns = list(dict.fromkeys([*table_spec.past_only, *table_spec.future_known]))
+    for (name, table_spec), frame in zip(tables, frames, strict=True):
         keys = [k for k in ("item_id", "market", "attribute") if k in table_spec.columns]
-        per_period = (frame.with_columns(truncate_to_period(pl.col("timestamp"), freq))
-                      .group_by(*keys, "timestamp").agg([pl.col(c).mean() for c in columns])
-                      .sort(*keys, "timestamp"))
-        source = f"exogenous[{index}] ({spec.resolve(table_spec.path)})"
+        if isinstance(table_spec, PromotionSpec):
+            columns = [table_spec.name]
+            past_only, future_known = [], columns  # a calendar is planned: known ahead
+            per_period = period_shares(frame, keys, freq, table_spec.name)
+        else:
+            columns = list(dict.fromkeys([*table_spec.past_only, *table_spec.future_known]))
+            past_only, future_known = table_spec.past_only, table_spec.future_known
+            per_period = (frame.with_columns(truncate_to_period(pl.col("timestamp"), freq))
+                          .group_by(*keys, "timestamp").agg([pl.col(c).mean() for c in columns])
+                          .sort(*keys, "timestamp"))
+        source = f"{name} ({spec.resolve(table_spec.path)})"
         for attribute in table_spec.attribute_of or [None]:
             names = {c: f"{c}_by_{attribute}" if attribute else c for c in columns}
             renamed = per_period.rename(
@@ -102,8 +117,8 @@ def exogenous_tables(spec: DatasetSpec, frames: list[pl.DataFrame],
             table_keys = tuple(attribute if k == "attribute" else k for k in keys)
             table = CovariateTable(frame=renamed, keys=(*table_keys, "timestamp"),
                                    channels=tuple(names.values()), source=source)
-            out.append((table, [names[c] for c in columns if c in table_spec.past_only],
-                        [names[c] for c in columns if c in table_spec.future_known]))
+            out.append((table, [names[c] for c in columns if c in past_only],
+                        [names[c] for c in columns if c in future_known]))
     return out
 
 

@@ -70,3 +70,57 @@ def attach_fx(panel: pl.DataFrame, markets: pl.DataFrame, rates: pl.DataFrame) -
     joined = (panel.join(currency, on="market", how="left", maintain_order="left")
               .join(rates, on=["currency", "timestamp"], how="left", maintain_order="left"))
     return joined.with_columns((pl.col("price") * pl.col("fx_rate")).alias("price_local"))
+
+
+def rates_on(fx: pl.DataFrame, days: pl.DataFrame, max_staleness_days: int) -> pl.Series:
+    """The rate (units per 1 base currency) of each row of ``days`` (columns ``currency`` and
+    ``day``, a midnight datetime): the latest quote of that currency on or before the day, and
+    null when there is none within ``max_staleness_days`` (an FX table has no weekend quotes,
+    so a Saturday order takes Friday's rate; an older quote would be a guess)."""
+    quotes = fx.select("currency", pl.col("timestamp").dt.truncate("1d").alias("day"),
+                       "rate").unique(["currency", "day"], keep="last").sort("day")
+    wanted = days.select("currency", "day").with_row_index("_order").sort("day")
+    found = wanted.join_asof(quotes, on="day", by="currency", strategy="backward",
+                             tolerance=f"{max_staleness_days}d", check_sortedness=False)
+    return found.sort("_order")["rate"]
+
+
+def to_reporting_currency(sales: pl.DataFrame, fx: pl.DataFrame, reporting: str,
+                          max_staleness_days: int, where: str, column: str,
+                          fx_where: str) -> pl.DataFrame:
+    """Sales rows (roles as columns, ``_row`` their data row numbers) with ``price`` and
+    ``revenue`` converted from each row's ``currency`` into ``reporting`` at the order date's
+    rates. A row whose currency (or the reporting currency) has no rate on its date is refused,
+    naming the file, the currency column, the row and the code: converting it at a made-up rate
+    would scale that market's demand value silently."""
+    amounts = [role for role in ("price", "revenue") if role in sales.columns]
+    frame = sales.with_columns(pl.col("currency").str.strip_chars().str.to_uppercase())
+    if not amounts:
+        return frame
+    # Rows with nothing to convert need no rate: a reporting-currency row, or one without price.
+    convert = (pl.col("currency") != reporting) & pl.any_horizontal(
+        pl.col(a).is_not_null() for a in amounts)
+    todo = frame.filter(convert).select(
+        "_row", "currency", pl.col("timestamp").dt.truncate("1d").alias("day"))
+    if todo.height == 0:
+        return frame
+    own = rates_on(fx, todo, max_staleness_days)
+    target = rates_on(fx, todo.with_columns(pl.lit(reporting).alias("currency")),
+                      max_staleness_days)
+    todo = todo.with_columns(own.alias("_own"), target.alias("_target"))
+    missing = todo.filter(pl.col("_own").is_null() | pl.col("_target").is_null())
+    if missing.height:
+        known = set(fx["currency"].unique().to_list())
+        shown = ", ".join(
+            f"data row {row} ({code!r} on {day:%Y-%m-%d}"
+            f"{'' if code in known else ', a currency the FX table lacks'})"
+            for row, code, day in missing.head(SHOWN_RATES).select("_row", "currency", "day")
+            .rows())
+        raise InputError(f"{where}: column '{column}' (role currency): no exchange rate into "
+                         f"{reporting} within {max_staleness_days} days before the order date "
+                         f"in {fx_where} for {missing.height} row(s), first: {shown}")
+    # Units per base currency: amount / own rate is in the base, times the target rate.
+    factor = todo.select("_row", (pl.col("_target") / pl.col("_own")).alias("_factor"))
+    joined = frame.join(factor, on="_row", how="left", maintain_order="left")
+    return joined.with_columns([(pl.col(a) * pl.col("_factor").fill_null(1.0)).alias(a)
+                                for a in amounts]).drop("_factor")

@@ -14,6 +14,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from salesfusion.data.cleaning import CleaningPolicy
 from salesfusion.data.frequency import FREQUENCIES, Frequency
 from salesfusion.data.order_fields import check_fill_order_fields
+from salesfusion.data.spec_roles import (
+    LIST_TABLES,
+    OPTIONAL_ROLES,
+    REQUIRED_ROLES,
+    check_exogenous_keys,
+    check_promotion_keys,
+)
 from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
 
@@ -24,31 +31,6 @@ TableFormat = Literal["csv", "parquet", "duckdb", "postgresql"]
 DEFAULT_URL_ENV = "SALESFUSION_DATABASE_URL"
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _QUERY_START = re.compile(r"\s*(select|with|table|values)\b", re.IGNORECASE)
-
-# Which roles each table must map, and which it may map (DESIGN.md section 2).
-# ``market`` is optional in sales and events: a single-market shop leaves it out and every row
-# belongs to the spec's ``single_market``.
-REQUIRED_ROLES: dict[str, tuple[str, ...]] = {
-    "sales": ("item_id", "timestamp", "quantity"),
-    "items": ("item_id",),
-    "markets": ("market",),
-    "exogenous": ("timestamp",),
-    "reviews": ("item_id", "timestamp", "text"),
-    "events": ("timestamp",),
-}
-OPTIONAL_ROLES: dict[str, tuple[str, ...]] = {
-    "sales": ("market", "price", "revenue", "promo", "channel", "invoice"),
-    "items": ("title", "description", "image", "launch_date", "end_date"),
-    "markets": ("currency", "maturity", "region", "language"),
-    # An exogenous table is keyed by period and optionally by market, by item (``item_id``) or
-    # by the value of an item attribute (``attribute``, with ``attribute_of``).
-    "exogenous": ("market", "item_id", "attribute"),
-    "reviews": ("rating", "market", "image"),
-    "events": ("market", "item_id", "kol_id", "audience", "duration"),
-}
-# Sales roles that become per-(item, market, period) covariates of every model.
-SALES_COVARIATE_ROLES = ("price", "promo")
-
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -151,6 +133,15 @@ class TableSpec(_Strict):
         return list(dict.fromkeys([*self.columns.values(), *covariates]))
 
 
+class PromotionSpec(TableSpec):
+    """A promotion calendar: date ranges (roles ``start``, ``end``) expanded to the panel's
+    periods as one future-known covariate, the share of the period's days on promotion
+    (``data.promotions``)."""
+
+    # The covariate's name (``<name>_by_<attribute>`` for an attribute-keyed calendar).
+    name: str = Field("promo_share", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def table_parts(name: str) -> tuple[str, ...]:
     """``[schema.]name`` as its parts (quoted as identifiers wherever they are used, so any
     characters but the dot are allowed); ValueError naming the value otherwise."""
@@ -195,6 +186,8 @@ class DatasetSpec(_Strict):
     exogenous: list[TableSpec] = Field(default_factory=list)
     reviews: TableSpec | None = None
     events: TableSpec | None = None
+    # One calendar or a list, each keyed its own way (roles as for exogenous tables).
+    promotions: list[PromotionSpec] = Field(default_factory=list)
     fx: FxSpec | None = None
     cleaning: CleaningPolicy = Field(default_factory=CleaningPolicy)
     # Folder that image paths are relative to (the spec's folder when None); a path that
@@ -207,7 +200,7 @@ class DatasetSpec(_Strict):
     def _upper_freq(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
 
-    @field_validator("exogenous", mode="before")
+    @field_validator("exogenous", "promotions", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
         return [] if value is None else [value] if isinstance(value, dict) else value
@@ -227,11 +220,15 @@ class DatasetSpec(_Strict):
             if unknown:
                 raise ValueError(f"table '{table_name}' maps unknown role(s) {unknown}; "
                                  f"known roles are {sorted(known)}")
-            if kind != "exogenous" and table.attribute_of:
-                raise ValueError(f"table '{table_name}': 'attribute_of' is for exogenous tables")
+            if kind not in LIST_TABLES and table.attribute_of:
+                raise ValueError(f"table '{table_name}': 'attribute_of' is for exogenous and "
+                                 f"promotions tables")
             check_fill_order_fields(table_name, table.columns, table.fill_order_fields)
+        categorical = self.items.static_categorical if self.items else []
         for index, table in enumerate(self.exogenous):
-            self._check_exogenous_keys(f"exogenous[{index}]", table)
+            check_exogenous_keys(f"exogenous[{index}]", table, categorical)
+        for index, table in enumerate(self.promotions):
+            check_promotion_keys(f"promotions[{index}]", table, categorical)
         if "market" in self.sales.columns and self.events and \
                 "market" not in self.events.columns:
             raise ValueError("the sales table maps 'market', so the events table must too")
@@ -239,29 +236,19 @@ class DatasetSpec(_Strict):
             raise ValueError("an 'fx' table needs a 'markets' table that maps the 'currency' role")
         if self.fx is not None and self.currency is None:
             raise ValueError("an 'fx' table needs the sales 'currency' (the prices' currency)")
+        if "currency" in self.sales.columns and (self.fx is None or self.currency is None):
+            raise ValueError("the sales table maps 'currency' (each row's price currency): the "
+                             "spec needs an 'fx' table and 'currency' (the reporting currency "
+                             "prices are converted into)")
         return self
 
-    def _check_exogenous_keys(self, name: str, table: TableSpec) -> None:
-        if ("attribute" in table.columns) != bool(table.attribute_of):
-            raise ValueError(f"table '{name}': the 'attribute' role and 'attribute_of' (the "
-                             f"items columns its values belong to) go together")
-        if "attribute" in table.columns and "item_id" in table.columns:
-            raise ValueError(f"table '{name}' is keyed by item or by attribute, not both")
-        if table.attribute_of:
-            declared = set(self.items.static_categorical) if self.items else set()
-            unknown = [a for a in table.attribute_of if a not in declared]
-            if unknown:
-                raise ValueError(f"table '{name}': attribute_of names {unknown}, which are not "
-                                 f"static_categorical columns of the items table")
-        if not table.past_only and not table.future_known:
-            raise ValueError(f"table '{name}' declares no covariate column: list its columns "
-                             f"under past_only or future_known")
-
     def named_tables(self) -> list[tuple[str, TableSpec]]:
-        """Every table of the spec with its name (``exogenous[i]`` for the exogenous ones)."""
+        """Every table of the spec with its name (``exogenous[i]``, ``promotions[i]`` for the
+        tables of a list)."""
         named = [(name, getattr(self, name)) for name in REQUIRED_ROLES
-                 if name != "exogenous" and getattr(self, name) is not None]
-        return named + [(f"exogenous[{i}]", table) for i, table in enumerate(self.exogenous)]
+                 if name not in LIST_TABLES and getattr(self, name) is not None]
+        return named + [(f"{kind}[{i}]", table) for kind in LIST_TABLES
+                        for i, table in enumerate(getattr(self, kind))]
 
     def resolve(self, path: str) -> Path:
         """A table path relative to the spec file's folder (a PostgreSQL table's label as it

@@ -21,14 +21,21 @@ import polars as pl
 
 from salesfusion.data.columns import SHOWN_ROWS, cast_numeric, cast_text, first_rows
 from salesfusion.data.dates import cast_time
+from salesfusion.data.findings import Finding
 from salesfusion.data.fx import long_rates
 from salesfusion.data.io import read_raw
-from salesfusion.data.order_fields import ORDER_LEVEL_ROLES, blank, fill_order_fields
+from salesfusion.data.order_fields import (
+    ORDER_LEVEL_ROLES,
+    blank,
+    fill_order_fields,
+    order_export_rows,
+)
+from salesfusion.data.promotions import promotion_ranges
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
 from salesfusion.errors import InputError
 
 NUMERIC_ROLES = {"quantity", "price", "revenue", "promo", "rating", "audience", "duration"}
-TIME_ROLES = {"timestamp", "launch_date", "end_date"}
+TIME_ROLES = {"timestamp", "launch_date", "end_date", "cancelled_at", "start", "end"}
 TEXT_ROLES = {"item_id", "market", "title", "description", "text", "image", "invoice",
               "currency", "maturity", "region", "language", "channel", "kol_id", "attribute"}
 # Tables whose rows belong to the spec's ``single_market`` when they map no market column.
@@ -36,9 +43,10 @@ MARKET_FILLED = ("sales", "events")
 # Optional roles that key a table's rows: a blank one places a row nowhere. (An event's item id
 # may be blank: the event is market-wide.)
 BLANK_KEYS: dict[str, tuple[str, ...]] = {
-    "sales": ("market",),
+    "sales": ("market", "currency"),
     "events": ("market",),
     "exogenous": ("market", "item_id", "attribute"),
+    "promotions": ("market", "item_id", "attribute"),
 }
 KEY_ROLES: dict[str, tuple[str, ...]] = {
     "items": ("item_id",),
@@ -54,17 +62,23 @@ class Tables:
     sales: pl.DataFrame
     items: pl.DataFrame | None = None
     markets: pl.DataFrame | None = None
-    exogenous: list[pl.DataFrame] = field(default_factory=list)  # one per spec.exogenous
+    # One per spec.exogenous, then one per spec.promotions: its date ranges with the keys and
+    # span they cover, which ``data.covariate_tables`` expands to the panel's periods.
+    exogenous: list[pl.DataFrame] = field(default_factory=list)
     reviews: pl.DataFrame | None = None
     events: pl.DataFrame | None = None
     fx: pl.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    promotions: list[pl.DataFrame] = field(default_factory=list)  # as loaded, one per calendar
+    # What loading found and did that is worth a line (cancelled orders dropped).
+    findings: list[Finding] = field(default_factory=list)
 
     def named_frames(self) -> list[tuple[str, TableSpec, pl.DataFrame]]:
         """Every loaded table with its name and spec, as ``DatasetSpec.named_tables`` names
         them (``exogenous[i]`` for the exogenous ones)."""
-        exogenous = {f"exogenous[{i}]": frame for i, frame in enumerate(self.exogenous)}
-        return [(name, table, exogenous[name] if name in exogenous else getattr(self, name))
+        listed = {f"{kind}[{i}]": frame for kind in ("exogenous", "promotions")
+                  for i, frame in enumerate(getattr(self, kind))}
+        return [(name, table, listed[name] if name in listed else getattr(self, name))
                 for name, table in self.spec.named_tables()]
 
 
@@ -247,11 +261,15 @@ def load_fx(spec: DatasetSpec, fx: FxSpec) -> pl.DataFrame:
 def load_tables(spec: DatasetSpec) -> Tables:
     """Load and check every table the spec names."""
     loaded: dict[str, pl.DataFrame] = {}
+    fx = load_fx(spec, spec.fx) if spec.fx else None
+    findings: list[Finding] = []
     for name, table in spec.named_tables():
-        if name.startswith("exogenous"):
+        if "[" in name:  # exogenous and promotions tables, below
             continue
         frame = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
         _check_blank_keys(frame, name, table, str(spec.resolve(table.path)))
+        if name == "sales":
+            frame, findings = order_export_rows(frame, spec, fx, str(spec.resolve(table.path)))
         if name in MARKET_FILLED and "market" not in frame.columns:
             frame = frame.with_columns(pl.lit(spec.single_market).alias("market"))
         loaded[name] = frame
@@ -270,5 +288,12 @@ def load_tables(spec: DatasetSpec) -> Tables:
     if spec.sales_grain == "period":
         _check_unique(loaded["sales"], ("item_id", "market", "timestamp"), spec.sales,
                       str(spec.resolve(spec.sales.path)))
-    fx = load_fx(spec, spec.fx) if spec.fx else None
-    return Tables(spec=spec, fx=fx, exogenous=exogenous, **loaded)
+    promotions = []
+    for index, table in enumerate(spec.promotions):
+        name = f"promotions[{index}]"
+        frame = normalize_ids(load_table(spec, name, REQUIRED_ROLES["promotions"], table), spec)
+        _check_blank_keys(frame, name, table, str(spec.resolve(table.path)))
+        promotions.append(frame)
+    exogenous += promotion_ranges(spec, promotions, loaded)
+    return Tables(spec=spec, fx=fx, exogenous=exogenous, promotions=promotions,
+                  findings=findings, **loaded)
