@@ -35,7 +35,7 @@ def test_tune_writes_the_log_the_best_config_and_its_model(tune_shop: Path,
     out = tmp_path / "search"
     result = runner.invoke(app, _tune(tune_shop, out, "--budget", "4", "--searcher", "msrl"))
     assert result.exit_code == 0, result.output
-    assert "trial 0 [1/4]" in result.output and "best RMSE" in result.output
+    assert "trial 0 [1/4]" in result.output and "best RMSSE" in result.output
     trials = pl.read_parquet(out / "trials.parquet")
     assert trials.filter(pl.col("status") != "cached").height == 4
     assert pl.read_csv(out / "trials.csv").height == trials.height

@@ -100,7 +100,8 @@ def tune(
     time_budget: Annotated[float | None, typer.Option(
         min=1, help="Seconds of training at most, summed over the trials.")] = None,
     metric: Annotated[str | None, typer.Option(
-        help="Validation metric minimised (default RMSE).")] = None,
+        help="Validation metric minimised: rmsse (default), wape, mae, bias_abs (|bias_pct|) "
+             "or pinball (models with quantiles).")] = None,
     horizon: Annotated[int | None, typer.Option(
         min=1, help="Validation periods (the model's horizon when it has one).")] = None,
     test_periods: Annotated[int | None, typer.Option(
@@ -115,6 +116,7 @@ def tune(
         help="A Ray cluster to join (default: a local one).")] = None,
 ) -> None:
     """Search a model's hyperparameters on the validation part; resumable after a kill."""
+    from salesfusion.evaluation.selection import DEFAULT_METRIC, check_metric
     from salesfusion.provenance import provenance
     from salesfusion.tuning.log import TrialLog
 
@@ -157,7 +159,8 @@ def tune(
             "config": str(config.resolve()) if config else None,
             "space": str(space.resolve()) if space else None, "searcher": searcher or "msrl",
             "searcher_options": _options(searcher_option or []), "seed": seed or 0,
-            "budget": budget or 20, "time_budget": time_budget, "metric": metric or "RMSE",
+            "budget": budget or 20, "time_budget": time_budget,
+            "metric": check_metric(metric, "tuning") if metric else DEFAULT_METRIC,
             "horizon": horizon, "test_periods": test_periods, "dataset": dataset,
             "spec": str(spec.resolve()) if spec else None,
             "freq": check_freq(freq) if freq else None, "backend": backend or "local",
@@ -171,7 +174,7 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
                    new: bool) -> None:
     """Validate a search definition, then run (or continue) the search and publish its
     results."""
-    from salesfusion.tuning.objective import TuningData
+    from salesfusion.tuning.objective import TuningData, check_scorable
     from salesfusion.tuning.runner import Budget
     from salesfusion.tuning.searchers import build_searcher
 
@@ -181,6 +184,8 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
         require_ray("ray.tune")
     model_type, params, space, reference = _model_and_space(definition)
     start = {**model_type.preset_params, **params}
+    # Before anything is written or trained: pinball of a model without quantiles.
+    check_scorable(model_type(**params), definition["metric"])
     options = dict(definition["searcher_options"])
     # Options are checked before anything is written (a storage is opened only later).
     build_searcher(definition["searcher"], space, definition["seed"],
@@ -208,7 +213,8 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
     budget = Budget(definition["budget"], definition["time_budget"])
     console.print(f"Searching {model_type.name} with {definition['searcher']} over "
                   f"{', '.join(space.names)} ({space.size():,} discrete settings); "
-                  f"{data.metric} on the last {horizon} of {len(data.panel.periods)} periods; "
+                  f"metric {data.label} on the last {horizon} of "
+                  f"{len(data.panel.periods)} periods; "
                   f"{test_periods} test period(s) held out; budget {budget.trials} trials"
                   + (f", {budget.seconds:,.0f} s" if budget.seconds else ""),
                   markup=False, highlight=False)
@@ -266,7 +272,7 @@ def _publish(log: Any, definition: dict[str, Any], model_type: Any, params: dict
             model.save(staging / "model")
             name = definition["model"] if not definition.get("config") else model.name
             header = (f"# Best of {len(result.state.trained)} trials ({definition['searcher']}, "
-                      f"seed {definition['seed']}): validation {data.metric} {best.score:.6g}, "
+                      f"seed {definition['seed']}): validation {data.label} {best.score:.6g}, "
                       f"trial {best.trial}.\n# Train it: salesfusion train --config best.yaml "
                       f"...\n")
             (staging / "best.yaml").write_text(header + yaml.safe_dump(
@@ -276,13 +282,15 @@ def _publish(log: Any, definition: dict[str, Any], model_type: Any, params: dict
     if best is None:
         raise InputError(f"{log.folder}: no trial completed (see trials.csv); nothing to train")
     settings = ", ".join(f"{k}={v}" for k, v in best.params.items())
-    console.print(f"Best: trial {best.trial}, {settings}: validation {data.metric} "
+    console.print(f"Best: trial {best.trial}, {settings}: validation {data.label} "
                   f"{best.score:.4g}", markup=False, highlight=False)
     if test is not None:
-        overall = test.filter(test["market"] == "all")
-        value = overall.filter(overall["metric"] == data.metric)["value"]
-        console.print(f"Its test {data.metric} on the {data.horizon} periods after the tuning "
-                      f"data: {value[0]:.4g} (never seen by the search)", markup=False,
+        from salesfusion.tuning.objective import test_value
+
+        value = test_value(test.filter(test["market"] == "all"), data.metric)
+        shown = "undefined" if value is None else f"{value:.4g}"
+        console.print(f"Its test {data.label} on the {data.horizon} periods after the tuning "
+                      f"data: {shown} (never seen by the search)", markup=False,
                       highlight=False)
     console.print(f"Wrote {log.folder}{os.sep}trials.parquet, trials.csv, best.yaml, model/"
                   + (" and test_metrics.csv" if test is not None else ""))

@@ -29,10 +29,31 @@ from salesfusion.errors import InputError
 from salesfusion.evaluation.backtest import forecast_window, run_backtest
 from salesfusion.evaluation.metrics import evaluate
 from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.evaluation.selection import (
+    DEFAULT_METRIC,
+    SELECTION_METRICS,
+    MetricUnavailable,
+    check_metric,
+    metric_label,
+    selection_rows,
+    selection_score,
+)
 from salesfusion.models.base import Forecaster
 from salesfusion.training.hooks import StopTraining, listen_to_epochs
 
-METRICS = ("RMSE", "MAE", "MSE", "WAPE", "sMAPE", "MASE")
+# Metrics a search logged before the selection metrics were unified may name: read only from a
+# resumed search's log (a new search takes one of SELECTION_METRICS).
+LEGACY_METRICS = ("RMSE", "MSE", "sMAPE", "MASE")
+
+
+def tuning_metric(metric: str) -> str:
+    """A search's metric: a selection metric (case-insensitive), or a legacy log's own name."""
+    return metric if metric in LEGACY_METRICS else check_metric(metric, "tuning")
+
+
+def metric_display(metric: str) -> str:
+    """How log lines and files name the metric (``RMSSE``, ``|bias_pct|``, legacy ``RMSE``)."""
+    return metric if metric in LEGACY_METRICS else metric_label(metric)
 
 
 @dataclass(frozen=True)
@@ -41,16 +62,15 @@ class TuningData:
 
     panel: Panel  # the tuning data: the full panel without its test periods
     horizon: int
-    metric: str = "RMSE"
+    metric: str = DEFAULT_METRIC
     test: Panel | None = None  # the full panel, for the final model's test metrics only
 
     @classmethod
     def from_panel(cls, panel: Panel, test_periods: int, horizon: int,
-                   metric: str = "RMSE") -> TuningData:
+                   metric: str = DEFAULT_METRIC) -> TuningData:
         """Cut the last ``test_periods`` periods off ``panel``; they serve only to score the
         final model after the search."""
-        if metric not in METRICS:
-            raise InputError(f"unknown tuning metric '{metric}'; use one of {', '.join(METRICS)}")
+        metric = tuning_metric(metric)
         periods = panel.periods.sort()
         keep = len(periods) - test_periods
         if keep < horizon + 2:
@@ -60,6 +80,10 @@ class TuningData:
         tuning = panel.until(periods[keep - 1]) if test_periods else panel
         return cls(panel=tuning, horizon=horizon, metric=metric,
                    test=panel if test_periods else None)
+
+    @property
+    def label(self) -> str:
+        return metric_display(self.metric)
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed search checks: the same tuning data as the search it continues."""
@@ -109,18 +133,37 @@ def run_trial(model_type: type[Forecaster], params: dict[str, Any], data: Tuning
         # is a failed trial, not a failed search.
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
         return TrialOutcome("failed", None, time.perf_counter() - started, losses, [], reason)
+    # A MetricUnavailable here (pinball of a model without quantiles) ends the search: no
+    # configuration of it could be scored.
     value = metric_of(forecasts, data.metric)
     seconds = time.perf_counter() - started
     if value is None or not math.isfinite(value):
         return TrialOutcome("failed", None, seconds, losses, [],
-                            f"the validation forecast has no finite {data.metric}")
+                            f"the validation forecast has no finite {data.label}")
     return TrialOutcome("complete", value, seconds, losses, _notes(forecasts))
 
 
+def check_scorable(model: Forecaster, metric: str) -> None:
+    """Refuse (``MetricUnavailable``, one line) a search by pinball of a model that forecasts
+    no quantiles, before any trial trains: none of its configurations could be scored."""
+    if metric == "pinball" and not model.supports_quantiles:
+        raise MetricUnavailable(f"metric pinball needs quantile forecasts but {model.name} "
+                                f"gives none; choose another metric (rmsse, wape, mae or "
+                                f"bias_abs) or a model that forecasts quantiles")
+
+
 def metric_of(forecasts: pl.DataFrame, metric: str) -> float | None:
-    table = evaluate(forecasts)
-    value = table.filter(pl.col("metric") == metric)["value"]
-    return None if value.is_empty() or value[0] is None else float(value[0])
+    """The forecasts' score by the search's metric, lower is better."""
+    if metric in SELECTION_METRICS:
+        return selection_score(forecasts, metric, "the validation forecasts")
+    return test_value(evaluate(forecasts), metric)
+
+
+def test_value(table: pl.DataFrame, metric: str) -> float | None:
+    """The search's metric read from a long metrics table (``evaluate``'s), as it scored."""
+    rows = (selection_rows(table, metric) if metric in SELECTION_METRICS
+            else table.filter(pl.col("metric") == metric))["value"]
+    return None if rows.is_empty() or rows[0] is None else float(rows[0])
 
 
 def _notes(forecasts: pl.DataFrame) -> list[str]:

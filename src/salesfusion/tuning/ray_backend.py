@@ -151,7 +151,7 @@ class _Adapter(RaySearcher):
         number, proposal = self.running.pop(trial_id)
         outcome = _outcome(result, error, self.losses.pop(trial_id, []))
         end = finish(self.ours, proposal, outcome, self.log, number, self.state)
-        self.progress(describe(end, self.state, self.budget, self.data.metric))
+        self.progress(describe(end, self.state, self.budget, self.data.label))
         check_start(self.state)
 
 

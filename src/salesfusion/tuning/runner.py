@@ -126,7 +126,7 @@ def run_search(model_type: type[Forecaster], base: dict[str, Any], searcher: Sea
     number = replay(searcher, log, state)
     if state.ends:
         progress(f"resumed: {len(state.trained)} trial(s) trained before, best "
-                 f"{_score(state.best(), data.metric)}")
+                 f"{_score(state.best(), data.label)}")
     while True:
         proposal, number, stopped = next_to_train(searcher, log, state, budget, number)
         if proposal is None:
@@ -134,7 +134,7 @@ def run_search(model_type: type[Forecaster], base: dict[str, Any], searcher: Sea
         log.started(number, proposal.params, searcher.reference(proposal))
         outcome = train(proposal, trial_params(model_type, base, proposal.params, seed))
         end = finish(searcher, proposal, outcome, log, number, state)
-        progress(describe(end, state, budget, data.metric))
+        progress(describe(end, state, budget, data.label))
         check_start(state)
         number += 1
 
