@@ -256,3 +256,48 @@ def test_promotion_calendar_declares_no_covariate_columns(tmp_path: Path) -> Non
     raw["promotions"][0]["future_known"] = ["discount"]
     spec.write_text(yaml.safe_dump(raw))
     assert "a promotion calendar declares no covariate columns" in _refused(spec, tmp_path)
+
+
+def test_revenue_converts_like_price(tmp_path: Path) -> None:
+    # The same column read as a line total (role revenue): 17 GBP is 20 EUR again.
+    spec = _shop(tmp_path)
+    raw = yaml.safe_load(spec.read_text())
+    columns = raw["sales"]["columns"]
+    columns["revenue"] = columns.pop("price")
+    spec.write_text(yaml.safe_dump(raw))
+    tables, _ = _load(spec)
+    first = tables.sales.unique("invoice", keep="first", maintain_order=True)
+    revenue = dict(zip(first["invoice"], first["revenue"], strict=True))
+    assert revenue["O2"] == pytest.approx(20.0) and revenue["O1"] == pytest.approx(10.0)
+
+
+def test_attribute_and_site_wide_calendars(tmp_path: Path) -> None:
+    # Shoes (A1) on promotion in DE on Saturday 2024-01-20 and Sunday 2024-01-21 (2/7 of the
+    # week of 15 January); a site-wide sale on Monday 2024-01-22 (1/7 of the next week).
+    spec = _shop(tmp_path)
+    pl.DataFrame({"sku": ["a1", "A2"], "cat": ["shoes", "hats"]}).write_csv(
+        tmp_path / "items.csv")
+    pl.DataFrame({"country": ["DE"], "c": ["shoes"], "from": ["2024-01-20"],
+                  "to": ["2024-01-21 23:59"]}).write_csv(tmp_path / "by_cat.csv")
+    pl.DataFrame({"from": ["2024-01-22"], "to": ["2024-01-22"]}).write_csv(
+        tmp_path / "site.csv")
+    raw = yaml.safe_load(spec.read_text())
+    raw["items"] = {"path": "items.csv", "columns": {"item_id": "sku"},
+                    "static_categorical": ["cat"]}
+    raw["promotions"] = [
+        {"path": "by_cat.csv", "attribute_of": ["cat"], "name": "sale",
+         "columns": {"market": "country", "attribute": "c", "start": "from", "end": "to"}},
+        {"path": "site.csv", "columns": {"start": "from", "end": "to"}, "name": "site_sale"}]
+    spec.write_text(yaml.safe_dump(raw))
+    _, panel = _load(spec)
+    assert {"sale_by_cat", "site_sale"} <= set(panel.future_known)
+    by_name = {t.channels[0]: t.frame for t in panel.covariate_tables if t.source != "sales"}
+    week = pl.col("timestamp") == datetime(2024, 1, 15)
+    shares = by_name["sale_by_cat"].filter(week).select("market", "cat", "sale_by_cat")
+    assert sorted(shares.rows()) == [("DE", "hats", 0.0), ("DE", "shoes", pytest.approx(2 / 7)),
+                                     ("GB", "hats", 0.0), ("GB", "shoes", 0.0),
+                                     ("US", "hats", 0.0), ("US", "shoes", 0.0)]
+    site = by_name["site_sale"]
+    assert site.columns == ["timestamp", "site_sale"]
+    assert site.filter(pl.col("timestamp") == datetime(2024, 1, 22))["site_sale"].item() == \
+        pytest.approx(1 / 7)

@@ -27,6 +27,7 @@ The rules (errors name the file, column, data row and value, exit 2):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from salesfusion.data.spec import DatasetSpec, PromotionSpec
 
 KEYS = ("item_id", "market", "attribute")
+# Key role -> the values the data knows for it, given the calendar (its attribute_of columns).
+Known = dict[str, Callable[["PromotionSpec"], pl.Series]]
 # How far past the last sales day a calendar's "no promotion" days reach (see the docstring).
 FUTURE_DAYS = 366
 
@@ -57,7 +60,7 @@ def promotion_ranges(spec: DatasetSpec, frames: list[pl.DataFrame],
     sales = loaded["sales"]
     first_day = sales["timestamp"].min().replace(hour=0, minute=0, second=0, microsecond=0)
     last_day = sales["timestamp"].max() + timedelta(days=FUTURE_DAYS)
-    known = _known_values(spec, loaded)
+    known = _known_values(loaded)
     out = []
     for table, frame in zip(spec.promotions, frames, strict=True):
         where = str(spec.resolve(table.path))
@@ -72,7 +75,7 @@ def promotion_ranges(spec: DatasetSpec, frames: list[pl.DataFrame],
                              f"column '{table.columns['start']}' (role start): "
                              f"{first_rows(backwards, shown)}")
         for key in keys:
-            values = known["attribute" if key == "attribute" else key](table)
+            values = known[key](table)
             unknown = ~frame[key].is_in(values.implode())
             if unknown.any():
                 noun = {"item_id": "item", "market": "market", "attribute": "value"}[key]
@@ -90,7 +93,7 @@ def promotion_ranges(spec: DatasetSpec, frames: list[pl.DataFrame],
     return out
 
 
-def _known_values(spec: DatasetSpec, loaded: dict[str, pl.DataFrame]) -> dict:
+def _known_values(loaded: dict[str, pl.DataFrame]) -> Known:
     """Key role -> a function of the calendar giving the values the data knows for it."""
     def column(table: str, name: str) -> pl.Series:
         frame = loaded.get(table)
@@ -110,7 +113,7 @@ def _source(key: str, table: PromotionSpec) -> str:
     return "the sales or markets table" if key == "market" else "the sales or items table"
 
 
-def _universe(keys: list[str], table: PromotionSpec, known: dict, sales: pl.DataFrame,
+def _universe(keys: list[str], table: PromotionSpec, known: Known, sales: pl.DataFrame,
               ranges: pl.DataFrame) -> pl.DataFrame:
     """Every key the calendar's covariate is read at: the sold (item, market) pairs for an
     item-and-market calendar, else every combination of the known values of its keys; plus
