@@ -252,5 +252,15 @@ def test_a_bare_or_broken_pandas_table_is_one_clear_error(panels):
     bad = polars_panel.data.to_pandas().assign(timestamp="2021-01-04")
     with pytest.raises(InputError, match="'timestamp' must hold dates"):
         Panel(data=bad, freq="W")
+    sunday = polars_panel.data.to_pandas().assign(
+        timestamp=lambda f: f["timestamp"] - pd.Timedelta(days=1))
+    with pytest.raises(InputError, match="period starts at frequency W"):
+        Panel(data=sunday, freq="W")
+    gap = polars_panel.data.to_pandas().drop(index=5)  # a week in the middle of P000's
+    with pytest.raises(InputError, match="1 series skip periods"):
+        Panel(data=gap, freq="W")
+    twice = pd.concat([polars_panel.data.to_pandas()] * 2)
+    with pytest.raises(InputError, match="appears twice"):
+        Panel(data=twice, freq="W")
     with pytest.raises(InputError, match="series: expected a polars or pandas DataFrame"):
         create_model("naive").fit(polars_panel).predict(2, series=[("P000", "GB")])

@@ -52,10 +52,17 @@ def to_polars(frame: Any, what: str) -> pl.DataFrame:
          if isinstance(t, pl.Datetime) and t.time_unit != "us"])
 
 
-def panel_data(frame: Any) -> pl.DataFrame:
+def panel_data(frame: Any, freq: str) -> pl.DataFrame:
     """A panel's ``data`` given as pandas: converted, checked for the columns every model
     reads (``item_id, market, timestamp, y``), ids as text, dates as datetimes, units as
-    floats, sorted by series and time as the ``Panel`` contract says."""
+    floats, sorted by series and time as the ``Panel`` contract says, and checked to be the
+    regular grid a panel is: timestamps are period starts at ``freq``, one row per series and
+    period from its first period to its last (a period without sales is a 0 row)."""
+    from salesfusion.data.frequency import FREQUENCIES, period_range, truncate_to_period
+
+    if str(freq).upper() not in FREQUENCIES:
+        raise InputError(f"Panel: unknown frequency '{freq}'; use one of "
+                         f"{', '.join(FREQUENCIES)}")
     data = to_polars(frame, "Panel data")
     missing = [c for c in (*SERIES_KEY, "timestamp", "y") if c not in data.columns]
     if missing:
@@ -66,9 +73,35 @@ def panel_data(frame: Any) -> pl.DataFrame:
                          f"{data.schema['timestamp']} (pandas.to_datetime converts text)")
     if not data.schema["y"].is_numeric():
         raise InputError(f"Panel data: column 'y' must hold numbers, got {data.schema['y']}")
-    return data.with_columns(pl.col(*SERIES_KEY).cast(pl.Utf8),
+    data = data.with_columns(pl.col(*SERIES_KEY).cast(pl.Utf8),
                              pl.col("timestamp").cast(pl.Datetime("us")),
                              pl.col("y").cast(pl.Float64)).sort(*SERIES_KEY, "timestamp")
+    for column in (*SERIES_KEY, "timestamp", "y"):
+        if data[column].null_count() or (column == "y" and not data["y"].is_finite().all()):
+            raise InputError(f"Panel data: column '{column}' has empty or non-finite values")
+    freq = str(freq).upper()
+    off = data.filter(pl.col("timestamp") != truncate_to_period(pl.col("timestamp"), freq))
+    if off.height:
+        raise InputError(f"Panel data: timestamps must be period starts at frequency {freq} "
+                         f"(weeks start Monday, months on the 1st); first: "
+                         f"{off['timestamp'][0]:%Y-%m-%d} (item {off['item_id'][0]!r})")
+    repeated = data.select(*SERIES_KEY, "timestamp").is_duplicated()
+    if repeated.any():
+        first = data.filter(repeated).row(0, named=True)
+        raise InputError(f"Panel data: ({first['item_id']!r}, {first['market']!r}, "
+                         f"{first['timestamp']:%Y-%m-%d}) appears twice; one row per series "
+                         f"and period")
+    index = period_range(data["timestamp"].min(), data["timestamp"].max(), freq)
+    steps = pl.DataFrame({"timestamp": index.cast(pl.Datetime("us")),
+                          "_step": pl.int_range(index.len(), eager=True)})
+    gaps = (data.join(steps, on="timestamp", how="left").group_by(SERIES_KEY)
+            .agg((pl.col("_step").max() - pl.col("_step").min() + 1 - pl.len()).alias("gap"))
+            .filter(pl.col("gap") > 0))
+    if gaps.height:
+        raise InputError(f"Panel data: {gaps.height} series skip periods (e.g. item "
+                         f"{gaps['item_id'][0]!r} in {gaps['market'][0]!r}); give a row with "
+                         f"y = 0 for every period between a series' first and last")
+    return data
 
 
 def to_polars_or_none(frame: Any, what: str) -> pl.DataFrame | None:

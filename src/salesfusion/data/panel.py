@@ -91,7 +91,7 @@ class Panel:
         if not any(is_pandas(getattr(self, name)) for name in _FRAMES):
             return
         if is_pandas(self.data):
-            self.data = panel_data(self.data)
+            self.data = panel_data(self.data, self.freq)
         for name in _FRAMES[1:]:
             setattr(self, name, to_polars_or_none(getattr(self, name), f"Panel {name}"))
 
