@@ -301,3 +301,8 @@ def test_attribute_and_site_wide_calendars(tmp_path: Path) -> None:
     assert site.columns == ["timestamp", "site_sale"]
     assert site.filter(pl.col("timestamp") == datetime(2024, 1, 22))["site_sale"].item() == \
         pytest.approx(1 / 7)
+
+
+def test_reporting_currency_without_rates_is_one_error(tmp_path: Path) -> None:
+    line = _refused(_shop(tmp_path, currency="CHF"), tmp_path)
+    assert "rates.csv: no rates for CHF, the spec's 'currency'" in line, line

@@ -104,13 +104,16 @@ def to_reporting_currency(sales: pl.DataFrame, fx: pl.DataFrame, reporting: str,
         "_row", "currency", pl.col("timestamp").dt.truncate("1d").alias("day"))
     if todo.height == 0:
         return frame
+    known = set(fx["currency"].unique().to_list())
+    if reporting not in known:
+        raise InputError(f"{fx_where}: no rates for {reporting}, the spec's 'currency' that the "
+                         f"prices in column '{column}' of {where} are converted into")
     own = rates_on(fx, todo, max_staleness_days)
     target = rates_on(fx, todo.with_columns(pl.lit(reporting).alias("currency")),
                       max_staleness_days)
     todo = todo.with_columns(own.alias("_own"), target.alias("_target"))
     missing = todo.filter(pl.col("_own").is_null() | pl.col("_target").is_null())
     if missing.height:
-        known = set(fx["currency"].unique().to_list())
         shown = ", ".join(
             f"data row {row} ({code!r} on {day:%Y-%m-%d}"
             f"{'' if code in known else ', a currency the FX table lacks'})"

@@ -173,7 +173,9 @@ class FxSpec(_Strict):
 class DatasetSpec(_Strict):
     name: str
     freq: Frequency = "W"
-    currency: str | None = None  # currency of the sales table's prices (the seller's)
+    # Currency of the sales prices (the seller's): with a per-row sales ``currency`` role, the
+    # reporting currency every row is converted into (``data.fx.to_reporting_currency``).
+    currency: str | None = None
     # "transaction": many rows per (item, market, period) are summed; "period": already a panel,
     # so a repeated (item, market, timestamp) key is an error.
     sales_grain: Literal["transaction", "period"] = "transaction"
