@@ -144,22 +144,26 @@ def test_cold_start_section_lists_series_without_history_at_an_origin(backtest):
         assert f"<b>{item}</b> {_title_of(run, item)}" in section
 
 
-def test_trust_per_market_names_the_lowest_wape_and_its_margin(backtest):
+def test_trust_per_market_names_the_lowest_rmsse_and_its_margin(backtest):
+    # The report's default choice is by RMSSE (issue 27: the planner's loss, not WAPE).
     run, page = backtest
-    by_market = run.metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE")
+    by_market = run.metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "RMSSE")
                                    & (pl.col("segment") != "all"))
-    rows = _by_header(_section(page, "trust"))
+    section = _section(page, "trust")
+    assert "chosen by metric <b>rmsse</b>" in section
+    rows = _by_header(section)
     assert sorted(r["market"] for r in rows) == sorted(by_market["segment"].unique())
     for row in rows:
         ranked = by_market.filter(pl.col("segment") == row["market"]).sort("value", "model")
         best, runner = ranked.row(0, named=True), ranked.row(1, named=True)
         assert row["best"] == best["model"] and row["runner-up"] == runner["model"]
+        assert float(row["best RMSSE"]) == pytest.approx(best["value"], abs=1e-3)
         margin = runner["value"] - best["value"]
-        assert float(row["margin (points)"]) == pytest.approx(margin, abs=1e-3)
+        assert float(row["margin"]) == pytest.approx(margin, abs=1e-3)
         assert float(row["margin (%)"]) == pytest.approx(100 * margin / runner["value"],
                                                          abs=1e-3)
-        if margin < 1:
-            assert f"<b>{row['market']}</b>, " in _section(page, "trust")
+        if 100 * margin / runner["value"] < 2:  # within noise: 2 % of the runner-up's RMSSE
+            assert f"<b>{row['market']}</b>, " in section
 
 
 def test_forecast_report_has_bands_and_the_cold_start_series(tmp_path, backtest):

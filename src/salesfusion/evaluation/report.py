@@ -22,15 +22,14 @@ from salesfusion.evaluation.report_html import STYLE, Figures, colour, html_tabl
 from salesfusion.evaluation.report_media import ItemCatalogue
 from salesfusion.evaluation.report_plots import market_figure, series_figure
 from salesfusion.evaluation.report_sections import (
-    NOISE_POINTS,
     interval_bands,
     overall_accuracy,
     per_market,
     split_by_history,
-    trust_per_market,
-    trust_sentences,
+    trust_section,
 )
 from salesfusion.evaluation.runner import BacktestRun
+from salesfusion.evaluation.selection import DEFAULT_METRIC
 
 __all__ = ["STYLE", "colour", "html_table", "write_report"]
 METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE", "RMSE")
@@ -106,8 +105,10 @@ def _plotted_series(run: BacktestRun, seed: int) -> pl.DataFrame:
     return pl.concat([totals.head(3), sample])
 
 
-def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> None:
-    """Write the report to ``path``."""
+def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0,
+                 metric: str = DEFAULT_METRIC) -> None:
+    """Write the report to ``path``; "which model to trust" chooses by ``metric``
+    (``evaluation.selection``)."""
     ranked = run.summary()["model"].to_list()
     reading, cold_only = (list(frame["model"]) for frame in
                           split_by_history(pl.DataFrame({"model": ranked}, schema={
@@ -117,12 +118,7 @@ def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0) -> Non
     bands = interval_bands(run.forecasts)
     catalogue = ItemCatalogue(run.panel.items, run.panel.image_root)
     figures = Figures()
-    trust = trust_per_market(run.metrics)
-    trust_html = ("<p>Per market, the model with the lowest WAPE over all windows, the "
-                  "runner-up, and the margin: in WAPE points and as a share of the runner-up's "
-                  "WAPE. Windows won: windows in which the best beat the runner-up. A lead "
-                  f"under {NOISE_POINTS:g} point is within noise.</p>"
-                  + html_table(trust) + trust_sentences(trust))
+    trust_html = trust_section(run.metrics, metric)
     wape = run.metrics.filter((pl.col("window") == "all") & (pl.col("metric") == "WAPE")
                               & (pl.col("segment") != "all"))
     market_plot = figures.html(market_figure(wape))

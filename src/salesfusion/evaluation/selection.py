@@ -29,8 +29,9 @@ DEFAULT_METRIC = "rmsse"
 # The column of ``evaluate``'s table each is read from.
 _COLUMNS = {"rmsse": "RMSSE", "wape": "WAPE", "mae": "MAE", "bias_abs": "bias_pct",
             "pinball": "pinball"}
-# How each is shown in tables and log lines (bias_abs is not a column of metrics.csv).
-_LABELS = {"rmsse": "RMSSE", "wape": "WAPE", "mae": "MAE", "bias_abs": "|bias_pct|",
+# How each is shown in tables and log lines: the metrics.csv name where there is one (bias_abs,
+# |bias_pct|, is not a column there).
+_LABELS = {"rmsse": "RMSSE", "wape": "WAPE", "mae": "MAE", "bias_abs": "bias_abs",
            "pinball": "pinball"}
 METRIC_HELP = ("What to choose by, lower is better: rmsse (default; rewards the mean), wape "
                "(rewards the median), mae, bias_abs (|bias_pct|) or pinball (needs quantiles).")
@@ -53,7 +54,7 @@ def check_metric(name: str, what: str = "selection") -> SelectionMetric:
 
 
 def metric_label(metric: str) -> str:
-    """The metric as tables and log lines show it: ``RMSSE``, ``WAPE``, ``|bias_pct|``..."""
+    """The metric as tables and log lines show it: ``RMSSE``, ``WAPE``, ``bias_abs``..."""
     return _LABELS[check_metric(metric)]
 
 
@@ -76,15 +77,22 @@ def require_scorable(frame: pl.DataFrame, metric: str, what: str = "the forecast
     ``metric`` needs: quantile columns for pinball, ``rmsse_scale`` for RMSSE."""
     metric = check_metric(metric)
     if metric == "pinball" and not quantile_columns(frame.columns):
-        raise MetricUnavailable(f"metric pinball needs quantile forecasts (columns q0.1, "
-                                f"q0.9, ...) but {what} have none; choose another --metric "
-                                f"(rmsse, wape, mae or bias_abs) or models that forecast "
-                                f"quantiles")
+        raise unavailable(metric, what)
     if metric == "rmsse" and ("rmsse_scale" not in frame.columns
                               or frame["rmsse_scale"].is_null().all()):
-        raise MetricUnavailable(f"metric rmsse needs each series' scale (rmsse_scale, from its "
-                                f"history before the forecast) but {what} have none; choose "
-                                f"another --metric")
+        raise unavailable(metric, what)
+
+
+def unavailable(metric: str, what: str) -> MetricUnavailable:
+    """The one-line error of forecasts (``what``) that ``metric`` cannot score."""
+    if metric == "pinball":
+        return MetricUnavailable(f"metric pinball needs quantile forecasts (columns q0.1, "
+                                 f"q0.9, ...) but {what} have none; choose another --metric "
+                                 f"(rmsse, wape, mae or bias_abs) or models that forecast "
+                                 f"quantiles")
+    return MetricUnavailable(f"metric {metric} needs each series' scale (rmsse_scale, from its "
+                             f"history before the forecast) but {what} have none; choose "
+                             f"another --metric")
 
 
 def selection_score(frame: pl.DataFrame, metric: str = DEFAULT_METRIC,
