@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
+from salesfusion.data.covariate_tables import exogenous_tables
 from salesfusion.data.panel import Panel, build_panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import Tables, load_tables
@@ -156,11 +157,7 @@ def test_blank_currency_is_refused_with_the_fill_hint(tmp_path: Path) -> None:
 
 
 def test_currency_role_needs_fx_and_a_reporting_currency(tmp_path: Path) -> None:
-    spec = _shop(tmp_path)
-    raw = yaml.safe_load(spec.read_text())
-    del raw["fx"]
-    spec.write_text(yaml.safe_dump(raw))
-    assert "maps 'currency'" in _refused(spec, tmp_path)
+    assert "maps 'currency'" in _refused(_shop(tmp_path, fx=None), tmp_path)
 
 
 def test_cancelled_orders_drop_exactly_their_units(tmp_path: Path) -> None:
@@ -220,10 +217,7 @@ def test_promotion_range_daily_panel(tmp_path: Path) -> None:
 
 
 def test_promotion_monthly_share(tmp_path: Path) -> None:
-    # 5 promotion days of January's 31 (the monthly panel needs whole months of sales, so only
-    # the calendar's table is checked here, through the covariate expansion itself).
-    from salesfusion.data.covariate_tables import exogenous_tables
-
+    # 5 promotion days of January's 31 (the data cover no whole month: the expansion itself).
     tables = load_tables(load_spec(_shop(tmp_path, promos=PROMOS)))
     ((table, past, future),) = exogenous_tables(tables.spec, tables.exogenous, "M")
     assert (past, future) == ([], ["promo_share"])
