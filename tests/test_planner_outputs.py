@@ -191,6 +191,21 @@ def test_plan_writes_the_base_versus_plan_table(shop, tmp_path):
                                rtol=1e-14)
 
 
+def test_a_partitioned_output_holds_the_plan_table_in_its_folder(shop, tmp_path):
+    plan = tmp_path / "plan.csv"
+    plan.write_text("timestamp,market,search_trend\n2021-08-02,DE,10\n")
+    out = tmp_path / "parts"
+    result = _predict(shop, "lightgbm", out, "--plan", str(plan), "--out-format",
+                      "partitioned")
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out / "plan_vs_base.parquet")
+    assert table["market"].unique().to_list() == ["DE"] and table.height == 12
+    assert "plan_vs_base.parquet" in json.loads((out / RECORD).read_text())["files"]
+    forecasts = pl.read_parquet(out / "forecasts" / "**" / "*.parquet")
+    np.testing.assert_allclose(table["plan_units"].sum(), forecasts.filter(
+        pl.col("market") == "DE")["y_pred"].sum(), rtol=1e-12)
+
+
 def test_a_side_table_in_the_way_keeps_the_forecasts_unwritten(shop, tmp_path):
     plan = tmp_path / "plan.csv"
     plan.write_text("timestamp,market,search_trend\n2021-08-02,GB,500\n")
