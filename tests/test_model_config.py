@@ -33,12 +33,32 @@ FAST = MultimodalForecaster.test_params()
                                  "boxcox, log1p, none"),
     ("hiden", 16, "has no parameter 'hiden' \\(did you mean 'hidden'\\?\\)"),
     ("dropout", 1.5, "parameter 'dropout': Input should be less than 1"),
-    ("quantiles", [0.1, 0.9], "must include 0.5"),
     ("modalities", ["text", "video"], "parameter 'modalities.1'"),
 ])
 def test_bad_parameters_fail_when_the_model_is_created(param, value, expected):
     with pytest.raises(InputError, match=expected):
         create_model("multimodal", **{param: value})
+
+
+def test_the_point_forecast_is_the_mean_unless_asked_and_the_loss_must_give_it():
+    model = create_model("multimodal")
+    assert (model.point, model.config.loss) == ("mean", "mse")
+    # A configuration saved before `point` existed names its loss: mae (or pinball) kept the
+    # median it was trained for.
+    assert create_model("multimodal", loss="mae").point == "median"
+    assert create_model("multimodal", point="median").config.loss == "mae"
+    assert create_model("gru").point == "mean"  # mse
+    with pytest.raises(InputError, match="loss mae gives the median, not the mean"):
+        create_model("multimodal", point="mean", loss="mae")
+    with pytest.raises(InputError, match=r"must include 0\.5 when the point forecast"):
+        create_model("multimodal", point="median", quantiles=[0.1, 0.9])
+    assert create_model("multimodal", quantiles=[0.1, 0.9]).point == "mean"
+    lightgbm = create_model("lightgbm")
+    assert (lightgbm.point, lightgbm.config.booster_objective) == ("mean", "tweedie")
+    assert create_model("lightgbm", objective="l1").point == "median"
+    assert create_model("lightgbm", point="median").config.booster_objective == "l1"
+    with pytest.raises(InputError, match="objective l1 gives the median, not the mean"):
+        create_model("lightgbm", point="mean", objective="l1")
 
 
 def test_baseline_configs_are_typed_and_ranged():

@@ -1,5 +1,8 @@
 """One conformance suite over every registered model."""
 
+import json
+from itertools import pairwise
+
 import polars as pl
 import pytest
 
@@ -64,7 +67,10 @@ def test_fit_predict_shapes_and_values(name, shop_panel, fitted):
     assert forecast["timestamp"].n_unique() == 3
     quantiles = [c for c in forecast.columns if c.startswith("q")]
     assert bool(quantiles) == fitted(name).supports_quantiles
-    if quantiles:
+    for lower, upper in pairwise(quantiles):
+        assert (forecast[lower] <= forecast[upper]).all()
+    if quantiles and fitted(name).point == "median":  # the median lies between the quantiles;
+        # a mean need not (it exceeds the 0.9 quantile when nine periods in ten sell nothing)
         assert (forecast[quantiles[0]] <= forecast["y_pred"]).all()
         assert (forecast["y_pred"] <= forecast[quantiles[-1]]).all()
 
@@ -74,8 +80,12 @@ def test_save_load_gives_identical_forecasts(name, fitted, tmp_path):
     model = fitted(name)
     before = model.predict(3)
     model.save(tmp_path / "m")
-    after = Forecaster.load(tmp_path / "m").predict(3)
+    loaded = Forecaster.load(tmp_path / "m")
+    after = loaded.predict(3)
     assert before.equals(after)
+    # What y_pred is travels with the model.
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["point"] == model.point == loaded.point
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -100,6 +110,11 @@ def test_capabilities_belong_to_the_configured_instance(name):
         assert not point.supports_quantiles
         assert create_model(name, quantiles=[0.1, 0.5, 0.9]).supports_quantiles
     assert model.min_history >= 1
+    # Every model says what its point forecast is; where it is configurable, mean is the default.
+    assert model.point in ("mean", "median")
+    if "point" in fields:
+        assert fields["point"].default == "mean"
+        assert create_model(name, point="median").point == "median"
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -185,7 +200,7 @@ def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
     import numpy as np
 
     from salesfusion.features.lags import to_wide
-    from salesfusion.training.losses import make_loss
+    from salesfusion.training.lightning_module import forecast_loss
     from salesfusion.training.windows import make_windows
 
     model = fitted(name)
@@ -198,7 +213,7 @@ def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
     tensors["items"][:2] = -1  # items with no content: the "nothing known" paths
     output = net(tensors)
     quantiles = tuple(float(q) for q in model.params["quantiles"])
-    make_loss("pinball" if quantiles else model.params["loss"], quantiles)(
+    forecast_loss(model.params["loss"], quantiles, model.params["tweedie_power"], model.point)(
         output, tensors["target"], tensors["target_mask"]).backward()
     dead = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum()]
     net.zero_grad()

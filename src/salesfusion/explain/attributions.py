@@ -38,6 +38,7 @@ import numpy as np
 import polars as pl
 import torch
 
+from salesfusion.components import LOSSES
 from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
 from salesfusion.features.calendar import CALENDAR_CHANNELS
@@ -128,7 +129,10 @@ def integrated_gradients(model: Forecaster, panel: Panel, origins: Sequence[int]
         keep = np.sort(np.random.default_rng(seed).choice(n_windows, max_windows, replace=False))
     net = model.network
     net.eval()
-    quantile_index = config.quantiles.index(0.5) if config.quantiles else 0
+    # The point forecast's channel: the mean channel (first), else the median quantile's.
+    quantile_index = (config.quantiles.index(0.5)
+                      if config.quantiles and config.point == "median" else 0)
+    log_mean = quantile_index == 0 and config.point == "mean" and LOSSES.get(config.loss).log_link
     batch = {k: v[torch.as_tensor(keep)] for k, v in found.tensors.items()}
     with torch.no_grad():
         inputs = net.attribution_inputs(batch)
@@ -138,8 +142,10 @@ def integrated_gradients(model: Forecaster, panel: Panel, origins: Sequence[int]
 
     def forward(*tensors: torch.Tensor) -> torch.Tensor:
         *values, mask, items = tensors
-        return net.forward_from({"history_mask": mask, "items": items},
-                                dict(zip(names, values, strict=True)))[..., quantile_index]
+        output = net.forward_from({"history_mask": mask, "items": items},
+                                  dict(zip(names, values, strict=True)))[..., quantile_index]
+        # Attributed in level-scaled units, whether the channel is a quantile or a log mean.
+        return output.exp() if log_mean else output
 
     method = IntegratedGradients(forward)
     extra = (batch["history_mask"], batch["items"])

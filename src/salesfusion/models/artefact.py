@@ -1,9 +1,9 @@
 """The manifest that makes a saved model folder tamper-evident.
 
-``manifest.json`` holds ``format_version``, ``model``, ``params``, ``freq``, ``covariates`` and
-``files`` (the SHA-256 of every file of the folder, sub-folders such as an ensemble's
-``member_<i>/`` included; hidden files such as the CLI's output record are not part of the
-artefact), and two fields that cover the manifest itself:
+``manifest.json`` holds ``format_version``, ``model``, ``params``, ``point`` (mean or median:
+what y_pred is), ``freq``, ``covariates`` and ``files`` (the SHA-256 of every file of the
+folder, sub-folders such as an ensemble's ``member_<i>/`` included; hidden files such as the
+CLI's output record are not part of the artefact), and two fields that cover the manifest itself:
 
 - ``checksum``: the SHA-256 of the manifest's own content (every other field as canonical JSON:
   sorted keys, ``","``/``":"`` separators, ASCII), so an edit to ``params``, ``model``, ``freq``
@@ -33,7 +33,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
@@ -72,6 +72,8 @@ class Manifest(_Strict):
     format_version: int
     model: str
     params: dict[str, Any]
+    # What y_pred is (mean or median); manifests written before it was recorded lack it.
+    point: Literal["mean", "median"] | None = None
     freq: str | None
     files: dict[str, Digest]
     covariates: Covariates

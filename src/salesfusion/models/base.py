@@ -24,7 +24,12 @@ from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
 from salesfusion.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
-from salesfusion.models.config import ModelConfig, config_from_defaults, validate_config
+from salesfusion.models.config import (
+    ModelConfig,
+    PointForecast,
+    config_from_defaults,
+    validate_config,
+)
 
 if TYPE_CHECKING:
     from salesfusion.evaluation.protocol import BacktestProtocol
@@ -51,6 +56,9 @@ class Forecaster(ABC):
     # analogues, launch curves by age): reports show them apart, their backtest error
     # standing for a new item's.
     reads_history: ClassVar[bool] = True
+    # What ``y_pred`` is when the configuration has no ``point`` field: statistical models
+    # forecast the expected demand (a smoothed level or rate, a fitted model's mean).
+    point_forecast: ClassVar[PointForecast] = "mean"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -78,6 +86,12 @@ class Forecaster(ABC):
         return cls.Config.model_validate(cls.preset_params)
 
     # --- capabilities of the configured instance ----------------------------------------------
+    @property
+    def point(self) -> PointForecast:
+        """``mean`` or ``median``: what ``y_pred`` is (manifests, reports and ``salesfusion
+        components model`` show it)."""
+        return getattr(self.config, "point", None) or self.point_forecast
+
     @property
     def supports_quantiles(self) -> bool:
         """Whether forecasts carry quantile columns."""
@@ -232,7 +246,8 @@ class Forecaster(ABC):
                            "source": table.source})
         self._save_state(folder)
         # The manifest covers every file the model wrote, members' folders of an ensemble too.
-        write_manifest(folder, {"model": self.name, "params": self.params, "freq": self.freq,
+        write_manifest(folder, {"model": self.name, "params": self.params, "point": self.point,
+                                "freq": self.freq,
                                 "covariates": {"past_only": self._history.past_only,
                                                "future_known": self._history.future_known,
                                                "tables": tables}})

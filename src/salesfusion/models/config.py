@@ -10,12 +10,19 @@ component registered later by a user is valid everywhere a built-in one is.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, create_model
 
 from salesfusion.errors import InputError
 from salesfusion.registry import Registry
+
+# What a model's ``y_pred`` is. ``mean``: the expected demand, so forecasts add up to the
+# expected total (what a planner orders from). ``median``: the 50 % quantile, which minimises
+# absolute error (so WAPE) but lies below the mean on intermittent demand.
+PointForecast = Literal["mean", "median"]
+POINT_HELP = ("What y_pred is: mean (expected demand; totals add up) or median (minimises "
+              "absolute error, so WAPE, and lies below the mean on intermittent demand).")
 
 
 class ModelConfig(BaseModel):

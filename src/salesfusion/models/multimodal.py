@@ -187,7 +187,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
             n_numeric=len(self._vocabulary.numeric), n_markets=len(self._markets),
             history_dim=self._widths[0], future_dim=self._widths[1], horizon=c.horizon,
             fusion=c.fusion, fallback_fusion=c.fallback_fusion, fusion_dim=c.fusion_dim,
-            backbone=c.backbone, head="quantile" if c.quantiles else "point", hidden=c.hidden,
+            backbone=c.backbone, head=_head(c), hidden=c.hidden,
             layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles),
             cross_market=c.cross_market,
             market_cardinalities=tuple(self._market_vocabulary.cardinalities())
@@ -245,7 +245,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         tensors = self._series_inputs(wide)
 
         module = ForecastModule(self._net, c.loss, tuple(c.quantiles), c.lr, c.tweedie_power,
-                                has_validation)
+                                has_validation, point=c.point)
         outcome = train_module(
             module, gathered_loader(train, tensors, c.batch_size, True, c.seed),
             gathered_loader(validation, tensors, 4096, False, 0)
@@ -271,3 +271,11 @@ def _lookup(keys: pl.Series, rows: dict[str, int], missing: int) -> np.ndarray:
         return np.full(len(keys), missing, dtype=np.int64)
     return keys.cast(pl.String).replace_strict(rows, default=missing,
                                                return_dtype=pl.Int64).to_numpy()
+
+
+def _head(config: MultimodalConfig) -> str:
+    """The registered head: quantiles beside a mean channel when the point forecast is the mean,
+    quantiles alone when it is their median, one value per step without quantiles."""
+    if not config.quantiles:
+        return "point"
+    return "mean_quantile" if config.point == "mean" else "quantile"

@@ -74,12 +74,16 @@ class ForecastPath:
                 self._net(tensors(windows.subset(np.arange(start, min(
                     start + PREDICT_BATCH, len(windows)))))).numpy()[:, :horizon]
                 for start in range(0, max(len(windows), 1), PREDICT_BATCH)])
-        if not c.quantiles and LOSSES.get(c.loss).log_link:
-            output = np.exp(output)  # the count losses model the log of the (transformed) mean
+        # A mean channel comes first (the point head's only one, or beside the quantiles).
+        has_mean = c.point == "mean" or not c.quantiles
+        if has_mean and LOSSES.get(c.loss).log_link:
+            # The count losses model the log of the (transformed) mean.
+            output[..., 0] = np.exp(output[..., 0])
         values = self._transform.inverse(output) * windows.level[:, None, None]
         flat = values.reshape(len(windows) * horizon, -1)
-        columns = {"y_pred": flat[:, c.quantiles.index(0.5)] if c.quantiles else flat[:, 0]}
+        quantile_at = 1 if has_mean else 0
+        columns = {"y_pred": flat[:, 0] if has_mean else flat[:, c.quantiles.index(0.5)]}
         for index, level in enumerate(c.quantiles):
-            if level != 0.5:
-                columns[f"q{level}"] = flat[:, index]
+            if has_mean or level != 0.5:  # beside a mean, the median is a quantile column
+                columns[f"q{level}"] = flat[:, quantile_at + index]
         return [pl.Series(k, v.astype(np.float64)) for k, v in columns.items()]

@@ -7,15 +7,29 @@ import lightning
 import torch
 from torch import nn
 
-from salesfusion.training.losses import make_loss
+from salesfusion.training.losses import Loss, MeanAndQuantiles, make_loss
+
+
+def forecast_loss(loss: str, quantiles: tuple[float, ...], tweedie_power: float,
+                  point: str = "median") -> Loss:
+    """What a network is trained on: ``loss`` for a point head; with quantiles, the pinball loss
+    (the median is the 0.5 quantile) or, when the point forecast is the mean, ``loss`` on the
+    mean channel plus the pinball loss on the quantile channels."""
+    if not quantiles:
+        return make_loss(loss, (), tweedie_power)
+    if point == "mean":
+        return MeanAndQuantiles(make_loss(loss, (), tweedie_power), quantiles)
+    return make_loss("pinball", quantiles, tweedie_power)
 
 
 class ForecastModule(lightning.LightningModule):
     def __init__(self, net: nn.Module, loss: str, quantiles: tuple[float, ...], lr: float,
-                 tweedie_power: float = 1.5, schedule_on_validation: bool = True) -> None:
+                 tweedie_power: float = 1.5, schedule_on_validation: bool = True,
+                 point: str = "median") -> None:
         super().__init__()
         self.net = net
-        self.loss_fn = make_loss("pinball" if quantiles else loss, quantiles, tweedie_power)
+        # Early stopping watches this loss too: the validation metric follows the point forecast.
+        self.loss_fn = forecast_loss(loss, quantiles, tweedie_power, point)
         self.lr = lr
         self.schedule_on_validation = schedule_on_validation
 

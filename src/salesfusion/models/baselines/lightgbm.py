@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -53,8 +53,6 @@ class LightGBMForecaster(Forecaster):
     class Config(BoosterConfig):
         horizon: int = Field(4, ge=1, description=(
             "Longest step trained for; longer forecasts are an error."))
-        objective: Literal["l1", "l2", "tweedie", "poisson"] = Field("l1", description=(
-            "LightGBM objective; l1 on the level-scaled target minimises WAPE."))
         target_scaling: bool = Field(True, description=(
             "Divide units by the series' 13-period mean + 1 (rows weighted by it)."))
         tweedie_variance_power: float = Field(1.2, gt=1, lt=2)
@@ -158,7 +156,7 @@ class LightGBMForecaster(Forecaster):
         if self.params["target_scaling"]:
             label, weight = label / side["scale"], side["scale"]
         extra = ({"tweedie_variance_power": self.config.tweedie_variance_power}
-                 if self.config.objective == "tweedie" else {})
+                 if self.config.booster_objective == "tweedie" else {})
         self._booster = fit_booster(booster_params(self.config, **extra), self.config, matrix,
                                     label, is_validation, feature_names=self._feature_names,
                                     categorical=["market"], weight=weight)

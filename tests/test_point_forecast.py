@@ -1,0 +1,59 @@
+"""What the point forecast is: the mean by default, so forecasts add up to the demand; the
+median (still available) lies below it on intermittent demand."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from salesfusion.data.panel import Panel
+from salesfusion.evaluation.backtest import run_backtest
+from salesfusion.evaluation.metrics import evaluate
+from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.models.registry import create_model
+
+pytestmark = pytest.mark.xdist_group("point_forecast")
+
+
+@pytest.fixture(scope="module")
+def poisson_panel() -> Panel:
+    """600 intermittent series, 40 weeks: each series' weekly units are Poisson with a rate
+    drawn from a gamma of mean 0.8 (most weeks sell nothing, so the median is far below the
+    mean). The test windows hold about 5,800 units: the actual total's own Poisson noise is
+    about 1.3 %."""
+    rng = np.random.default_rng(7)
+    n_series, weeks = 600, 40
+    rates = rng.gamma(0.8, 1.0, n_series)
+    weeks_index = pl.date_range(pl.date(2024, 1, 1), pl.date(2024, 1, 1) + pl.duration(
+        weeks=weeks - 1), "1w", eager=True)
+    frame = pl.DataFrame({
+        "item_id": np.repeat([f"i{s:03d}" for s in range(n_series)], weeks),
+        "market": "DE",
+        "timestamp": np.tile(weeks_index.to_numpy(), n_series),
+        "y": rng.poisson(np.repeat(rates, weeks)).astype(float),
+    }).with_columns(pl.col("timestamp").cast(pl.Datetime("us")))
+    return Panel(data=frame.sort("item_id", "market", "timestamp"), freq="W")
+
+
+def _bias(model_name: str, panel: Panel, **params) -> float:
+    protocol = BacktestProtocol(horizon=4, windows=3, step=4, refit=True)
+    forecasts = run_backtest(create_model(model_name, horizon=4, **params), panel, protocol)
+    scores = evaluate(forecasts)
+    return scores.filter(pl.col("metric") == "bias_pct")["value"].item()
+
+
+def test_the_mean_forecast_adds_up_to_the_demand_and_the_median_falls_short(poisson_panel):
+    mean = _bias("lightgbm", poisson_panel, max_rounds=100)
+    median = _bias("lightgbm", poisson_panel, max_rounds=100, point="median")
+    assert abs(mean) < 3, mean
+    assert median < -20, median
+
+
+def test_a_neural_mean_head_is_unbiased_where_its_median_is_not(poisson_panel):
+    fast = {"modalities": [], "epochs": 10, "hidden": 8, "lookback": 8, "max_train_windows": 5000,
+            "covariates": False, "seed": 0}
+    mean = _bias("multimodal", poisson_panel, **fast)
+    median = _bias("multimodal", poisson_panel, **fast, point="median")
+    assert abs(mean) < 5, mean
+    assert median < mean - 10, (mean, median)
