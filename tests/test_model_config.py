@@ -147,6 +147,19 @@ def test_components_command_lists_every_registry():
             assert name in result.stdout
 
 
+def test_components_say_what_each_model_and_loss_forecasts():
+    models = CliRunner().invoke(app, ["components", "model"], terminal_width=200).stdout
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in models.splitlines() if line.startswith("│") and line.split("│")[1].strip()}
+    assert rows["lightgbm"] == rows["multimodal"] == "mean, or median"
+    assert rows["ets"] == rows["croston"] == "mean"
+    losses = CliRunner().invoke(app, ["components", "loss"], terminal_width=200).stdout
+    assert "losses" in losses
+    rows = {line.split("│")[1].strip(): line.split("│")[2].strip()
+            for line in losses.splitlines() if line.startswith("│")}
+    assert rows["mae"] == rows["pinball"] == "median" and rows["tweedie"] == "mean"
+
+
 def test_network_builder_names_no_component():
     source = (Path(__file__).parents[1] / "src/salesfusion/models/network.py").read_text()
     for registry in (FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS):

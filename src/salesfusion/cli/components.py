@@ -26,9 +26,26 @@ def components(
                          f"{', '.join(ALL)}")
     console = Console(soft_wrap=True)
     for registry in [ALL[kind]] if kind else ALL.values():
-        table = Table(title=f"{registry.kind}s", title_justify="left")
+        plural = registry.kind + ("es" if registry.kind.endswith("s") else "s")
+        table = Table(title=plural, title_justify="left")
         table.add_column("name")
+        # What a model's y_pred is, and what minimising a loss forecasts.
+        point = registry.kind in ("model", "loss")
+        if point:
+            table.add_column("point")
         table.add_column("what it is")
         for name, summary in registry.describe():
-            table.add_row(name, summary)
+            table.add_row(name, *([_point(registry.kind, name)] if point else []), summary)
         console.print(table)
+
+
+def _point(kind: str, name: str) -> str:
+    """A model's default point forecast ("mean, or median" where its configuration offers
+    both), or the point forecast a loss gives."""
+    if kind == "loss":
+        return ALL["loss"].get(name).gives
+    from salesfusion.models.registry import model_class
+
+    model = model_class(name)
+    default = getattr(model.default_config(), "point", None) or model.point_forecast
+    return f"{default}, or median" if "point" in model.Config.model_fields else default
