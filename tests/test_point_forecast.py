@@ -57,3 +57,17 @@ def test_a_neural_mean_head_is_unbiased_where_its_median_is_not(poisson_panel):
     median = _bias("multimodal", poisson_panel, **fast, point="median")
     assert abs(mean) < 5, mean
     assert median < mean - 10, (mean, median)
+
+
+def test_backtest_summaries_say_what_each_forecast_is(poisson_panel, tmp_path):
+    from salesfusion.evaluation.report import write_report
+    from salesfusion.evaluation.runner import backtest_models
+
+    protocol = BacktestProtocol(horizon=2, windows=1, step=2, refit=True)
+    run = backtest_models(poisson_panel, [create_model("naive", horizon=2), create_model(
+        "lightgbm", horizon=2, max_rounds=10, point="median")], protocol)
+    summary = run.summary()
+    assert dict(zip(summary["model"], summary["point"], strict=True)) == {
+        "naive": "mean", "lightgbm": "median"}
+    write_report(run, tmp_path / "report.html", "points")
+    assert "<th>point</th>" in (tmp_path / "report.html").read_text()

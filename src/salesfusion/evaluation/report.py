@@ -51,13 +51,14 @@ def _notes_section(run: BacktestRun) -> str:
 def _accuracy_sections(run: BacktestRun, bands: dict[str, tuple[str, str]]) -> str:
     accuracy = overall_accuracy(run.summary(METRICS_SHOWN), run.metrics, bands)
     history, cold_only = split_by_history(accuracy)
-    legend = ("<p class=\"note\">WAPE, bias_pct and sMAPE in percent (bias_pct: total forecast "
-              "over total actual, minus 1; negative = under-forecast); MASE scaled per series "
-              "and window by the in-sample mean absolute one-step difference, RMSSE by the "
-              "in-sample root mean squared one-step difference (M5); coverage = share of actuals "
-              "inside the model's band (lowest to highest quantile), nominal = the share it "
-              "should hold (q0.9 - q0.1 = 0.8); seconds = wall time of fit + predict over all "
-              "windows.</p>")
+    legend = ("<p class=\"note\">point: what the model's forecast is, the mean of demand (forecasts"
+              " add up to the expected total) or its median (lower on intermittent demand, which "
+              "WAPE rewards). WAPE, bias_pct and sMAPE in percent (bias_pct: total forecast over "
+              "total actual, minus 1; negative = under-forecast); MASE scaled per series and window"
+              " by the in-sample mean absolute one-step difference, RMSSE by the in-sample root "
+              "mean squared one-step difference (M5); coverage = share of actuals inside the "
+              "model's band (lowest to highest quantile), nominal = the share it should hold (q0.9 "
+              "- q0.1 = 0.8); seconds = wall time of fit + predict over all windows.</p>")
     parts = [section("accuracy-history", "Overall accuracy: models that read history",
                      html_table(history, best_lowest=BEST_LOWEST) + legend
                      if history.height else "<p>No model that reads history was run.</p>")]

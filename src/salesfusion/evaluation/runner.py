@@ -57,17 +57,23 @@ class BacktestRun:
     # Models that raised during their backtest: their error, one line each. The other models'
     # results stand; the command's exit code says that some failed.
     failures: dict[str, str] = field(default_factory=dict)
+    # What each model's y_pred is: "mean" or "median" (reports show it beside the scores).
+    points: dict[str, str] = field(default_factory=dict)
 
     def summary(self, metrics: tuple[str, ...] = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE",
                                                   "RMSE")) -> pl.DataFrame:
-        """Overall metrics per model over all windows, best WAPE first, with wall time."""
+        """Overall metrics per model over all windows, sorted by the first metric, with the
+        point forecast each gives and wall time."""
         overall = (self.metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
                                        & pl.col("metric").is_in(metrics))
                    .pivot(on="metric", index="model", values="value"))
         timing = pl.DataFrame({"model": list(self.seconds),
                                "seconds": list(self.seconds.values())})
-        return (overall.join(timing, on="model", how="left")
-                .select("model", *[m for m in metrics if m in overall.columns], "seconds")
+        point = pl.DataFrame({"model": list(self.points), "point": list(self.points.values())},
+                             schema={"model": pl.String, "point": pl.String})
+        return (overall.join(point, on="model", how="left").join(timing, on="model", how="left")
+                .select("model", "point", *[m for m in metrics if m in overall.columns],
+                        "seconds")
                 .sort(metrics[0], nulls_last=True))
 
     def write(self, folder: Path, forecasts: bool = True) -> None:
@@ -133,7 +139,7 @@ def backtest_models(panel: Panel, models: list[str | Forecaster],
     all_forecasts = pl.concat(forecasts, how="diagonal")
     return BacktestRun(panel=panel, protocol=protocol, forecasts=all_forecasts,
                        metrics=metrics_table(all_forecasts), seconds=seconds, notes=notes,
-                       failures=failures)
+                       failures=failures, points={m.name: m.point for m in built})
 
 
 ModelResult = tuple[pl.DataFrame, list[WindowDone], float] | Exception
