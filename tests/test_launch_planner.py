@@ -45,6 +45,7 @@ def test_launch_backtest_writes_a_report_with_bias_and_rmsse(shop, tmp_path: Pat
         assert f'<section id="{anchor}">' in page, anchor
     assert "Bias (%) per market" in page and "RMSSE per market" in page
     assert "launch scale" in page  # what RMSSE is scaled by, said in the report
+    assert "<th>point</th>" in page and "Models ranked by RMSSE" in page
     by_age = pl.read_csv(out / "metrics_since_launch.csv")
     for metric in ("WAPE", "bias_pct", "RMSSE"):
         values = by_age.filter(pl.col("metric") == metric)["value"]

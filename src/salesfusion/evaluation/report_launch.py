@@ -22,10 +22,15 @@ from salesfusion.evaluation.report_html import section as titled
 from salesfusion.evaluation.report_plots import market_figure
 from salesfusion.evaluation.report_sections import interval_bands, overall_accuracy, per_market
 from salesfusion.evaluation.runner import BacktestRun
+from salesfusion.evaluation.selection import DEFAULT_METRIC, metric_column
 
 # MASE is left out: a launch has no history to scale absolute errors by (it is null).
 METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "sMAPE", "RMSE")
 BEST_LOWEST = tuple(m for m in METRICS_SHOWN if m != "bias_pct")
+# Ranked by the project's default selection metric: WAPE would put the under-forecasting
+# median curves first.
+RANK_BY = metric_column(DEFAULT_METRIC)
+RANKED_METRICS = (RANK_BY, *[m for m in METRICS_SHOWN if m != RANK_BY])
 MODELS_PLOTTED = 6
 
 RMSSE_NOTE = (
@@ -106,13 +111,16 @@ def write_launch_report(run: BacktestRun, path: Path, title: str) -> None:
     protocol = run.protocol
     if not isinstance(protocol, LaunchProtocol):
         raise TypeError("write_launch_report takes a launch backtest; use report.write_report")
-    ranked = run.summary(METRICS_SHOWN)["model"].to_list()
+    ranked = run.summary(RANKED_METRICS)["model"].to_list()
     shown = ranked[:MODELS_PLOTTED]
     bands = interval_bands(run.forecasts)
     figures = Figures()
-    accuracy = overall_accuracy(run.summary(METRICS_SHOWN), run.metrics, bands)
-    legend = ("<p class=\"note\">WAPE, bias_pct and sMAPE in percent (bias_pct: total forecast "
-              "over total actual, minus 1; negative = under-forecast); RMSSE scaled by the "
+    accuracy = overall_accuracy(run.summary(RANKED_METRICS), run.metrics, bands)
+    legend = ("<p class=\"note\">point: what the model's forecast is, the mean of a launch's "
+              "demand (forecasts add up to the expected total) or its median (lower on skewed "
+              "launches, which WAPE rewards). WAPE, bias_pct and sMAPE in percent (bias_pct: "
+              "total forecast over total actual, minus 1; negative = under-forecast); RMSSE "
+              "scaled by the "
               "market's launch scale (below); coverage = share of actuals inside the model's "
               "band, nominal = the share it should hold; seconds = wall time of fit + predict "
               "over all windows. MASE is not reported: it needs a series' own history.</p>")
@@ -136,6 +144,6 @@ def write_launch_report(run: BacktestRun, path: Path, title: str) -> None:
         titled("since-launch", "Error and bias by period since launch", since_html),
         titled("notes", "Model notes", _notes_section(run)),
     ])
-    shown_note = (f"<p class=\"note\">Models ranked by WAPE; the {MODELS_PLOTTED} best are "
+    shown_note = (f"<p class=\"note\">Models ranked by {RANK_BY}; the {MODELS_PLOTTED} best are "
                   f"shown by period since launch: {html.escape(', '.join(shown))}.</p>")
     path.write_text(page(title, body + shown_note))
