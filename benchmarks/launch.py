@@ -146,6 +146,7 @@ def run_model(bench: Benchmark, name: str, params: dict[str, Any], seeds: int,
                       f"({runs[-1]['seconds']:.0f} s)")
     wape = np.array([r["WAPE"] for r in runs])
     return {"model": label or name, "registered_as": name, "params": params,
+            "point": model.point,  # what y_pred is: mean or median
             "seeds": len(runs), "wape_mean": float(wape.mean()),
             "wape_std": float(wape.std(ddof=1)) if len(runs) > 1 else 0.0,
             "bias_pct_mean": _mean(runs, "bias_pct"), "rmsse_mean": _mean(runs, "RMSSE"),
