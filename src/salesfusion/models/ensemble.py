@@ -9,10 +9,17 @@ held-out item and no row at or after its first launch is fitted on), fits every 
 rest and forecasts the held-out launches' first ``horizon`` periods; a panel without launches
 (every series starts at its first period) gives equal weights, and a note says so.
 
-Both then pick the convex weights, on a grid of step ``weight_step``, with the lowest WAPE over
-the held-out observations, refit the members on the whole panel and forecast the weighted sum of
-theirs. The weights never see the periods a backtest scores: they come from the training panel
-alone. Members that take a ``seed`` get the ensemble's; members that take a ``horizon`` get it.
+Both then pick the convex weights, on a grid of step ``weight_step``, with the lowest score by
+``metric`` (``evaluation.selection``: ``rmsse`` by default, ``wape``, ``mae``, ``bias_abs`` or
+``pinball``) over the held-out observations, refit the members on the whole panel and forecast
+the weighted sum of theirs (and of the quantile columns every member gives). The weights never
+see the periods a backtest scores: they come from the training panel alone. Members that take a
+``seed`` get the ensemble's; members that take a ``horizon`` get it.
+
+RMSSE scales each held-out series by its ``rmsse_scale``: a series with history by its own (the
+backtest's ``origin_context`` of the part the members were fitted on), a launch by its market's
+launch scale (the launch backtest's ``launch_scale``). An ensemble saved before ``metric``
+existed was weighted by WAPE and loads as ``metric: wape``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ from pydantic import Field, field_validator
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
+from salesfusion.evaluation.backtest import origin_context
+from salesfusion.evaluation.metrics import quantile_columns
+from salesfusion.evaluation.selection import (
+    DEFAULT_METRIC,
+    METRIC_HELP,
+    MetricUnavailable,
+    SelectionMetric,
+    metric_label,
+    selection_score,
+)
 from salesfusion.models.base import Forecaster
 from salesfusion.models.config import ModelConfig
 from salesfusion.models.registry import create_model, model_class, register
@@ -42,6 +59,7 @@ class EnsembleConfig(ModelConfig):
         "Periods the weights are chosen on (and passed to members that take a horizon)."))
     weight_step: float = Field(0.1, gt=0, le=0.5, description="Grid step of the weights.")
     seed: int = Field(0, description="Passed to the members that take a seed.")
+    metric: SelectionMetric = Field(DEFAULT_METRIC, description=METRIC_HELP)
 
     @field_validator("members")
     @classmethod
@@ -70,25 +88,47 @@ class _WeightedEnsemble(Forecaster):
                                         else None, **params))
         return members
 
-    def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
-        """Each member's held-out forecasts aligned with the held-out actuals, and what the
-        part was; None when the panel has no part to hold out."""
+    @property
+    def supports_quantiles(self) -> bool:
+        # The quantile columns every member gives are combined like y_pred.
+        return all(m.supports_quantiles for m in self._members())
+
+    def _validation(self, panel: Panel) -> tuple[list[pl.DataFrame], pl.DataFrame, str] | None:
+        """Each member's held-out forecasts (``y_pred`` and quantiles, row-aligned with the
+        held-out part), the held-out part (keys, ``y_true``, ``rmsse_scale``), and what the part
+        was; None when the panel has no part to hold out."""
         raise NotImplementedError
 
     def _choose_weights(self, panel: Panel) -> np.ndarray:
-        members = self.config.members
+        members, metric = self.config.members, self.config.metric
+        if metric == "pinball" and not self.supports_quantiles:
+            lacking = [m.name for m in self._members() if not m.supports_quantiles]
+            raise MetricUnavailable(f"{self.name}: metric pinball needs quantile forecasts "
+                                    f"but member(s) {', '.join(lacking)} give none; set "
+                                    f"another metric or members that forecast quantiles")
         found = self._validation(panel)
         if found is None:
             return np.full(len(members), 1 / len(members))
-        forecasts, truth, part = found
-        stacked = np.column_stack(forecasts)
-        best, best_wape = None, np.inf
+        forecasts, held, part = found
+        if metric == "rmsse" and held["rmsse_scale"].drop_nulls().is_empty():
+            # No series of the part has a scale (launches in markets without a training
+            # launch): say so rather than fail the fit; WAPE needs no scale.
+            self._notes.append(f"no RMSSE scale for {part}: weights chosen by WAPE instead")
+            metric = "wape"
+        columns = [c for c in forecasts[0].columns if all(c in f.columns for f in forecasts)]
+        stacked = {c: np.column_stack([f[c].to_numpy() for f in forecasts]) for c in columns}
+        best, best_score = None, np.inf
         for weights in _simplex(len(members), self.config.weight_step):
-            wape = np.abs(truth - stacked @ weights).sum() / max(np.abs(truth).sum(), 1e-9)
-            if wape < best_wape - 1e-12:
-                best, best_wape = weights, wape
+            combined = held.with_columns(pl.Series(c, stacked[c] @ weights) for c in columns)
+            score = selection_score(combined, metric, f"{self.name}'s members' forecasts")
+            if score is not None and score < best_score - 1e-12:
+                best, best_score = weights, score
+        if best is None:  # undefined on every grid point (e.g. every actual 0 for WAPE)
+            self._notes.append(f"{metric_label(metric)} undefined on {part}: equal weights")
+            return np.full(len(members), 1 / len(members))
+        label = metric_label(metric)
         self._notes.append(f"weights {dict(zip(members, np.round(best, 3).tolist(), strict=True))}"
-                           f" chosen on {part} (WAPE {100 * best_wape:.2f})")
+                           f" chosen on {part} by {label} ({label} {best_score:.4g})")
         return best
 
     def _fit(self, panel: Panel) -> None:
@@ -99,11 +139,18 @@ class _WeightedEnsemble(Forecaster):
             self._notes += [f"{member.name}: {note}" for note in member.notes]
 
     def _combine(self, forecasts: list[pl.DataFrame]) -> pl.DataFrame:
-        combined = forecasts[0].select(*KEYS, pl.col("y_pred") * self._weights[0])
+        # Quantiles are averaged level by level (Vincentization) where every member gives the
+        # level: the combined band is what pinball-weighted members promise.
+        shared = [q for q in quantile_columns(forecasts[0].columns)
+                  if all(q in f.columns for f in forecasts)]
+        values = ["y_pred", *shared]
+        combined = forecasts[0].select(*KEYS, *(pl.col(c) * self._weights[0] for c in values))
         for weight, forecast in zip(self._weights[1:], forecasts[1:], strict=True):
-            combined = combined.join(forecast.select(*KEYS, pl.col("y_pred").alias("_m")),
-                                     on=KEYS, how="left").with_columns(
-                pl.col("y_pred") + weight * pl.col("_m").fill_null(0.0)).drop("_m")
+            combined = combined.join(
+                forecast.select(*KEYS, *(pl.col(c).alias(f"_m{c}") for c in values)),
+                on=KEYS, how="left").with_columns(
+                pl.col(c) + weight * pl.col(f"_m{c}").fill_null(0.0) for c in values
+            ).drop(f"_m{c}" for c in values)
         return combined
 
     def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
@@ -114,11 +161,14 @@ class _WeightedEnsemble(Forecaster):
         for index, member in enumerate(self._fitted_members):
             member.save(folder / f"member_{index}")
         (folder / "ensemble.json").write_text(json.dumps(
-            {"weights": self._weights.tolist(), "notes": self._notes}))
+            {"weights": self._weights.tolist(), "notes": self._notes,
+             "metric": self.config.metric}))
 
     def _load_state(self, folder: Path) -> None:
         state = json.loads((folder / "ensemble.json").read_text())
         self._weights, self._notes = np.array(state["weights"]), state["notes"]
+        # Saved before the metric was configurable: its weights were chosen by WAPE.
+        self.config = self.config.model_copy(update={"metric": state.get("metric", "wape")})
         self._fitted_members = [Forecaster.load(folder / f"member_{i}")
                                 for i in range(len(self.config.members))]
 
@@ -143,14 +193,13 @@ class Ensemble(_WeightedEnsemble):
         horizon = self.config.horizon
         start = panel.periods[-horizon]
         train = panel.until(panel.periods[-horizon - 1])
-        held = panel.data.filter(pl.col("timestamp") >= start).join(
-            train.data.select(SERIES_KEY).unique(), on=SERIES_KEY, how="semi")
-        forecasts = []
-        for member in self._members():
-            forecast = member.fit(train).predict(horizon, history=train)
-            forecasts.append(held.join(forecast, on=KEYS, how="left")["y_pred"].fill_null(0.0)
-                             .clip(0).to_numpy())
-        return forecasts, held["y"].to_numpy(), f"the last {horizon} periods"
+        held = (panel.data.filter(pl.col("timestamp") >= start)
+                .join(origin_context(train).select(*SERIES_KEY, "rmsse_scale"), on=SERIES_KEY,
+                      how="inner")
+                .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"), "rmsse_scale"))
+        forecasts = [_aligned(held, member.fit(train).predict(horizon, history=train))
+                     for member in self._members()]
+        return forecasts, held, f"the last {horizon} periods"
 
 
 @register
@@ -185,7 +234,7 @@ class LaunchEnsemble(_WeightedEnsemble):
         return {"members": ["median_launch_curve", "lightgbm_launch"]}
 
     def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
-        from salesfusion.evaluation.launch import LaunchProtocol
+        from salesfusion.evaluation.launch import LaunchProtocol, launch_scale
 
         c = self.config
         protocol = LaunchProtocol(horizon=c.horizon, test_fraction=c.validation_share,
@@ -196,15 +245,13 @@ class LaunchEnsemble(_WeightedEnsemble):
             self._notes.append(f"no validation launches ({exc}): equal weights")
             return None
         train = split.fit_panel(panel)
-        actuals = split.test_actuals(panel, c.horizon)
-        forecasts = []
-        for member in self._members():
-            forecast = member.fit(train).predict_launch(split.test_series, c.horizon,
-                                                        history=train)
-            forecasts.append(actuals.join(forecast, on=KEYS, how="left")["y_pred"]
-                             .fill_null(0.0).clip(0).to_numpy())
-        return (forecasts, actuals["y"].to_numpy(),
-                f"{split.test_series.height} validation launches")
+        held = (split.test_actuals(panel, c.horizon)
+                .join(launch_scale(train, c.horizon), on="market", how="left")
+                .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"),
+                        pl.col("rmsse_scale").cast(pl.Float64)))
+        forecasts = [_aligned(held, member.fit(train).predict_launch(
+            split.test_series, c.horizon, history=train)) for member in self._members()]
+        return forecasts, held, f"{split.test_series.height} validation launches"
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         horizon = int(grid["period_since_launch"].max())
@@ -212,6 +259,15 @@ class LaunchEnsemble(_WeightedEnsemble):
         forecasts = [m.predict_launch(launches, horizon, history=history)
                      for m in self._fitted_members]
         return grid.join(self._combine(forecasts), on=KEYS, how="left")
+
+
+def _aligned(held: pl.DataFrame, forecast: pl.DataFrame) -> pl.DataFrame:
+    """A member's ``y_pred`` and quantile columns on the held-out rows, in their order: a
+    missing forecast counts as 0 and demand is clipped at 0, as a backtest scores it."""
+    values = ["y_pred", *quantile_columns(forecast.columns)]
+    return (held.select(KEYS).join(forecast.select(*KEYS, *values), on=KEYS, how="left",
+                                   maintain_order="left")
+            .select(pl.col(values).cast(pl.Float64).fill_null(0.0).clip(lower_bound=0.0)))
 
 
 def _simplex(size: int, step: float) -> list[np.ndarray]:
