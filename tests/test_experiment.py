@@ -68,7 +68,7 @@ def test_a_tiny_experiment_writes_every_table(tmp_path: Path) -> None:
     significance = pl.read_csv(out / "significance.csv")
     assert significance.height == 5 and set(significance["model_b"]) == {"moving_average"}
     markdown = (out / "results.md").read_text()
-    assert "## Ablation grid: WAPE" in markdown and "Critical difference" in markdown
+    assert "## Ablation grid: RMSSE" in markdown and "Critical difference" in markdown
     assert "\\begin{table}" in (out / "results.tex").read_text()
     assert "<table" in (out / "results.html").read_text()
     assert (out / "plots.html").stat().st_size > 100_000  # plotly inlined once
@@ -76,7 +76,8 @@ def test_a_tiny_experiment_writes_every_table(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("change", "message"), [
     ({"metrics": ["WAPE", "F1"]}, "unknown metrics"),
-    ({"primary_metric": "RMSE", "metrics": ["WAPE"]}, "primary_metric RMSE is not in metrics"),
+    ({"primary_metric": "RMSE"}, "primary_metric RMSE cannot rank the models"),
+    ({"metric": "R2"}, "at 'metric': Input should be 'rmsse', 'wape'"),
     ({"models": [{"name": "naive"}, {"name": "naive"}]}, "appear twice"),
     ({"ablation": {"model": "gru", "axes": {"x": {"a": {}, "b": {}}}}}, "ablation model 'gru'"),
     ({"models": [{"name": "multimodal", "params": {"hiden": 3}}]}, "no parameter 'hiden'"),

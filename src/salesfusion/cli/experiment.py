@@ -62,6 +62,9 @@ def experiment(
     smoke_run: Annotated[bool, typer.Option(
         "--smoke", help="A fast check of the whole experiment: 2 trials, 40 series, one "
                         "short epoch.")] = False,
+    metric: Annotated[str | None, typer.Option(
+        help="What ranks, tests and tunes the models (overrides the config's metric): rmsse "
+             "(default), wape, mae, bias_abs or pinball.")] = None,
 ) -> None:
     """Run an experiment: every dataset x model (x ablation level) x trial, then the tables."""
     from salesfusion.experiments.config import load_experiment
@@ -74,6 +77,11 @@ def experiment(
     if (mlflow or mlflow_uri) and importlib.util.find_spec("mlflow") is None:
         raise InputError("--mlflow needs MLflow: pip install 'salesfusion[tracking]'")
     config = load_experiment(config_file)
+    if metric is not None:
+        from salesfusion.evaluation.selection import check_metric
+
+        config = config.model_copy(update={"metric": check_metric(metric, "experiment")})
+    _check_scorable(config)
     if smoke_run:
         config = smoke(config)
     folder = out.resolve()
@@ -99,6 +107,7 @@ def experiment(
     def progress(line: str) -> None:
         console.print(line, markup=False, highlight=False)
 
+    progress(f"ranking, testing and tuning by metric {config.metric}")
     plan = run_experiment(config, folder, jobs=jobs, backend=backend, progress=progress)
     # Each run of the command: its wall time and the cells it computed (a resumed or re-run
     # experiment's wall time is the sum over its runs).
@@ -129,6 +138,22 @@ def experiment(
     console.print((folder / "results.md").read_text(), markup=False, highlight=False)
     console.print(f"Wrote {', '.join(written)} to {out}"
                   + (f" (and published them to {publish})" if publish else ""))
+
+
+def _check_scorable(config: Any) -> None:
+    """Pinball of a model that forecasts no quantiles, refused before any cell runs (the cells'
+    forecasts would be refused only once all had run)."""
+    from salesfusion.evaluation.selection import MetricUnavailable
+    from salesfusion.models.presets import resolve_model
+
+    if config.metric != "pinball":
+        return
+    lacking = [v.label for v in config.variants()
+               if not resolve_model(v.entry.name)(**v.params).supports_quantiles]
+    if lacking:
+        raise MetricUnavailable(f"metric pinball needs quantile forecasts but model(s) "
+                                f"{', '.join(lacking)} give none; choose another metric "
+                                f"(rmsse, wape, mae or bias_abs) or models with quantiles")
 
 
 def _command() -> str:

@@ -22,6 +22,7 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
+from salesfusion.evaluation.selection import DEFAULT_METRIC
 from salesfusion.experiments.config import Cell, DatasetEntry, Evaluation
 from salesfusion.models.presets import resolve_model
 from salesfusion.staging import staging_folder
@@ -167,14 +168,15 @@ def read_cell(folder: Path) -> dict[str, Any] | None:
 
 
 def tune_model(entry_label: str, cell: Cell, evaluation: Evaluation, max_series: int | None,
-               folder: Path, progress: Any) -> dict[str, Any]:
+               folder: Path, progress: Any, metric: str = DEFAULT_METRIC) -> dict[str, Any]:
     """The tuning step of a model on a dataset: a resumable search (``salesfusion tune``'s
-    loop) on the periods before every scored one; the best parameters found."""
+    loop) on the periods before every scored one, by the experiment's ``metric``; the best
+    parameters found."""
     from salesfusion.data.yamlfile import read_mapping
     from salesfusion.models.search_space import parse_space
     from salesfusion.provenance import provenance
     from salesfusion.tuning.log import TrialLog
-    from salesfusion.tuning.objective import TuningData
+    from salesfusion.tuning.objective import TuningData, check_scorable
     from salesfusion.tuning.runner import Budget, run_search
     from salesfusion.tuning.searchers import build_searcher
 
@@ -185,8 +187,9 @@ def tune_model(entry_label: str, cell: Cell, evaluation: Evaluation, max_series:
     base = dict(cell.variant.params)
     horizon = getattr(model_type(**base).config, "horizon", None)
     protocol = protocol_for(evaluation, cell.dataset, panel, horizon)
+    check_scorable(model_type(**base), metric)
     data = TuningData.from_panel(panel, test_periods(protocol, panel), horizon or
-                                 protocol.horizon)
+                                 protocol.horizon, metric)
     space = (parse_space(read_mapping(Path(step.space), "search space"), step.space)
              if step.space else model_type.search_space)
     if space is None:
@@ -199,7 +202,7 @@ def tune_model(entry_label: str, cell: Cell, evaluation: Evaluation, max_series:
         log.open_session(provenance())
     else:
         log.create({"model": cell.variant.entry.name, "searcher": step.searcher, "seed": 0,
-                    "budget": step.budget}, provenance())
+                    "budget": step.budget, "metric": metric}, provenance())
     result = run_search(model_type, base, searcher, data, log, Budget(step.budget), 0,
                         progress=progress)
     searcher.close()

@@ -8,6 +8,7 @@ one (dataset, model variant, trial). For example, the ablation grid of seed 004 
     datasets: [synthetic]
     evaluation: {kind: backtest, horizon: 4, windows: 2}
     trials: 5
+    metric: rmsse          # what ranks and tests the models (evaluation.selection)
     models:
       - {name: lightgbm, baseline: true}
       - {name: resnet_biattn_bilstm, params: {epochs: 20}}
@@ -32,9 +33,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
+from salesfusion.evaluation.selection import (
+    DEFAULT_METRIC,
+    METRIC_HELP,
+    SelectionMetric,
+    check_metric,
+    metric_label,
+)
 
-METRICS = ("WAPE", "RMSE", "MAE", "MSE", "MASE", "sMAPE", "MAPE", "R2", "direction_accuracy",
-           "direction_AUC", "pinball", "coverage")
+METRICS = ("WAPE", "RMSSE", "bias_pct", "RMSE", "MAE", "MSE", "MASE", "sMAPE", "MAPE", "R2",
+           "direction_accuracy", "direction_AUC", "pinball", "coverage")
 
 
 class _Strict(BaseModel):
@@ -117,9 +125,9 @@ class ExperimentConfig(_Strict):
     evaluation: Evaluation = Field(default_factory=Evaluation)
     trials: int = Field(5, ge=1, description="Repeated trials (seeds 0..trials-1), as seed 004.")
     seeds: list[int] | None = None
-    metrics: list[str] = Field(default_factory=lambda: ["WAPE", "RMSE", "MAE", "MASE",
-                                                        "direction_accuracy"])
-    primary_metric: str = "WAPE"
+    metrics: list[str] = Field(default_factory=lambda: ["RMSSE", "WAPE", "bias_pct", "MAE",
+                                                        "MASE", "direction_accuracy"])
+    metric: SelectionMetric = Field(DEFAULT_METRIC, description=METRIC_HELP)
     max_series: int | None = Field(None, ge=1, description=(
         "Keep the series with the most demand (a smaller, faster experiment)."))
     ablation: Ablation | None = None
@@ -133,6 +141,38 @@ class ExperimentConfig(_Strict):
         return [({"spec": e} if e.endswith((".yaml", ".yml")) and "/" in e else {"name": e})
                 if isinstance(e, str) else e for e in entries]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _primary_metric(cls, data: Any) -> Any:
+        """``primary_metric`` (configs written before ``metric``) named what ranks: read as
+        ``metric`` where it is one of the selection metrics (``WAPE`` is ``wape``)."""
+        if not isinstance(data, dict) or "primary_metric" not in data:
+            return data
+        data = dict(data)
+        legacy = data.pop("primary_metric")
+        try:
+            chosen = check_metric(legacy)
+        except InputError:
+            raise ValueError(f"primary_metric {legacy} cannot rank the models: give metric, "
+                             f"one of rmsse, wape, mae, bias_abs, pinball") from None
+        given = data.get("metric")
+        if given is not None and str(given).lower() != chosen:
+            raise ValueError(f"primary_metric {legacy} contradicts metric {given}: give "
+                             f"metric only")
+        data["metric"] = chosen
+        return data
+
+    @field_validator("metric", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def headline_metric(self) -> str:
+        """The column the headline, ranking, ablation and plots show (``RMSSE``,
+        ``bias_abs``...)."""
+        return metric_label(self.metric)
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
         for field_name, keys in (("datasets", [d.key for d in self.datasets]),
@@ -143,8 +183,6 @@ class ExperimentConfig(_Strict):
         unknown = sorted(set(self.metrics) - set(METRICS))
         if unknown:
             raise ValueError(f"unknown metrics {unknown}; use {', '.join(METRICS)}")
-        if self.primary_metric not in self.metrics:
-            raise ValueError(f"primary_metric {self.primary_metric} is not in metrics")
         if self.seeds is not None and len(self.seeds) != self.trials:
             raise ValueError(f"{len(self.seeds)} seeds for {self.trials} trials")
         if self.ablation is not None and self.ablation.model not in [m.key for m in self.models]:

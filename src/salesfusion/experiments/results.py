@@ -3,9 +3,12 @@ trials, rank per dataset, change against the best baseline, paired significance 
 Mariano with the HLN correction, Wilcoxon across series), critical-difference ranking, and the
 tables (Markdown, HTML, LaTeX) and plots that show them.
 
-Lower is better for every ranked metric except ``R2``, ``direction_accuracy`` and
-``direction_AUC``. Significance compares each model with the best baseline (the baseline with
-the best mean primary metric on that dataset) on the rows both forecast, trial by trial.
+The headline, the ranks, the critical-difference ranking, the ablation grid and the paired tests
+are all by the experiment's ``metric`` (``evaluation.selection``: rmsse by default, wape, mae,
+bias_abs or pinball; lower is better), shown under its label (``RMSSE``...); the other
+``metrics`` are shown beside it. Significance compares each model with the best baseline (the
+baseline with the best mean of that metric on that dataset) on the rows both forecast, trial by
+trial (``experiments.paired``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from salesfusion.evaluation.metrics import evaluate
+from salesfusion.evaluation.selection import MetricUnavailable, require_scorable, selection_rows
 from salesfusion.experiments.cells import read_cell, seeded
 from salesfusion.experiments.config import ExperimentConfig
 from salesfusion.experiments.runner import Plan
@@ -53,19 +57,39 @@ def collect(config: ExperimentConfig, plan: Plan, out: Path) -> Results:
                       for t in range(len(config.trial_seeds))]
         frames.extend(copies)
     forecasts = pl.concat(frames, how="diagonal_relaxed")
-    cells = evaluate(forecasts, ["dataset", "model", "trial"])  # every metric, per cell/trial
-    summary = (cells.filter(pl.col("metric").is_in(config.metrics))
+    cells = _with_scores(evaluate(forecasts, ["dataset", "model", "trial"]), forecasts, config)
+    shown = [*config.metrics, *[config.headline_metric] * (config.headline_metric
+                                                           not in config.metrics)]
+    summary = (cells.filter(pl.col("metric").is_in(shown))
                .group_by("dataset", "model", "metric", maintain_order=True)
                .agg(pl.col("value").mean().alias("mean"), pl.col("value").std().alias("std"),
                     pl.col("value").count().alias("trials")))
-    headline = _headline(summary, config.primary_metric, baselines, config)
+    headline = _headline(summary, config.headline_metric, baselines, config)
     horizon = max(r["horizon"] for r in records)
-    significance = _significance(forecasts, headline, baselines, horizon)
+    significance = _significance(forecasts, headline, baselines, horizon, config.metric)
     seconds = pl.DataFrame([{k: r[k] for k in ("dataset", "model", "trial", "seconds")}
                             for r in records])
     return Results(cells, summary, headline, significance,
-                   _ranking(cells, config.primary_metric), _ablation(config, summary),
+                   _ranking(cells, config.headline_metric), _ablation(config, summary),
                    seconds, _oracle(config, forecasts))
+
+
+def _with_scores(cells: pl.DataFrame, forecasts: pl.DataFrame,
+                 config: ExperimentConfig) -> pl.DataFrame:
+    """``cells`` (every metric per dataset, model and trial) with the selection metric's rows
+    where it is not a metrics column already (bias_abs); refused, one line, where a model
+    cannot be scored by it (pinball without quantiles), since it could not be ranked."""
+    require_scorable(forecasts, config.metric, "the experiment's forecasts")
+    scores = selection_rows(cells, config.metric)
+    missing = sorted(set(scores.filter(pl.col("value").is_null())["model"].to_list()))
+    if missing:
+        hint = (" (they forecast no quantiles)" if config.metric == "pinball" else "")
+        raise MetricUnavailable(f"metric {config.metric} is undefined for model(s) "
+                                f"{', '.join(missing)}{hint}, so the models cannot be ranked "
+                                f"by it; choose another metric")
+    if config.headline_metric in cells["metric"].to_list():
+        return cells
+    return pl.concat([cells, scores.select(cells.columns)])
 
 
 def _oracle(config: ExperimentConfig, forecasts: pl.DataFrame) -> pl.DataFrame:
@@ -117,8 +141,8 @@ def _headline(summary: pl.DataFrame, metric: str, baselines: set[str],
 
 
 def _significance(forecasts: pl.DataFrame, headline: pl.DataFrame, baselines: set[str],
-                  horizon: int) -> pl.DataFrame:
-    from salesfusion.experiments.stats import significance_table
+                  horizon: int, metric: str) -> pl.DataFrame:
+    from salesfusion.experiments.paired import metric_significance
 
     parts = []
     for dataset in headline["dataset"].unique(maintain_order=True):
@@ -130,7 +154,7 @@ def _significance(forecasts: pl.DataFrame, headline: pl.DataFrame, baselines: se
         if not models:
             continue
         data = forecasts.filter(pl.col("dataset") == dataset)
-        parts.append(significance_table(data, [*models, best], horizon, baseline=best))
+        parts.append(metric_significance(data, [*models, best], horizon, best, metric))
     return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
 
 
@@ -160,7 +184,7 @@ def _ablation(config: ExperimentConfig, summary: pl.DataFrame) -> pl.DataFrame |
         if not variant.levels:
             continue
         part = summary.filter((pl.col("model") == variant.label)
-                              & (pl.col("metric") == config.primary_metric))
+                              & (pl.col("metric") == config.headline_metric))
         for row in part.iter_rows(named=True):
             rows.append({**variant.levels, "dataset": row["dataset"], "model": variant.label,
                          "mean": row["mean"], "std": row["std"]})

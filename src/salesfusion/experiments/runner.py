@@ -88,10 +88,12 @@ def _tune(config: ExperimentConfig, cells: list[Cell], out: Path,
         if entry.tune is None or key in tuned or cell.variant.levels:
             continue
         progress(f"tuning {entry.key} on {cell.dataset.key} ({entry.tune.searcher}, "
-                 f"{entry.tune.budget} trials)")
+                 f"{entry.tune.budget} trials, metric {config.headline_metric})")
+        # The metric names the log's folder: a search by another metric is another search (a
+        # log of the earlier RMSE default is not continued under RMSSE).
         tuned[key] = tune_model(entry.key, cell, config.evaluation, config.max_series,
-                                out / "tuning" / f"{cell.dataset.key}-{entry.key}",
-                                lambda line: progress(f"  {line}"))
+                                out / "tuning" / f"{cell.dataset.key}-{entry.key}-{config.metric}",
+                                lambda line: progress(f"  {line}"), config.metric)
         progress(f"tuned {entry.key} on {cell.dataset.key}: {tuned[key]}")
     return tuned
 

@@ -29,9 +29,9 @@ def headline_table(results: Any, config: ExperimentConfig) -> pl.DataFrame:
     head = results.headline.select(
         "dataset", "model", "rank", pl.col("vs_best_baseline_pct").round(1)
         .alias("vs best baseline %"), pl.col("baseline"))
-    others = [m for m in config.metrics if m != config.primary_metric and m in wide.columns]
+    others = [m for m in config.metrics if m != config.headline_metric and m in wide.columns]
     return head.join(wide, on=["dataset", "model"], how="left").select(
-        "dataset", "model", "baseline", config.primary_metric, "rank", "vs best baseline %",
+        "dataset", "model", "baseline", config.headline_metric, "rank", "vs best baseline %",
         *others)
 
 
@@ -43,7 +43,7 @@ def significance_view(results: Any) -> pl.DataFrame:
         pl.col("dm_statistic").round(3).alias("DM (HLN)"),
         pl.col("dm_p_value").alias("DM p"), pl.col("wilcoxon_p_value").alias("Wilcoxon p"),
         pl.format("{}/{}/{}", "a_better", "tied", "b_better").alias("series better/tied/worse"),
-        "note")
+        pl.col("loss").alias("tested on"), "note")
 
 
 def ranking_view(results: Any) -> pl.DataFrame:
@@ -71,12 +71,14 @@ def _markdown(frame: pl.DataFrame) -> str:
 def render_tables(results: Any, config: ExperimentConfig, folder: Path,
                   record: dict[str, Any]) -> list[str]:
     """``results.md``, ``results.html`` and ``results.tex``: the same tables in each."""
-    sections = [("Headline: " + config.primary_metric + " (mean ± std over trials)",
-                 headline_table(results, config)),
-                ("Paired significance against the best baseline", significance_view(results)),
-                ("Critical-difference ranking", ranking_view(results))]
+    label = config.headline_metric
+    sections = [(f"Headline: {label} (mean ± std over trials; ranked by metric "
+                 f"{config.metric})", headline_table(results, config)),
+                (f"Paired significance against the best baseline, by {label}",
+                 significance_view(results)),
+                (f"Critical-difference ranking by {label}", ranking_view(results))]
     if results.ablation is not None:
-        sections.append(("Ablation grid: " + config.primary_metric, results.ablation))
+        sections.append(("Ablation grid: " + config.headline_metric, results.ablation))
     if results.oracle.height:
         sections.append(("Oracle: the true mean's error on the same rows (the floor)",
                          results.oracle.pivot(on="metric", index=["dataset", "rows"],
@@ -119,14 +121,14 @@ def write_plots(results: Any, config: ExperimentConfig, folder: Path) -> list[st
     import plotly.graph_objects as go
 
     figures = []
-    primary = results.summary.filter(pl.col("metric") == config.primary_metric)
+    primary = results.summary.filter(pl.col("metric") == config.headline_metric)
     bars = go.Figure()
     for dataset in primary["dataset"].unique(maintain_order=True):
         part = primary.filter(pl.col("dataset") == dataset).sort("mean")
         bars.add_bar(name=str(dataset), x=part["model"].to_list(), y=part["mean"].to_list(),
                      error_y={"type": "data", "array": part["std"].fill_null(0).to_list()})
-    bars.update_layout(title=f"{config.primary_metric} by model (mean ± std over trials)",
-                       barmode="group", yaxis_title=config.primary_metric)
+    bars.update_layout(title=f"{config.headline_metric} by model (mean ± std over trials)",
+                       barmode="group", yaxis_title=config.headline_metric)
     figures.append(bars)
     if results.ablation is not None and results.ablation.height:
         axes = [a for a in config.ablation.axes]
@@ -139,8 +141,8 @@ def write_plots(results: Any, config: ExperimentConfig, folder: Path) -> list[st
             columns = [c for c in part.columns if c != "_rest"]
             heat = go.Figure(go.Heatmap(z=part.select(columns).to_numpy(), x=columns,
                                         y=part["_rest"].to_list(), colorscale="Viridis",
-                                        colorbar={"title": config.primary_metric}))
-            heat.update_layout(title=f"Ablation on {dataset}: {config.primary_metric} by "
+                                        colorbar={"title": config.headline_metric}))
+            heat.update_layout(title=f"Ablation on {dataset}: {config.headline_metric} by "
                                      f"{axes[0]} (columns) and {', '.join(axes[1:])} (rows)")
             figures.append(heat)
     ranking = results.ranking or {}

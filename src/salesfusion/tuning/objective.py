@@ -52,7 +52,7 @@ def tuning_metric(metric: str) -> str:
 
 
 def metric_display(metric: str) -> str:
-    """How log lines and files name the metric (``RMSSE``, ``|bias_pct|``, legacy ``RMSE``)."""
+    """How log lines and files name the metric (``RMSSE``, ``bias_abs``, legacy ``RMSE``)."""
     return metric if metric in LEGACY_METRICS else metric_label(metric)
 
 
