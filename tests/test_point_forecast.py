@@ -50,6 +50,19 @@ def test_the_mean_forecast_adds_up_to_the_demand_and_the_median_falls_short(pois
     assert median < -20, median
 
 
+def test_lightgbm_quantiles_come_from_its_out_of_sample_errors(poisson_panel):
+    protocol = BacktestProtocol(horizon=4, windows=2, step=4, refit=True)
+    forecasts = run_backtest(create_model("lightgbm", horizon=4, max_rounds=100),
+                             poisson_panel, protocol)
+    assert (forecasts["q0.1"] <= forecasts["q0.5"]).all()
+    assert (forecasts["q0.5"] <= forecasts["q0.9"]).all()
+    inside = ((forecasts["y_true"] >= forecasts["q0.1"])
+              & (forecasts["y_true"] <= forecasts["q0.9"])).mean()
+    assert 0.7 <= inside <= 0.95, inside  # nominal 0.8 (ties at 0 count as inside)
+    median = create_model("lightgbm", horizon=4, max_rounds=20, point="median")
+    assert "q0.5" not in median.fit(poisson_panel).predict(4).columns  # y_pred is the median
+
+
 def test_a_neural_mean_head_is_unbiased_where_its_median_is_not(poisson_panel):
     fast = {"modalities": [], "epochs": 10, "hidden": 8, "lookback": 8, "max_train_windows": 5000,
             "covariates": False, "seed": 0}

@@ -79,6 +79,19 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
                 categorical: list[str], weight: np.ndarray | None = None) -> lgb.Booster:
     """Early stopping on the rows of ``validation`` (when it and the rest are both non-empty)
     picks the number of rounds; the returned booster is refit on every row."""
+    return fit_booster_probed(params, config, matrix, label, validation,
+                              feature_names=feature_names, categorical=categorical,
+                              weight=weight)[0]
+
+
+def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarray,
+                       label: np.ndarray, validation: np.ndarray | None, *,
+                       feature_names: list[str], categorical: list[str],
+                       weight: np.ndarray | None = None,
+                       ) -> tuple[lgb.Booster, np.ndarray | None]:
+    """``fit_booster``, also returning the early-stopping model's predictions of the validation
+    rows (None when there was no early stopping): out-of-sample errors, which the forecast
+    quantiles are drawn from."""
 
     def rows(mask: np.ndarray | None, **kwargs: Any) -> lgb.Dataset:
         if mask is None:  # every row: no copy of a matrix that can take gigabytes
@@ -87,6 +100,7 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
                            weight=None if weight is None else weight[mask], **kwargs)
 
     rounds = config.max_rounds
+    probed = None
     if (config.early_stopping and validation is not None and validation.any()
             and (~validation).any()):
         train = rows(~validation, feature_name=feature_names, categorical_feature=categorical)
@@ -95,5 +109,7 @@ def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarra
                           callbacks=[lgb.early_stopping(config.early_stopping_rounds,
                                                         verbose=False)])
         rounds = max(1, probe.best_iteration)
-    return lgb.train(params, rows(None, feature_name=feature_names,
-                                  categorical_feature=categorical), num_boost_round=rounds)
+        probed = probe.predict(matrix[validation], num_iteration=rounds)
+    booster = lgb.train(params, rows(None, feature_name=feature_names,
+                                     categorical_feature=categorical), num_boost_round=rounds)
+    return booster, probed

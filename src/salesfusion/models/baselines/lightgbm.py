@@ -27,7 +27,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import polars as pl
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from salesfusion.data.frequency import extend_periods, periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
@@ -37,7 +37,11 @@ from salesfusion.features.calendar import calendar_features
 from salesfusion.features.covariates import Covariates, covariate_cube, fit_exogenous_scale
 from salesfusion.features.lags import WidePanel, origin_features, to_wide
 from salesfusion.models.base import Forecaster
-from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
+from salesfusion.models.baselines.boosting import (
+    BoosterConfig,
+    booster_params,
+    fit_booster_probed,
+)
 from salesfusion.models.registry import register
 
 # Features measured in units, divided by the series level when the target is level-scaled.
@@ -59,6 +63,21 @@ class LightGBMForecaster(Forecaster):
         covariates: bool = Field(True, description=(
             "Read the dynamic covariates (events, prices, promotions, exogenous series); "
             "False: ablate them."))
+        quantiles: list[float] = Field([0.1, 0.5, 0.9], description=(
+            "Quantile levels forecast beside y_pred, from the early-stopping model's errors on "
+            "the validation part (per step, in units of the series level); empty: none."))
+
+        @field_validator("quantiles")
+        @classmethod
+        def _levels(cls, value: list[float]) -> list[float]:
+            if any(not 0 < q < 1 for q in value) or len(set(value)) != len(value):
+                raise ValueError(f"quantile levels must be distinct and lie strictly between "
+                                 f"0 and 1: {value}")
+            return sorted(value)
+
+    @property
+    def supports_quantiles(self) -> bool:
+        return bool(self.config.quantiles)
 
     @property
     def min_history(self) -> int:
@@ -157,9 +176,34 @@ class LightGBMForecaster(Forecaster):
             label, weight = label / side["scale"], side["scale"]
         extra = ({"tweedie_variance_power": self.config.tweedie_variance_power}
                  if self.config.booster_objective == "tweedie" else {})
-        self._booster = fit_booster(booster_params(self.config, **extra), self.config, matrix,
-                                    label, is_validation, feature_names=self._feature_names,
-                                    categorical=["market"], weight=weight)
+        self._booster, probed = fit_booster_probed(
+            booster_params(self.config, **extra), self.config, matrix, label, is_validation,
+            feature_names=self._feature_names, categorical=["market"], weight=weight)
+        self._residual_quantiles = self._error_quantiles(side, is_validation, probed, horizon)
+
+    def _error_quantiles(self, side: dict[str, np.ndarray], is_validation: np.ndarray,
+                         probed: np.ndarray | None, horizon: int) -> dict[str, list[float]]:
+        """Per level and step, the quantile of (actual - forecast) / series level over the
+        validation rows, as forecast by the model that never saw them. Empirical quantiles
+        rather than a quantile booster per level: one fit serves every level and the quantiles
+        describe the very point forecast they sit beside. Levels whose column would repeat
+        y_pred (0.5 of a median model) are left out."""
+        self._notes = []
+        levels = [q for q in self.config.quantiles
+                  if not (q == 0.5 and self.config.point == "median")]
+        if not levels:
+            return {}
+        if probed is None:
+            self._notes.append("no quantiles: without early stopping on a validation part "
+                               "there are no out-of-sample errors to draw them from")
+            return {}
+        scale = side["scale"][is_validation]
+        forecast = probed * scale if self.params["target_scaling"] else probed
+        error = (side["target"][is_validation] - forecast) / scale
+        step = side["step"][is_validation]
+        return {f"q{level}": [float(np.quantile(error[step == h], level))
+                              if (step == h).any() else 0.0 for h in range(1, horizon + 1)]
+                for level in levels}
 
     def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
         if horizon > int(self.params["horizon"]):
@@ -171,6 +215,9 @@ class LightGBMForecaster(Forecaster):
         if self.params["target_scaling"]:
             predictions = predictions * side["scale"]
         frame = keys.with_columns(pl.Series("y_pred", predictions, dtype=pl.Float64))
+        for column, by_step in self._residual_quantiles.items():
+            offset = np.asarray(by_step)[side["step"] - 1] * side["scale"]
+            frame = frame.with_columns(pl.Series(column, np.maximum(predictions + offset, 0.0)))
         return frame.join(series, on=SERIES_KEY, how="semi")
 
     def _save_state(self, folder: Path) -> None:
@@ -178,7 +225,8 @@ class LightGBMForecaster(Forecaster):
         (folder / "lightgbm.json").write_text(json.dumps(
             {"markets": self._markets, "features": self._feature_names,
              "covariate_scale": self._covariate_scale,
-             "covariate_names": self._covariate_names}))
+             "covariate_names": self._covariate_names,
+             "residual_quantiles": self._residual_quantiles}))
 
     def _load_state(self, folder: Path) -> None:
         state = json.loads((folder / "lightgbm.json").read_text())
@@ -186,6 +234,7 @@ class LightGBMForecaster(Forecaster):
         self._feature_names = state["features"]
         self._covariate_scale = state["covariate_scale"]
         self._covariate_names = state["covariate_names"]
+        self._residual_quantiles = state.get("residual_quantiles", {})  # absent before quantiles
         self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
 
 
