@@ -191,3 +191,14 @@ def test_experiment_ranks_and_tests_by_the_metric(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "metric pinball needs quantile forecasts but model(s) moving_average" in \
         result.output and result.output.count("\n") == 1
+
+
+def test_backtest_report_trusts_by_the_metric_named(tmp_path: Path, shop_spec: Path) -> None:
+    common = ["backtest", "--models", "naive,moving_average", "--spec", str(shop_spec),
+              "--horizon", "2", "--windows", "1"]
+    done = runner.invoke(app, [*common, "--out", str(tmp_path / "wape"), "--metric", "WAPE"])
+    assert done.exit_code == 0, done.output
+    assert "chosen by metric <b>wape</b>" in (tmp_path / "wape" / "report.html").read_text()
+    bad = runner.invoke(app, [*common, "--out", str(tmp_path / "bad"), "--metric", "r2"])
+    assert bad.exit_code == 2 and "unknown selection metric 'r2'" in bad.output
+    assert not (tmp_path / "bad").exists()

@@ -42,6 +42,7 @@ from salesfusion.errors import InputError
 from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.progress import ConsoleProgress
 from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.evaluation.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 from salesfusion.models.artefact import sha256_file
 
 BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
@@ -62,7 +63,8 @@ def _print_summary(summary: Any) -> None:
 def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | LaunchProtocol,
                   out: Path | None, title: str, progress: ConsoleProgress,
                   target: ForecastTarget | None = None, run_id: str | None = None,
-                  out_format: str = "parquet", on_ray: bool = False) -> None:
+                  out_format: str = "parquet", on_ray: bool = False,
+                  metric: str = DEFAULT_METRIC) -> None:
     """Backtest and write the run folder ``out`` and/or the forecasts into ``target``. The
     rows are committed inside the folder's staging, before it is published, so a failed write
     of either leaves neither (only a failed publication, a rename, could leave the rows)."""
@@ -88,8 +90,10 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
                 write_dataset(run.forecasts, staging, DATASET)
             with progress.stage("Writing the report"):
                 # The launch report's axis is age since launch, not the rolling windows'.
-                writer = write_launch_report if launch else write_report
-                writer(run, staging / "report.html", title=title)
+                if launch:
+                    write_launch_report(run, staging / "report.html", title=title)
+                else:
+                    write_report(run, staging / "report.html", title=title, metric=metric)
         if target is not None:
             rows = write_forecasts(_with_origin(run.forecasts, panel, protocol), target.url,
                                    target.table, str(run_id))
@@ -208,11 +212,14 @@ def backtest(
     backend: Backend = "local",
     workers: Workers = None,
     ray_address: RayAddress = None,
+    metric: Annotated[str, typer.Option(help=(
+        "What the report's 'which model to trust' chooses by: " + METRIC_HELP))] = DEFAULT_METRIC,
 ) -> None:
     """Backtest models on a bundled dataset or a spec: rolling-origin (default) or by launch."""
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
         raise InputError("--models names no model")
+    metric = check_metric(metric)
     check_out_format(out_format, out)
     session = backend_session(backend, workers, ray_address)
     if out is None and to is None:
@@ -249,7 +256,8 @@ def backtest(
                                       [min_nonzero, lookback])
         _run_backtest(panel, names, protocol, out, progress=progress,
                       title=f"salesfusion backtest: {dataset or spec}", target=target,
-                      run_id=run_id, out_format=out_format, on_ray=backend == "ray")
+                      run_id=run_id, out_format=out_format, on_ray=backend == "ray",
+                      metric=metric)
     progress.finished("Backtest")
 
 
