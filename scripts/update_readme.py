@@ -9,8 +9,9 @@ and is rewritten from its source:
 - ``peers``: ``benchmarks/results/peers.json`` (``benchmarks/peers.py``, ``make results``);
 - ``speed``: ``benchmarks/results/tft_speed.json`` (``benchmarks/tft_speed.py``, ``make results``);
 - ``ablation``: ``benchmarks/results/ablation.json`` (``benchmarks/ablation.py``, ``make results``);
-- ``launch`` and ``launch-ablation``: ``benchmarks/results/launch.json``
-  (``benchmarks/launch.py --ablation``, ``make results``).
+- ``launch``: ``benchmarks/results/launch.json`` (``benchmarks/launch.py --seeds 3``);
+  ``launch-ablation``: ``benchmarks/results/launch_ablation.json`` (``benchmarks/launch.py
+  --ablation``).
 
 A missing source is an error (exit 1, README untouched), never a silently kept stale table.
 The demo table comes from ``make readme`` (minutes) and the others from ``make results``
@@ -128,15 +129,17 @@ def launch_table(path: Path) -> str:
         for row in result["rows"]:
             rows.append([label, row["model"], row["wape_mean"],
                          row["wape_std"] if row["seeds"] > 1 else None,
+                         row.get("bias_pct_mean"), row.get("rmsse_mean"),
                          row["rmse_mean"], row["smape_mean"], row["vs_best_reference_pct"],
                          row.get("vs_oracle"), row["seeds"]])
         if "oracle" in result:
             oracle = result["oracle"]
-            rows.append([label, "oracle (true mean)", oracle["WAPE"], None, oracle["RMSE"],
+            rows.append([label, "oracle (true mean)", oracle["WAPE"], None,
+                         oracle.get("bias_pct"), oracle.get("RMSSE"), oracle["RMSE"],
                          oracle["sMAPE"], None, 1.0, None])
-    return caption + "\n\n" + _markdown(["benchmark", "model", "WAPE", "WAPE std", "RMSE",
-                                          "sMAPE", "vs best reference %", "vs oracle",
-                                          "seeds"], rows)
+    return caption + "\n\n" + _markdown(["benchmark", "model", "WAPE", "WAPE std", "bias %",
+                                          "RMSSE", "RMSE", "sMAPE", "vs best reference %",
+                                          "vs oracle", "seeds"], rows)
 
 
 def launch_ablation_table(path: Path) -> str:
@@ -278,6 +281,7 @@ def main() -> None:
     parser.add_argument("--speed", type=Path, default=results / "tft_speed.json")
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     parser.add_argument("--launch", type=Path, default=results / "launch.json")
+    parser.add_argument("--launch-ablation", type=Path, default=results / "launch_ablation.json")
     parser.add_argument("--searchers", type=Path, default=results / "searchers.json")
     parser.add_argument("--covariates", type=Path, default=results / "covariates.json")
     args = parser.parse_args()
@@ -287,7 +291,7 @@ def main() -> None:
         "neural": (args.neural, lambda folder: neural_table(folder, neural_models)),
         "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
         "ablation": (args.ablation, ablation_table), "launch": (args.launch, launch_table),
-        "launch-ablation": (args.launch, launch_ablation_table),
+        "launch-ablation": (args.launch_ablation, launch_ablation_table),
         "searchers": (args.searchers, searchers_table),
         "covariates": (args.covariates, covariates_table)}
     try:

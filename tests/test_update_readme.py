@@ -103,7 +103,8 @@ def test_unknown_table_name_is_refused(readme):
 def _launch_results(path: Path) -> Path:
     def row(model: str, wape: float, seeds: int, **extra: float) -> dict:
         return {"model": model, "wape_mean": wape, "wape_std": 0.5 if seeds > 1 else 0.0,
-                "rmse_mean": 2.0, "smape_mean": 80.0, "seeds": seeds, **extra}
+                "rmse_mean": 2.0, "smape_mean": 80.0, "seeds": seeds, "bias_pct_mean": -5.0,
+                "rmsse_mean": 0.9, **extra}
 
     path.write_text(json.dumps({
         "command": "benchmarks/launch.py --seeds 3 --ablation",
@@ -122,13 +123,13 @@ def _launch_results(path: Path) -> Path:
 def test_launch_tables_come_from_the_launch_results(readme, tmp_path):
     source = _launch_results(tmp_path / "launch.json")
     done = _run("--readme", str(readme), "--only", "launch,launch-ablation", "--launch",
-                str(source))
+                str(source), "--launch-ablation", str(source))
     assert done.returncode == 0, done.stderr
     text = readme.read_text()
     launch = _table(text, "launch").strip().splitlines()
     assert launch[0].startswith("commit 0123456789ab, 2026-11-21") and "THREADS=2" in launch[0]
     assert launch[4] == ("| synthetic (1,200 series) | median_launch_curve | 80.000 |  | "
-                         "2.000 | 80.000 | 0.000 | 2.000 | 1 |")
+                         "-5.000 | 0.900 | 2.000 | 80.000 | 0.000 | 2.000 | 1 |")
     assert launch[5].startswith("| synthetic (1,200 series) | multimodal_launch | 50.000 | "
                                 "0.500 |")
     assert launch[6].startswith("| synthetic (1,200 series) | oracle (true mean) | 40.000 |")
