@@ -84,3 +84,11 @@ def test_backtest_summaries_say_what_each_forecast_is(poisson_panel, tmp_path):
         "naive": "mean", "lightgbm": "median"}
     write_report(run, tmp_path / "report.html", "points")
     assert "<th>point</th>" in (tmp_path / "report.html").read_text()
+
+
+def test_an_ensemble_is_a_mean_only_when_every_member_is():
+    assert create_model("ensemble", members=["naive", "lightgbm"]).point == "mean"
+    assert create_model("launch_ensemble", members=[
+        "mean_launch_curve", "lightgbm_launch"]).point == "mean"
+    assert create_model("launch_ensemble", members=[
+        "median_launch_curve", "lightgbm_launch"]).point == "median"

@@ -46,7 +46,7 @@ from salesfusion.evaluation.selection import (
     selection_score,
 )
 from salesfusion.models.base import Forecaster
-from salesfusion.models.config import ModelConfig
+from salesfusion.models.config import ModelConfig, PointForecast
 from salesfusion.models.registry import create_model, model_class, register
 
 KEYS = [*SERIES_KEY, "timestamp"]
@@ -87,6 +87,12 @@ class _WeightedEnsemble(Forecaster):
             members.append(create_model(name, horizon=c.horizon if "horizon" in fields
                                         else None, **params))
         return members
+
+    @property
+    def point(self) -> PointForecast:
+        # A weighted mean of means is a mean; one median member makes the blend no mean (it is
+        # then reported as the median-like forecast it leans to).
+        return "mean" if all(m.point == "mean" for m in self._members()) else "median"
 
     @property
     def supports_quantiles(self) -> bool:
