@@ -170,7 +170,11 @@ def test_cancelled_orders_drop_exactly_their_units(tmp_path: Path) -> None:
     result = runner.invoke(app, ["data", "build", str(spec), "--out",
                                  str(tmp_path / "panel.parquet")])
     assert result.exit_code == 0, result.output
-    assert "warning: 2 sales row(s) (5 units) are cancelled orders" in result.output
+    assert result.output.count("warning: 2 sales row(s) (5 units) are cancelled orders") == 1
+    # Every command's cross-check (backtest, train, predict, encode) carries it too.
+    from salesfusion.data.crosscheck import crosscheck
+
+    assert "cancelled_orders" in [f.check for f in crosscheck(tables, panel).findings]
     # Week of 2024-01-08 in the US: O4's 5 units are gone, O5's 1 unit stays.
     us = panel.data.filter((pl.col("market") == "US") & (pl.col("item_id") == "A1"))
     assert dict(zip(us["timestamp"].dt.date(), us["y"], strict=True))[date(2024, 1, 8)] == 1.0

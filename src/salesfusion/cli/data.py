@@ -23,8 +23,6 @@ def _show_crosscheck(tables: Tables, panel: Panel, horizon: int = 4,
                      forecasting: bool = False, read_image: ReadImage | None = None) -> None:
     checked = crosscheck(tables, panel, horizon=horizon, forecasting=forecasting,
                          read_image=read_image)
-    # What loading the tables found (cancelled orders dropped) is printed with the checks.
-    checked.findings[:0] = tables.findings
     for line in checked.summary():
         console.print(line, markup=False, highlight=False)
     checked.raise_for_errors()

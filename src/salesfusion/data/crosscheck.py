@@ -86,7 +86,8 @@ def crosscheck(tables: Tables, panel: Panel, horizon: int = 4, forecasting: bool
     images = (image_findings(tables.items, tables.spec.items.columns.get("image", "image"),
                              tables.spec.images_dir(), read_image)
               if tables.items is not None else [])
-    findings = [*_items_vs_sales(tables, panel), *images, *_fx(tables, panel),
+    # What loading the tables found (cancelled orders dropped) comes first, for every command.
+    findings = [*tables.findings, *_items_vs_sales(tables, panel), *images, *_fx(tables, panel),
                 *_future_known(panel, horizon, forecasting), *_events(tables, panel)]
     return CrossCheck(findings)
 
