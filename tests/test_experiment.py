@@ -170,7 +170,8 @@ def test_the_ready_made_experiments_run_end_to_end(tmp_path: Path, name: str) ->
     assert headline.height == len(config.variants()) * len(config.datasets)
     assert (out / "results.md").is_file() and (out / "plots.html").is_file()
     if any(d.name == "synthetic" for d in config.datasets):  # the truth is known there
-        oracle = pl.read_csv(out / "oracle.csv").filter(pl.col("metric") == "WAPE")
+        oracle = pl.read_csv(out / "oracle.csv").filter(
+            pl.col("metric") == config.headline_metric)
         best = headline.filter(pl.col("dataset") == "synthetic")["mean"].min()
         assert oracle["rows"][0] > 0 and 0 < oracle["value"][0] < best
 

@@ -32,7 +32,7 @@ def shop(tmp_path_factory) -> Path:
     ``lightgbm`` (no quantiles; reads the future-known search trend a plan can set)."""
     folder = tmp_path_factory.mktemp("planner")
     spec = make_shop(folder)
-    (folder / "lgb.yaml").write_text("model: lightgbm\nparams: {max_rounds: 20}\n")
+    (folder / "lgb.yaml").write_text("model: lightgbm\nparams: {max_rounds: 20, quantiles: []}\n")
     for args in (["--preset", "naive"], ["--config", str(folder / "lgb.yaml")]):
         name = "naive" if "naive" in args else "lightgbm"
         trained = runner.invoke(app, ["train", *args, "--spec", str(spec), "--out",

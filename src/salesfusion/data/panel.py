@@ -47,13 +47,13 @@ from salesfusion.data.covariate_tables import (
     sales_table,
 )
 from salesfusion.data.events import period_events
+from salesfusion.data.frames import is_pandas, panel_data, to_polars, to_polars_or_none
 from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
 from salesfusion.data.fx import attach_fx, period_rates
 from salesfusion.data.panel_grid import SERIES_KEY, aggregate_periods, grid_rows, series_table
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
-from salesfusion.frames import is_pandas, panel_data, to_polars, to_polars_or_none
 
 # The tables a Panel may be given as pandas frames (``data`` first).
 _FRAMES = ("data", "items", "markets", "events")
@@ -87,7 +87,7 @@ class Panel:
 
     def __post_init__(self) -> None:
         # pandas frames (``data``, ``items``, ``markets``, ``events``) are converted to polars
-        # here, once (see ``salesfusion.frames``).
+        # here, once (see ``salesfusion.data.frames``).
         if not any(is_pandas(getattr(self, name)) for name in _FRAMES):
             return
         if is_pandas(self.data):

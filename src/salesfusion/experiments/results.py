@@ -111,7 +111,8 @@ def _oracle(config: ExperimentConfig, forecasts: pl.DataFrame) -> pl.DataFrame:
                 .join(truth.rename({"mean": "y_pred"}), on=["item_id", "market", "timestamp"],
                       how="inner"))
         if rows.height:
-            parts.append(evaluate(rows).filter(pl.col("metric").is_in(config.metrics))
+            shown = {*config.metrics, config.headline_metric}
+            parts.append(evaluate(rows).filter(pl.col("metric").is_in(list(shown)))
                          .with_columns(pl.lit(dataset.key).alias("dataset"),
                                        pl.lit(rows.height).alias("rows")))
     return (pl.concat(parts).select("dataset", "metric", "value", "rows") if parts

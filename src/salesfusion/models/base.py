@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import polars as pl
 
 from salesfusion.data.covariate_tables import CovariateTable
+from salesfusion.data.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
 from salesfusion.models.config import (
     ModelConfig,
