@@ -21,7 +21,7 @@ from schemathesis.checks import not_a_server_error
 
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
-from salesfusion.serving.api import create_app
+from salesfusion.serving.api import create_app, quantile_column
 from salesfusion.serving.security import Limits
 from salesfusion.serving.store import ModelStore
 from tests.serving_fixtures import API_KEY, train_shop
@@ -93,7 +93,10 @@ def test_batch_forecast_is_what_predict_gives(client, served, name):
         if name == "mm":
             np.testing.assert_allclose(content["quantiles"]["0.9"], rows["q0.9"].to_list(),
                                        rtol=1e-6)
-            assert content["quantiles"]["0.5"] == content["mean_forecast"]
+            # The model's point forecast is the mean; its 0.5 quantile is the median, not it.
+            np.testing.assert_allclose(content["quantiles"]["0.5"], rows["q0.5"].to_list(),
+                                       rtol=1e-6)
+            assert content["quantiles"]["0.5"] != content["mean_forecast"]
 
 
 def test_requested_quantiles_and_unknown_series(client, served):
@@ -263,3 +266,10 @@ def test_fuzzed_requests_never_fail_the_server(client, mode):
     assert seen and max(seen) < 500
     if mode == "negative":
         assert 422 in seen
+
+
+def test_the_median_is_the_point_forecast_only_of_a_median_model():
+    # A median model writes no q0.5 (its y_pred is the median); a mean model writes q0.5.
+    assert quantile_column(0.5, ["y_pred", "q0.1", "q0.9"]) == "y_pred"
+    assert quantile_column(0.5, ["y_pred", "q0.1", "q0.5", "q0.9"]) == "q0.5"
+    assert quantile_column(0.9, ["y_pred", "q0.9"]) == "q0.9"

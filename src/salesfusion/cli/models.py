@@ -24,6 +24,7 @@ from salesfusion.cli.common import (
     guarded,
     panel_from,
 )
+from salesfusion.cli.fit_display import FitDisplay
 from salesfusion.cli.forecast_output import (
     _backtest_metrics,
     _head,
@@ -37,6 +38,7 @@ from salesfusion.cli.forecast_output import (
 from salesfusion.cli.launches import _launch_models, _launches
 from salesfusion.cli.output import OutFormat, check_out_format, staged_run
 from salesfusion.errors import InputError
+from salesfusion.training.fit_progress import listen_to_fit
 
 
 def _read_config(path: Path) -> tuple[str, dict[str, Any]]:
@@ -95,7 +97,8 @@ def train(
     panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                         None, None, None)
     with staged_run(out) as staging:
-        with place as plan, console.status(f"Training {name} on {panel.n_series:,} series"):
+        shown = FitDisplay(console, name, f"Training {name} on {panel.n_series:,} series")
+        with place as plan, shown, listen_to_fit(shown.step):
             started = time.perf_counter()
             model.fit(panel)
         model.save(staging)

@@ -217,8 +217,11 @@ def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S")
 
 
-def quantile_column(level: float) -> str:
-    return "y_pred" if abs(level - 0.5) < 1e-9 else f"q{level}"
+def quantile_column(level: float, columns: list[str]) -> str:
+    """The forecast column of quantile ``level``: its ``q<level>`` column, or ``y_pred`` for the
+    0.5 quantile of a model whose point forecast is the median (it writes no ``q0.5``)."""
+    name = f"q{level}"
+    return "y_pred" if name not in columns and abs(level - 0.5) < 1e-9 else name
 
 
 def series_forecast(name: str, rows: pl.DataFrame, freq: str,
@@ -229,7 +232,7 @@ def series_forecast(name: str, rows: pl.DataFrame, freq: str,
         name=name, item_id=rows["item_id"][0], market=rows["market"][0],
         mean_forecast=rows["y_pred"].to_list(), frequency=freq,
         start_timestamp=iso(stamps[0]), timestamps=[iso(s) for s in stamps],
-        quantiles={str(q): rows[quantile_column(q)].to_list() for q in levels},
+        quantiles={str(q): rows[quantile_column(q, rows.columns)].to_list() for q in levels},
         cold_start=bool(rows["cold_start"][0]) if "cold_start" in rows.columns else False,
         before_launch=rows["before_launch"].to_list() if "before_launch" in rows.columns
         else [])

@@ -79,11 +79,13 @@ class ServedModel:
     @property
     def quantile_levels(self) -> list[float]:
         """The quantiles forecasts carry: their ``q<level>`` columns, and 0.5 (``y_pred``) for a
-        model trained for quantiles that include the median. Known once ``warm`` has run."""
+        median model trained for quantiles that include 0.5 (a mean model writes ``q0.5``).
+        Known once ``warm`` has run."""
         frame = next(iter(self._forecasts.values()), None)
         levels = {float(c[1:]) for c in (frame.columns if frame is not None else [])
                   if c.startswith("q") and _is_level(c[1:])}
-        if 0.5 in (self.forecaster.params.get("quantiles") or []):
+        if (self.forecaster.point == "median"
+                and 0.5 in (self.forecaster.params.get("quantiles") or [])):
             levels.add(0.5)
         return sorted(levels)
 

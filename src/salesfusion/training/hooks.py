@@ -12,9 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import lightning
 from lightning.pytorch.callbacks import Callback
+
+from salesfusion.training.fit_progress import FitStep, fit_listener
 
 EpochListener = Callable[[int, float], None]  # (1-based epoch, validation loss)
 _LISTENER: ContextVar[EpochListener | None] = ContextVar("salesfusion_epoch_listener",
@@ -55,3 +58,26 @@ class _EpochReport(Callback):
         if trainer.sanity_checking or value is None:
             return
         self.listener(self.done + trainer.current_epoch + 1, float(value))
+
+
+TRAINING = "training"  # the stage name a neural fit reports
+
+
+def fit_progress_callback(done: int, epochs: int, may_stop_early: bool) -> Callback | None:
+    """The callback that tells the current fit listener (``training.fit_progress``), if any, how
+    far the training is, in epochs with the running epoch's fraction of batches done."""
+    listener = fit_listener()
+    return None if listener is None else _FitReport(listener, done, epochs, may_stop_early)
+
+
+class _FitReport(Callback):
+    def __init__(self, listener: Any, done: int, epochs: int, may_stop_early: bool) -> None:
+        self.listener, self.done, self.epochs = listener, done, epochs
+        self.may_stop_early = may_stop_early
+
+    def on_train_batch_end(self, trainer: lightning.Trainer, module: lightning.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        batches = trainer.num_training_batches
+        fraction = (batch_idx + 1) / batches if batches and batches != float("inf") else 0.0
+        self.listener(FitStep(TRAINING, self.done + trainer.current_epoch + min(fraction, 1.0),
+                              self.epochs, "epochs", self.may_stop_early))

@@ -29,7 +29,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping
 
 from salesfusion.training.callbacks import BestWeights, EpochCheckpoint
 from salesfusion.training.checkpoints import CheckpointFolder, data_fingerprint
-from salesfusion.training.hooks import epoch_listener_callback
+from salesfusion.training.fit_progress import stage_finished
+from salesfusion.training.hooks import TRAINING, epoch_listener_callback, fit_progress_callback
 from salesfusion.training.random_state import restore_random
 
 
@@ -109,7 +110,10 @@ def train_module(module: lightning.LightningModule, train_loader: Any, val_loade
             callbacks.append(EpochCheckpoint(folder, done, best, early, state, generator))
         if (report := epoch_listener_callback(done)) is not None:
             callbacks.append(report)
+        if (shown := fit_progress_callback(done, settings.epochs, early is not None)) is not None:
+            callbacks.append(shown)
         epochs_run += _fit(module, train_loader, val_loader, settings, callbacks, done)
+    stage_finished(TRAINING, epochs_run, settings.epochs, "epochs")
     if best.weights is not None:
         module.load_state_dict(best.weights)
     module.cpu()

@@ -11,11 +11,14 @@ from pydantic import Field, model_validator
 
 from salesfusion.models.config import POINT_HELP, ModelConfig, PointForecast
 from salesfusion.threads import default_threads
+from salesfusion.training.fit_progress import boosting_callback, stage_finished
 
 Objective = Literal["l1", "l2", "tweedie", "poisson"]
 # The objective each point forecast trains on when none is named: l1's minimiser is the median;
 # the mean objective is the one measured best by benchmarks/point_forecast.py.
 DEFAULT_OBJECTIVE: dict[str, Objective] = {"median": "l1", "mean": "tweedie"}
+# The two stages a fit reports to a progress listener (``training.fit_progress``).
+PROBE, FINAL = "probe fit (early stopping)", "final fit"
 
 
 class BoosterConfig(ModelConfig):
@@ -107,9 +110,15 @@ def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np
         probe = lgb.train(params, train, num_boost_round=rounds,
                           valid_sets=[rows(validation, reference=train)],
                           callbacks=[lgb.early_stopping(config.early_stopping_rounds,
-                                                        verbose=False)])
+                                                        verbose=False),
+                                     *boosting_callback(PROBE, rounds, True)])
+        # The probe is cut back to its best round; it ran until patience was out or to the end.
+        ran = min(rounds, probe.best_iteration + config.early_stopping_rounds)
+        stage_finished(PROBE, ran if probe.best_iteration else rounds, rounds, "rounds")
         rounds = max(1, probe.best_iteration)
         probed = probe.predict(matrix[validation], num_iteration=rounds)
     booster = lgb.train(params, rows(None, feature_name=feature_names,
-                                     categorical_feature=categorical), num_boost_round=rounds)
+                                     categorical_feature=categorical), num_boost_round=rounds,
+                        callbacks=boosting_callback(FINAL, rounds, False))
+    stage_finished(FINAL, rounds, rounds, "rounds")
     return booster, probed
