@@ -32,8 +32,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("WAPE", "MASE", "sMAPE", "MAE", "RMSE")
 # The demo table also shows whether forecasts add up (bias_pct) and the squared-error scaled
-# metric that does not reward an under-forecasting median (RMSSE), where metrics.csv has them.
-DEMO_METRICS = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE", "MAE", "RMSE")
+# metric that does not reward an under-forecasting median (RMSSE, and WRMSSE weighted by
+# revenue), where metrics.csv has them.
+DEMO_METRICS = ("WAPE", "bias_pct", "RMSSE", "WRMSSE", "MASE", "sMAPE", "MAE", "RMSE")
 
 
 def _markdown(columns: list[str], rows: list[list[object]]) -> str:

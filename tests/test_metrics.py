@@ -85,6 +85,35 @@ def test_rmsse_is_m5s_per_series_then_averaged():
     assert per_item["c"] is None
 
 
+def test_wrmsse_weights_each_series_rmsse_by_its_recent_revenue():
+    # The RMSSEs of the last test (a: 0.5, b: sqrt(0.5)) weighted 3:1 by revenue; c has no
+    # scale and drops out of both, as in M5.
+    frame = pl.DataFrame({"item_id": ["a", "a", "b", "b", "c"], "market": ["X"] * 5,
+                          "y_true": [2.0, 0.0, 4.0, 6.0, 5.0], "y_pred": [3.0, 1.0, 4.0, 3.0, 1.0],
+                          "rmsse_scale": [2.0, 2.0, 3.0, 3.0, 0.0],
+                          "revenue_weight": [300.0, 300.0, 100.0, 100.0, 1e6]})
+    overall = dict(evaluate(frame).select("metric", "value").iter_rows())
+    assert overall["WRMSSE"] == pytest.approx((3 * 0.5 + math.sqrt(0.5)) / 4)
+    assert overall["RMSSE"] == pytest.approx((0.5 + math.sqrt(0.5)) / 2)
+    # Without revenue (no prices in the data) there is no weight and no WRMSSE.
+    assert dict(evaluate(frame.drop("revenue_weight")).select("metric", "value")
+                .iter_rows())["WRMSSE"] is None
+
+
+def test_a_backtest_weights_series_by_revenue_over_the_last_horizon(shop_panel):
+    from salesfusion.evaluation.backtest import origin_context
+
+    history = shop_panel.until(shop_panel.periods.sort()[-5])
+    context = origin_context(history, 3)
+    last = history.periods.sort().tail(3)
+    expected = (history.data.filter(pl.col("timestamp").is_in(last.implode()))
+                .group_by("item_id", "market").agg(pl.col("revenue").sum().alias("expected")))
+    both = context.join(expected, on=["item_id", "market"], how="inner")
+    assert both.height == context.height > 0
+    assert (both["revenue_weight"] - both["expected"]).abs().max() < 1e-6
+    assert both["revenue_weight"].sum() > 0
+
+
 def test_rmsse_does_not_reward_a_median_that_under_forecasts():
     """On intermittent demand the median (0) beats the mean on WAPE, but RMSSE and bias show
     that it under-forecasts."""

@@ -162,6 +162,13 @@ def test_backtest_and_predict_upsert_forecasts_once(shop: Path, tmp_path: Path,
     assert result.exit_code == 0, result.output
     assert {row[0] for row in _rows(postgres_url, "catalog.forecasts")} == {"mine"}
 
+    # --service-level's order quantity is stored beside the quantile it is.
+    result = _cli(*predict[:-2], "--to-table", "planned", "--service-level", "0.9")
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(postgres_url) as conn:
+        pairs = conn.execute('SELECT order_quantity, "q0.9" FROM planned').fetchall()
+    assert pairs and all(quantity == quantile for quantity, quantile in pairs)
+
 
 def _frame(n: int = 4, model: str = "m") -> pl.DataFrame:
     return pl.DataFrame({

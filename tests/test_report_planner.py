@@ -203,12 +203,19 @@ def test_forecast_report_shows_the_backtest_record(tmp_path, backtest):
     write_forecast_report(model.predict(3), run.panel, path, title="t",
                           model_name="seasonal_naive", backtest=run.metrics)
     record = _by_header(_section(path.read_text(), "backtest"))
-    own = run.metrics.filter((pl.col("model") == "seasonal_naive") & (pl.col("window") == "all")
-                             & (pl.col("metric") == "WAPE") & (pl.col("segment") != "all"))
-    assert {r["market"] for r in record} == set(own["segment"])
-    for market, value in own.select("segment", "value").iter_rows():
-        row = next(r for r in record if r["market"] == market)
-        assert float(row["this model WAPE"]) == pytest.approx(value, abs=1e-3)
+    mine = run.metrics.filter((pl.col("model") == "seasonal_naive") & (pl.col("window") == "all")
+                              & (pl.col("segment") != "all"))
+    # Compared by RMSSE by default, with the model's bias beside it.
+    for metric, column in (("RMSSE", "this model RMSSE"), ("bias_pct", "bias_pct")):
+        own = mine.filter(pl.col("metric") == metric)
+        assert {r["market"] for r in record} == set(own["segment"])
+        for market, value in own.select("segment", "value").iter_rows():
+            row = next(r for r in record if r["market"] == market)
+            assert float(row[column]) == pytest.approx(value, abs=1e-3)
+    with pytest.raises(InputError, match="have no RMSSE rows"):
+        write_forecast_report(model.predict(3), run.panel, path, title="t",
+                              model_name="seasonal_naive",
+                              backtest=run.metrics.filter(pl.col("metric") != "RMSSE"))
     with pytest.raises(InputError, match="'y_pred'"):
         write_forecast_report(model.predict(3).drop("y_pred"), run.panel, path, title="t",
                               model_name="x")
@@ -265,6 +272,15 @@ def test_predict_report_from_the_cli(tmp_path, backtest):
     assert any(t.get("fill") == "tonexty" for f in _figures(page) for t in f["data"])
     record = _by_header(_section(page, "backtest"))
     assert {r["market"] for r in record} == set(run.panel.data["market"].unique())
+    # Compared by RMSSE unless --metric says otherwise, with the model's bias beside it.
+    assert {"this model RMSSE", "best RMSSE", "bias_pct"} <= set(record[0])
+    by_wape = runner.invoke(app, ["predict", "--model", str(model), "--spec", spec_file,
+                                  "--out", str(tmp_path / "g.parquet"), "--report",
+                                  str(tmp_path / "w.html"), "--report-backtest",
+                                  str(tmp_path / "bt"), "--metric", "wape"])
+    assert by_wape.exit_code == 0, by_wape.output
+    record = _by_header(_section((tmp_path / "w.html").read_text(), "backtest"))
+    assert {"this model WAPE", "best WAPE"} <= set(record[0])
 
 
 def test_bias_rmsse_and_horizon_steps_are_reported(backtest):

@@ -221,7 +221,7 @@ def _backtest_metrics(folder: Path) -> Any:
 
 
 def _report(path: Path | None, forecast: Any, panel: Any, model: Path, name: str,
-            record: Any) -> None:
+            record: Any, metric: str) -> None:
     """The planner's report of the forecasts just written (a forecast already written stays:
     the report is a view of it, and is staged so that a failure leaves no partial page)."""
     if path is None:
@@ -230,7 +230,7 @@ def _report(path: Path | None, forecast: Any, panel: Any, model: Path, name: str
 
     with console.status("Writing the report"), staged_file(path) as staged:
         write_forecast_report(forecast, panel, staged, title=f"Forecasts of {model.name}",
-                              model_name=name, backtest=record)
+                              model_name=name, backtest=record, metric=metric)
     console.print(f"Wrote {path}")
 
 

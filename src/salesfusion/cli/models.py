@@ -38,6 +38,7 @@ from salesfusion.cli.forecast_output import (
 from salesfusion.cli.launches import _launch_models, _launches
 from salesfusion.cli.output import OutFormat, check_out_format, staged_run
 from salesfusion.errors import InputError
+from salesfusion.evaluation.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 from salesfusion.training.fit_progress import listen_to_fit
 
 
@@ -186,6 +187,9 @@ def predict(
         help="A `salesfusion backtest` output folder whose metrics.csv the report shows as "
              "the model's record per market.")] = None,
     out_format: OutFormat = "parquet",
+    metric: Annotated[str, typer.Option(help=(
+        "What the report's backtest record compares models by: " + METRIC_HELP))
+    ] = DEFAULT_METRIC,
 ) -> None:
     """Forecast with a saved model from the latest data of a dataset."""
     import polars as pl
@@ -207,6 +211,7 @@ def predict(
     if report_backtest is not None and report is None:
         raise InputError("--report-backtest goes with --report FILE.html")
     record = _backtest_metrics(report_backtest) if report_backtest is not None else None
+    metric = check_metric(metric)
     if not launch and (launch_date or items or markets):
         raise InputError("--launch-date, --items and --markets go with --launch")
     if launch and cold_start:
@@ -262,7 +267,7 @@ def predict(
         sides["plan_vs_base"] = plan_vs_base(forecast_from(base), forecast, plan_frame)
     written = _write(forecast.with_columns(pl.lit(forecaster.name).alias("model")), panel, out,
                      target, run_id, out_format, sides)
-    _report(report, forecast, panel, model, forecaster.name, record)
+    _report(report, forecast, panel, model, forecaster.name, record, metric)
     if note is not None:
         console.print(f"note: {note}")
     if launch:

@@ -5,7 +5,8 @@ CONFLICT DO UPDATE on the key (run_id, model, item_id, market, origin, timestamp
 replaces its rows and a failure leaves none of them. Each quantile is its own ``double
 precision`` column ("q0.1"): plain SQL (``WHERE "q0.9" > stock``) and any BI tool read it, and
 its type is checked; a model with other quantiles adds its columns (nullable, so the table's
-other rows stay valid). Flags (``cold_start``, ...) are ``boolean`` columns the same way.
+other rows stay valid); ``order_quantity`` (``predict --service-level``) is stored the same
+way. Flags (``cold_start``, ...) are ``boolean`` columns the same way.
 
 The target table and the run id come from the command line: the table must be a plain
 ``[schema.]name`` of SQL identifier characters and the run id a short token, so neither can
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
 
 KEY = ("run_id", "model", "item_id", "market", "origin", "timestamp")
 QUANTILE = re.compile(r"q\d*\.?\d+")
+# Other amounts a forecast may carry, stored like quantiles (nullable ``double precision``):
+# predict --service-level's order quantity.
+AMOUNTS = ("order_quantity",)
 # Column -> (the SQL type it is created with, the format_type() names an existing table's
 # column may have instead).
 TEXT = ("text", r"text|character varying(\(\d+\))?")
@@ -135,7 +139,8 @@ def _forecast_rows(frame: pl.DataFrame, run_id: str, model: str | None,
     for column in needed[:-1]:
         if frame[column].null_count():
             raise InputError(f"{table}: the forecasts' column {column!r} has empty values")
-    quantiles = [c for c in frame.columns if QUANTILE.fullmatch(c) and frame[c].dtype.is_numeric()]
+    quantiles = [c for c in frame.columns if (QUANTILE.fullmatch(c) or c in AMOUNTS)
+                 and frame[c].dtype.is_numeric()]
     flags = [c for c in frame.columns if frame[c].dtype == pl.Boolean and c not in CORE]
     rows = frame.select(
         pl.lit(run_id).alias("run_id"), pl.col("model", "item_id", "market").cast(pl.Utf8),
@@ -171,7 +176,7 @@ def _prepared(conn: psycopg.Connection, table: str, rows: pl.DataFrame | None,
     from psycopg import sql
 
     target = forecast_table(table)
-    optional = {c: FLOAT if QUANTILE.fullmatch(c) else BOOLEAN
+    optional = {c: FLOAT if QUANTILE.fullmatch(c) or c in AMOUNTS else BOOLEAN
                 for c in (rows.columns if rows is not None else []) if c not in CORE}
     existing = _columns(conn, target)
     if existing is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
-from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.evaluation.metrics import CONTEXT_COLUMNS, evaluate, quantile_columns
 from salesfusion.evaluation.progress import WindowDone
 from salesfusion.evaluation.protocol import BacktestProtocol
 
@@ -17,16 +17,29 @@ if TYPE_CHECKING:
     from salesfusion.models.base import Forecaster
 
 FORECAST_COLUMNS = ["item_id", "market", "timestamp", "model", "window", "y_true", "y_pred"]
-CONTEXT_COLUMNS = ["y_last", "mase_scale", "rmsse_scale"]
 
 
-def origin_context(history: Panel) -> pl.DataFrame:
-    """Per series at the origin: the last observed value and the MASE and RMSSE scales
-    (in-sample mean absolute, and root mean squared, one-step difference)."""
+def origin_context(history: Panel, horizon: int = 1) -> pl.DataFrame:
+    """Per series at the origin: the last observed value, the MASE and RMSSE scales
+    (in-sample mean absolute, and root mean squared, one-step difference) and WRMSSE's weight,
+    the series' revenue over the last ``horizon`` periods (null without revenue or prices)."""
     step = pl.col("y").diff()
+    recent = history.periods.sort().tail(horizon).min()
+    revenue = _revenue(history.data.columns)
+    weight = (pl.lit(None, dtype=pl.Float64) if revenue is None
+              else revenue.filter(pl.col("timestamp") >= recent).sum().cast(pl.Float64))
     return (history.data.sort(*SERIES_KEY, "timestamp").group_by(SERIES_KEY, maintain_order=True)
             .agg(pl.col("y").last().alias("y_last"), step.abs().mean().alias("mase_scale"),
-                 (step**2).mean().sqrt().alias("rmsse_scale")))
+                 (step**2).mean().sqrt().alias("rmsse_scale"), weight.alias("revenue_weight")))
+
+
+def _revenue(columns: list[str]) -> pl.Expr | None:
+    """A period's revenue in the seller's currency: the panel's ``revenue`` where known, else
+    units times ``price``; None when the panel has neither."""
+    units_at_price = pl.col("y") * pl.col("price") if "price" in columns else None
+    if "revenue" in columns:
+        return pl.col("revenue").fill_null(units_at_price if units_at_price is not None else 0.0)
+    return units_at_price
 
 
 def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
@@ -34,8 +47,8 @@ def run_backtest(model: Forecaster, panel: Panel, protocol: BacktestProtocol,
     """Forecast every window of the protocol; returns one row per forecast point.
 
     Columns: ``item_id, market, timestamp, model, window, y_true, y_pred``, any quantile
-    columns, and ``y_last, mase_scale, rmsse_scale`` (so metrics can be recomputed from the
-    file alone).
+    columns, and ``y_last, mase_scale, rmsse_scale, revenue_weight`` (so metrics can be
+    recomputed from the file alone).
     Forecasts (and quantiles) are clipped at 0: demand is never negative. Series are forecast
     when they have history at the origin and actuals in the window. ``on_window`` hears of each
     finished window (its origin, wall time and the fitted model's notes).
@@ -86,7 +99,7 @@ def forecast_window(fitted: Forecaster, panel: Panel, history: Panel, horizon: i
     joined, quantiles = scored_window(
         actuals.select(*SERIES_KEY, "timestamp", pl.col("y").alias("y_true")), forecast,
         model_name, window)
-    joined = joined.join(origin_context(history), on=SERIES_KEY, how="left")
+    joined = joined.join(origin_context(history, horizon), on=SERIES_KEY, how="left")
     return joined.select(*FORECAST_COLUMNS, *quantiles, *CONTEXT_COLUMNS)
 
 

@@ -27,6 +27,12 @@ from salesfusion.evaluation.report_html import (
 )
 from salesfusion.evaluation.report_media import ItemCatalogue
 from salesfusion.evaluation.report_sections import trust_per_market
+from salesfusion.evaluation.selection import (
+    DEFAULT_METRIC,
+    metric_column,
+    metric_label,
+    selection_rows,
+)
 
 HISTORY_SHOWN = 26
 MAX_ROWS = 200  # forecast rows shown in the table; the Parquet file has them all
@@ -39,11 +45,12 @@ BACKTEST_COLUMNS = ("model", "window", "segment", "metric", "value")
 
 def write_forecast_report(forecast: pl.DataFrame, history: Panel, path: Path, title: str,
                           model_name: str, backtest: pl.DataFrame | None = None,
-                          max_series: int = 12) -> None:
+                          max_series: int = 12, metric: str = DEFAULT_METRIC) -> None:
     """Write the report of ``forecast`` (what ``Forecaster.predict`` returns) made from
     ``history`` to ``path``. ``backtest``: a backtest's metrics table (``metrics.csv``: model,
     window, segment, metric, value) to show the model's record per market beside the best
-    model's; ``max_series``: the largest series plotted with their history."""
+    model's by ``metric`` (``evaluation.selection``); ``max_series``: the largest series
+    plotted with their history."""
     forecast = _checked(forecast, max_series)
     bands = quantile_columns(forecast.columns)
     band = (bands[0], bands[-1]) if len(bands) >= 2 else None
@@ -67,7 +74,7 @@ def write_forecast_report(forecast: pl.DataFrame, history: Panel, path: Path, ti
              f"and quantiles are shown clipped at 0.</p>"]
     if backtest is not None:
         parts.append(section("backtest", "Backtest record per market",
-                             _backtest_record(backtest, model_name)))
+                             _backtest_record(backtest, model_name, metric)))
     parts.append(section("markets", "Forecast per market",
                          _markets(forecast, history, band, figures)))
     top = volume.head(max_series)
@@ -100,30 +107,41 @@ def _checked(forecast: pl.DataFrame, max_series: int) -> pl.DataFrame:
           for flag in FLAGS if flag not in forecast.columns])
 
 
-def _backtest_record(backtest: pl.DataFrame, model_name: str) -> str:
+def _backtest_record(backtest: pl.DataFrame, model_name: str, metric: str) -> str:
+    """Per market: this model's score by ``metric``, its bias and coverage, beside the best
+    model's score; a warning naming the markets where another model scored better."""
     missing = [c for c in BACKTEST_COLUMNS if c not in backtest.columns]
     if missing:
         raise InputError(f"forecast report: the backtest metrics have no '{missing[0]}' column")
     metrics = backtest.with_columns(pl.col("window").cast(pl.Utf8))
+    label = metric_label(metric)
+    if metric_column(metric) not in metrics["metric"].to_list():
+        raise InputError(f"forecast report: the backtest metrics have no {metric_column(metric)}"
+                         f" rows to compare models by {label}; rerun the backtest, or give "
+                         f"--metric wape")
     if model_name not in metrics["model"].to_list():
         return (f"<p>The backtest given did not score {html.escape(model_name)}; its best "
-                f"model per market is below.</p>" + html_table(trust_per_market(metrics)))
-    own = (metrics.filter((pl.col("model") == model_name) & (pl.col("window") == "all")
-                          & (pl.col("segment") != "all")
-                          & pl.col("metric").is_in(["WAPE", "coverage"]))
-           .pivot(on="metric", index="segment", values="value").rename({"segment": "market"}))
-    if "coverage" not in own.columns:
-        own = own.with_columns(pl.lit(None, dtype=pl.Float64).alias("coverage"))
-    best = trust_per_market(metrics).select("market", "best", "best WAPE")
-    record = (own.select("market", pl.col("WAPE").alias("this model WAPE"), "coverage")
+                f"model per market by {label} is below.</p>"
+                + html_table(trust_per_market(metrics, metric)))
+    mine = metrics.filter((pl.col("model") == model_name) & (pl.col("window") == "all")
+                          & (pl.col("segment") != "all"))
+    own = pl.concat([selection_rows(mine, metric),
+                     mine.filter(pl.col("metric").is_in(["bias_pct", "coverage"]))]).pivot(
+        on="metric", index="segment", values="value").rename({"segment": "market"})
+    for column in ("bias_pct", "coverage"):
+        if column not in own.columns:
+            own = own.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
+    best = trust_per_market(metrics, metric).select("market", "best", f"best {label}")
+    record = (own.select("market", pl.col(label).alias(f"this model {label}"), "bias_pct",
+                         "coverage")
               .join(best, on="market", how="left")
-              .with_columns((pl.col("this model WAPE") - pl.col("best WAPE"))
-                            .alias("behind best (points)")).sort("market"))
+              .with_columns((pl.col(f"this model {label}") - pl.col(f"best {label}"))
+                            .alias(f"behind best ({label})")).sort("market"))
     beaten = record.filter(pl.col("best") != model_name)["market"].to_list()
-    note = (f"<p class=\"warn\">Another model had the lower backtest WAPE in "
+    note = (f"<p class=\"warn\">Another model had the lower backtest {label} in "
             f"{html.escape(', '.join(beaten))}: consider it there.</p>" if beaten else
-            f"<p>{html.escape(model_name)} was the best model on the backtest in every "
-            f"market.</p>")
+            f"<p>{html.escape(model_name)} was the best model on the backtest by {label} in "
+            f"every market.</p>")
     return html_table(record) + note
 
 

@@ -21,6 +21,10 @@ Conventions (also in the README):
   error), then averaged over series. Over several windows a series' squared errors are each
   scaled by their own window's scale before the mean. Series whose scale is 0 are skipped.
   Squared error is minimised by the mean, so RMSSE does not reward an under-forecasting median.
+- WRMSSE is M5's revenue-weighted RMSSE: each (series, window)'s RMSSE weighted by the series'
+  revenue over the last ``horizon`` periods before the origin (``revenue_weight``; M5 takes the
+  last 28 days, its horizon), so the series that earn most count most. Null on data without
+  revenue or prices, and where no scored series sold anything in those periods.
 - R2 is ``1 - SSE / SST`` around the group's mean actual; null when the actuals are constant.
 - Direction: demand "went up" when the actual exceeds the last value observed at the origin
   (``y_last``). Directional accuracy compares that with ``y_pred > y_last``; directional AUC
@@ -36,7 +40,9 @@ import numpy as np
 import polars as pl
 
 POINT_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "sMAPE", "WAPE", "bias_pct", "MASE", "RMSSE",
-                 "R2", "direction_accuracy", "direction_AUC")
+                 "WRMSSE", "R2", "direction_accuracy", "direction_AUC")
+# The per-(series, window) columns metrics read besides the forecast (see ``origin_context``).
+CONTEXT_COLUMNS = ("y_last", "mase_scale", "rmsse_scale", "revenue_weight")
 # The per-series columns that identify one scaled series inside a group, where present.
 _SERIES = ("item_id", "market", "window")
 
@@ -98,7 +104,7 @@ def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
 def evaluate(frame: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
     """Metrics per group of ``by`` (overall when empty) in long form: ``*by, metric, value``."""
     quantiles = quantile_columns(frame.columns)
-    for column in ("y_last", "mase_scale", "rmsse_scale"):
+    for column in CONTEXT_COLUMNS:
         if column not in frame.columns:
             frame = frame.with_columns(pl.lit(None, dtype=pl.Float64).alias(column))
     by = by or []
@@ -106,17 +112,18 @@ def evaluate(frame: pl.DataFrame, by: list[str] | None = None) -> pl.DataFrame:
     wide = frame.group_by(by, maintain_order=True).agg(exprs) if by else frame.select(exprs)
     rmsse = _rmsse(frame, by)
     wide = wide.join(rmsse, on=by, how="left", nulls_equal=True) if by else \
-        wide.with_columns(rmsse.to_series())
+        wide.with_columns(rmsse.get_columns())
     ordered = [*by, *[c for c in _order(wide.columns) if c not in by]]
     long = wide.select(ordered).unpivot(index=by, variable_name="metric", value_name="value")
     return long.with_columns(pl.col("value").cast(pl.Float64))
 
 
 def _order(columns: list[str]) -> list[str]:
-    """RMSSE right after MASE, as in POINT_METRICS."""
-    rest = [c for c in columns if c != "RMSSE"]
+    """RMSSE and WRMSSE right after MASE, as in POINT_METRICS."""
+    scaled = ["RMSSE", "WRMSSE"]
+    rest = [c for c in columns if c not in scaled]
     at = rest.index("MASE") + 1 if "MASE" in rest else len(rest)
-    return [*rest[:at], "RMSSE", *rest[at:]]
+    return [*rest[:at], *scaled, *rest[at:]]
 
 
 def _rmsse(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
@@ -129,12 +136,16 @@ def _rmsse(frame: pl.DataFrame, by: list[str]) -> pl.DataFrame:
               .with_columns(((pl.col("y_true") - pl.col("y_pred")) ** 2
                              / pl.col("rmsse_scale") ** 2).alias("_scaled")))
     keys = [*by, *series]
-    per_series = (scaled.group_by(keys).agg(pl.col("_scaled").mean().sqrt()).sort(keys)
-                  if keys else scaled.select(pl.col("_scaled").mean().sqrt()))
+    rooted = [pl.col("_scaled").mean().sqrt(), pl.col("revenue_weight").first().alias("_w")]
+    per_series = (scaled.group_by(keys).agg(rooted).sort(keys) if keys
+                  else scaled.select(rooted))
+    weight = pl.col("_w").fill_null(0.0)
+    scores = [pl.col("_scaled").mean().cast(pl.Float64).alias("RMSSE"),
+              pl.when(weight.sum() > 0).then((pl.col("_scaled") * weight).sum() / weight.sum())
+              .cast(pl.Float64).alias("WRMSSE")]
     if by:
-        return per_series.group_by(by, maintain_order=True).agg(
-            pl.col("_scaled").mean().alias("RMSSE"))
-    return per_series.select(pl.col("_scaled").mean().cast(pl.Float64).alias("RMSSE"))
+        return per_series.group_by(by, maintain_order=True).agg(scores)
+    return per_series.select(scores)
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray, *, y_last: np.ndarray | float | None = None,

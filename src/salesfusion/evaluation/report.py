@@ -32,7 +32,7 @@ from salesfusion.evaluation.runner import BacktestRun
 from salesfusion.evaluation.selection import DEFAULT_METRIC
 
 __all__ = ["STYLE", "colour", "html_table", "write_report"]
-METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE", "RMSE")
+METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "WRMSSE", "MASE", "sMAPE", "RMSE")
 # Lower is better for each but bias, whose best is nearest 0.
 BEST_LOWEST = tuple(m for m in METRICS_SHOWN if m != "bias_pct")
 
@@ -56,9 +56,11 @@ def _accuracy_sections(run: BacktestRun, bands: dict[str, tuple[str, str]]) -> s
               "WAPE rewards). WAPE, bias_pct and sMAPE in percent (bias_pct: total forecast over "
               "total actual, minus 1; negative = under-forecast); MASE scaled per series and window"
               " by the in-sample mean absolute one-step difference, RMSSE by the in-sample root "
-              "mean squared one-step difference (M5); coverage = share of actuals inside the "
-              "model's band (lowest to highest quantile), nominal = the share it should hold (q0.9 "
-              "- q0.1 = 0.8); seconds = wall time of fit + predict over all windows.</p>")
+              "mean squared one-step difference (M5), WRMSSE the RMSSE weighted by each series' "
+              "revenue over the last horizon's periods before the origin (M5; data with prices); "
+              "coverage = share of actuals inside the model's band (lowest to highest quantile), "
+              "nominal = the share it should hold (q0.9 - q0.1 = 0.8); seconds = wall time of "
+              "fit + predict over all windows.</p>")
     parts = [section("accuracy-history", "Overall accuracy: models that read history",
                      html_table(history, best_lowest=BEST_LOWEST) + legend
                      if history.height else "<p>No model that reads history was run.</p>")]

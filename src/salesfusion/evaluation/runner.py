@@ -60,10 +60,11 @@ class BacktestRun:
     # What each model's y_pred is: "mean" or "median" (reports show it beside the scores).
     points: dict[str, str] = field(default_factory=dict)
 
-    def summary(self, metrics: tuple[str, ...] = ("WAPE", "bias_pct", "RMSSE", "MASE", "sMAPE",
-                                                  "RMSE")) -> pl.DataFrame:
+    def summary(self, metrics: tuple[str, ...] = ("WAPE", "bias_pct", "RMSSE", "WRMSSE", "MASE",
+                                                  "sMAPE", "RMSE")) -> pl.DataFrame:
         """Overall metrics per model over all windows, sorted by the first metric, with the
-        point forecast each gives and wall time."""
+        point forecast each gives and wall time. A metric no model has (WRMSSE on data without
+        prices) is left out."""
         overall = (self.metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
                                        & pl.col("metric").is_in(metrics))
                    .pivot(on="metric", index="model", values="value"))
@@ -72,7 +73,8 @@ class BacktestRun:
         point = pl.DataFrame({"model": list(self.points), "point": list(self.points.values())},
                              schema={"model": pl.String, "point": pl.String})
         return (overall.join(point, on="model", how="left").join(timing, on="model", how="left")
-                .select("model", "point", *[m for m in metrics if m in overall.columns],
+                .select("model", "point", *[m for m in metrics if m in overall.columns
+                                            and overall[m].null_count() < overall.height],
                         "seconds")
                 .sort(metrics[0], nulls_last=True))
 

@@ -41,8 +41,8 @@ from salesfusion.evaluation.selection import (
     metric_label,
 )
 
-METRICS = ("WAPE", "RMSSE", "bias_pct", "RMSE", "MAE", "MSE", "MASE", "sMAPE", "MAPE", "R2",
-           "direction_accuracy", "direction_AUC", "pinball", "coverage")
+METRICS = ("WAPE", "RMSSE", "WRMSSE", "bias_pct", "RMSE", "MAE", "MSE", "MASE", "sMAPE", "MAPE",
+           "R2", "direction_accuracy", "direction_AUC", "pinball", "coverage")
 
 
 class _Strict(BaseModel):

@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from salesfusion.evaluation.metrics import evaluate
+from salesfusion.evaluation.metrics import CONTEXT_COLUMNS, evaluate
 from salesfusion.evaluation.selection import MetricUnavailable, require_scorable, selection_rows
 from salesfusion.experiments.cells import read_cell, seeded
 from salesfusion.experiments.config import ExperimentConfig
@@ -106,8 +106,7 @@ def _oracle(config: ExperimentConfig, forecasts: pl.DataFrame) -> pl.DataFrame:
         rows = (forecasts.filter(pl.col("dataset") == dataset.key)
                 .unique(["item_id", "market", "timestamp", "window"])
                 .select("item_id", "market", "timestamp", "window", "y_true",
-                        *[c for c in ("y_last", "mase_scale", "rmsse_scale")
-                          if c in forecasts.columns])
+                        *[c for c in CONTEXT_COLUMNS if c in forecasts.columns])
                 .join(truth.rename({"mean": "y_pred"}), on=["item_id", "market", "timestamp"],
                       how="inner"))
         if rows.height:
