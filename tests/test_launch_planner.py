@@ -72,6 +72,8 @@ def test_bias_flags_of_a_planted_under_forecast_reach_the_launch_report(tmp_path
     write_launch_report(run, tmp_path / "report.html", "planted")
     page = (tmp_path / "report.html").read_text()
     assert "mean_launch_curve forecasts 67 % below actual demand in SE" in page
+    # No prices: no WRMSSE column; RMSSE stays, empty where the launches had no scale.
+    assert "RMSSE" in run.summary().columns and "WRMSSE" not in run.summary().columns
 
 
 def test_launch_rmsse_is_scaled_by_the_training_launches_one_step_rmse() -> None:

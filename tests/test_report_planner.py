@@ -285,6 +285,7 @@ def test_predict_report_from_the_cli(tmp_path, backtest):
 
 def test_bias_rmsse_and_horizon_steps_are_reported(backtest):
     run, page = backtest
+    assert {"bias_pct", "RMSSE", "WRMSSE"} <= set(run.summary().columns)  # the shop has prices
     for metric in ("bias_pct", "RMSSE"):
         values = run.metrics.filter((pl.col("metric") == metric) & (pl.col("window") == "all"))
         assert values.height and values["value"].is_not_null().any(), metric

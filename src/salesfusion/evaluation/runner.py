@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from salesfusion.models.base import Forecaster
 
 
+# Metrics a summary shows only when some model has them: WRMSSE needs revenue or prices.
+ONLY_WHERE_SCORED = ("WRMSSE",)
+
+
 @dataclass
 class ModelNote:
     """One thing a model noted while fitting (a fallback, masked inputs, epochs run) and the
@@ -63,8 +67,8 @@ class BacktestRun:
     def summary(self, metrics: tuple[str, ...] = ("WAPE", "bias_pct", "RMSSE", "WRMSSE", "MASE",
                                                   "sMAPE", "RMSE")) -> pl.DataFrame:
         """Overall metrics per model over all windows, sorted by the first metric, with the
-        point forecast each gives and wall time. A metric no model has (WRMSSE on data without
-        prices) is left out."""
+        point forecast each gives and wall time. WRMSSE is left out where no model has it (data
+        without prices); the other metrics stay, empty where undefined."""
         overall = (self.metrics.filter((pl.col("window") == "all") & (pl.col("segment") == "all")
                                        & pl.col("metric").is_in(metrics))
                    .pivot(on="metric", index="model", values="value"))
@@ -74,7 +78,8 @@ class BacktestRun:
                              schema={"model": pl.String, "point": pl.String})
         return (overall.join(point, on="model", how="left").join(timing, on="model", how="left")
                 .select("model", "point", *[m for m in metrics if m in overall.columns
-                                            and overall[m].null_count() < overall.height],
+                                            and (m not in ONLY_WHERE_SCORED
+                                                 or overall[m].null_count() < overall.height)],
                         "seconds")
                 .sort(metrics[0], nulls_last=True))
 
