@@ -75,6 +75,8 @@ def _window_mean(values: np.ndarray, window: int) -> np.ndarray:
 def _lag(values: np.ndarray, k: int) -> np.ndarray:
     """Value at t-k+1 (lag 1 is the value at the origin itself)."""
     shifted = np.full_like(values, np.nan)
+    if k - 1 >= values.shape[1]:  # a history shorter than the lag: unknown everywhere
+        return shifted
     shifted[:, k - 1:] = values[:, : values.shape[1] - k + 1]
     return shifted
 

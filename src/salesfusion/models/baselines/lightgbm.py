@@ -105,7 +105,8 @@ class LightGBMForecaster(Forecaster):
         rows_s, rows_t, rows_h, targets, calendars = [], [], [], [], []
         if target_steps is not None:
             calendar = calendar_features(wide.periods, history.freq)
-            for h in target_steps:
+            # A history of n periods has targets 1..n-1 steps after an origin, no further.
+            for h in (h for h in target_steps if h < n_periods):
                 usable = has_history[:, : n_periods - h] & ~np.isnan(wide.y[:, h:])
                 s_idx, t_idx = np.nonzero(usable)
                 rows_s.append(s_idx)
@@ -180,6 +181,12 @@ class LightGBMForecaster(Forecaster):
             booster_params(self.config, **extra), self.config, matrix, label, is_validation,
             feature_names=self._feature_names, categorical=["market"], weight=weight)
         self._residual_quantiles = self._error_quantiles(side, is_validation, probed, horizon)
+        periods = panel.data["timestamp"].n_unique()
+        if horizon >= periods:
+            later = (f"step {horizon} uses" if periods == horizon
+                     else f"steps {periods}-{horizon} use")
+            self._notes.append(f"{periods} periods of history: trained on steps 1-{periods - 1} "
+                               f"ahead only; {later} what step {periods - 1} learned")
 
     def _error_quantiles(self, side: dict[str, np.ndarray], is_validation: np.ndarray,
                          probed: np.ndarray | None, horizon: int) -> dict[str, list[float]]:
