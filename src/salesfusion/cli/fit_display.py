@@ -32,12 +32,11 @@ class FitDisplay:
 
     def __init__(self, console: Console, model: str, title: str) -> None:
         self.console, self.model = console, model
-        self.live = console.is_terminal
         self._stage: str | None = None
         self._stage_started = self._last_line = time.perf_counter()
         self._bars: Progress | None = None
         self._task: TaskID | None = None
-        if self.live:
+        if console.is_terminal:
             self._bars = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                 TextColumn("{task.fields[count]}"), TimeElapsedColumn(),
@@ -77,14 +76,12 @@ class FitDisplay:
 
     def _start_stage(self, step: FitStep, now: float) -> None:
         self._stage, self._stage_started, self._last_line = step.stage, now, now
-        limit = f"up to {step.total:,} {step.unit}"
-        if step.may_stop_early:
-            limit += " (early stopping may end it sooner)"
         if self._bars is not None:
             self._task = self._bars.add_task(f"{self.model}: {step.stage}", total=step.total,
                                              count=f"0/{step.total:,} {step.unit}")
-        else:
-            self._line(f"[{self.model}] {step.stage}: {limit}")
+            return
+        sooner = " (early stopping may end it sooner)" if step.may_stop_early else ""
+        self._line(f"[{self.model}] {step.stage}: up to {step.total:,} {step.unit}{sooner}")
 
     def _finish_stage(self, step: FitStep, now: float) -> None:
         took = format_seconds(now - self._stage_started)

@@ -127,6 +127,11 @@ def write_forecasts(frame: pl.DataFrame, url: str, table: str, run_id: str,
     return rows.height
 
 
+def _is_amount(column: str) -> bool:
+    """A quantile (``q0.9``) or another amount column, stored as ``double precision``."""
+    return bool(QUANTILE.fullmatch(column)) or column in AMOUNTS
+
+
 def _forecast_rows(frame: pl.DataFrame, run_id: str, model: str | None,
                    table: str) -> pl.DataFrame:
     check_run_id(run_id)
@@ -139,13 +144,12 @@ def _forecast_rows(frame: pl.DataFrame, run_id: str, model: str | None,
     for column in needed[:-1]:
         if frame[column].null_count():
             raise InputError(f"{table}: the forecasts' column {column!r} has empty values")
-    quantiles = [c for c in frame.columns if (QUANTILE.fullmatch(c) or c in AMOUNTS)
-                 and frame[c].dtype.is_numeric()]
+    amounts = [c for c in frame.columns if _is_amount(c) and frame[c].dtype.is_numeric()]
     flags = [c for c in frame.columns if frame[c].dtype == pl.Boolean and c not in CORE]
     rows = frame.select(
         pl.lit(run_id).alias("run_id"), pl.col("model", "item_id", "market").cast(pl.Utf8),
         pl.col("origin", "timestamp").cast(pl.Datetime("us")),
-        pl.col("y_pred", *quantiles).cast(pl.Float64), *flags)
+        pl.col("y_pred", *amounts).cast(pl.Float64), *flags)
     duplicated = rows.select(KEY).is_duplicated()
     if duplicated.any():
         first = rows.filter(duplicated).row(0, named=True)
@@ -176,7 +180,7 @@ def _prepared(conn: psycopg.Connection, table: str, rows: pl.DataFrame | None,
     from psycopg import sql
 
     target = forecast_table(table)
-    optional = {c: FLOAT if QUANTILE.fullmatch(c) or c in AMOUNTS else BOOLEAN
+    optional = {c: FLOAT if _is_amount(c) else BOOLEAN
                 for c in (rows.columns if rows is not None else []) if c not in CORE}
     existing = _columns(conn, target)
     if existing is None:

@@ -4,14 +4,14 @@ progress argument.
 
 A listener is set for a block of code (``listen_to_fit``) and reaches every fit inside it through
 a context variable, as ``training.hooks`` does for tuning. Nothing here imports torch or
-lightgbm: LightGBM's fit reports through ``boosting_callback``, the neural trainer through its own
+lightgbm: LightGBM's fit reports through ``boosting_callbacks``, the neural trainer through its own
 Lightning callback (``training.trainer``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -34,12 +34,18 @@ _LISTENER: ContextVar[FitListener | None] = ContextVar("salesfusion_fit_listener
 
 
 @contextmanager
-def listen_to_fit(listener: FitListener) -> Iterator[None]:
-    token = _LISTENER.set(listener)
+def set_for_block(variable: ContextVar[Any], value: Any) -> Iterator[None]:
+    """``variable`` holds ``value`` inside the block and what it held before after it (how the
+    fit and epoch listeners reach a fit without a parameter)."""
+    token = variable.set(value)
     try:
         yield
     finally:
-        _LISTENER.reset(token)
+        variable.reset(token)
+
+
+def listen_to_fit(listener: FitListener) -> AbstractContextManager[None]:
+    return set_for_block(_LISTENER, listener)
 
 
 def fit_listener() -> FitListener | None:
@@ -47,7 +53,7 @@ def fit_listener() -> FitListener | None:
     return _LISTENER.get()
 
 
-def boosting_callback(stage: str, total: int, may_stop_early: bool) -> list[Any]:
+def boosting_callbacks(stage: str, total: int, may_stop_early: bool) -> list[Any]:
     """LightGBM ``callbacks`` that report each boosting round to the current listener: none
     when nobody listens, so a fit without a listener runs exactly as before."""
     listener = _LISTENER.get()

@@ -9,15 +9,15 @@ training by raising ``StopTraining``; it leaves ``fit`` unchanged otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
 import lightning
 from lightning.pytorch.callbacks import Callback
 
-from salesfusion.training.fit_progress import FitStep, fit_listener
+from salesfusion.training.fit_progress import FitStep, fit_listener, set_for_block
 
 EpochListener = Callable[[int, float], None]  # (1-based epoch, validation loss)
 _LISTENER: ContextVar[EpochListener | None] = ContextVar("salesfusion_epoch_listener",
@@ -32,13 +32,8 @@ class StopTraining(Exception):
         self.epoch = epoch
 
 
-@contextmanager
-def listen_to_epochs(listener: EpochListener) -> Iterator[None]:
-    token = _LISTENER.set(listener)
-    try:
-        yield
-    finally:
-        _LISTENER.reset(token)
+def listen_to_epochs(listener: EpochListener) -> AbstractContextManager[None]:
+    return set_for_block(_LISTENER, listener)
 
 
 def epoch_listener_callback(done: int) -> Callback | None:

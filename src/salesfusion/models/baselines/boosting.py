@@ -11,7 +11,7 @@ from pydantic import Field, model_validator
 
 from salesfusion.models.config import POINT_HELP, ModelConfig, PointForecast
 from salesfusion.threads import default_threads
-from salesfusion.training.fit_progress import boosting_callback, stage_finished
+from salesfusion.training.fit_progress import boosting_callbacks, stage_finished
 
 Objective = Literal["l1", "l2", "tweedie", "poisson"]
 # The objective each point forecast trains on when none is named: l1's minimiser is the median;
@@ -111,7 +111,7 @@ def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np
                           valid_sets=[rows(validation, reference=train)],
                           callbacks=[lgb.early_stopping(config.early_stopping_rounds,
                                                         verbose=False),
-                                     *boosting_callback(PROBE, rounds, True)])
+                                     *boosting_callbacks(PROBE, rounds, True)])
         # The probe is cut back to its best round; it ran until patience was out or to the end.
         ran = min(rounds, probe.best_iteration + config.early_stopping_rounds)
         stage_finished(PROBE, ran if probe.best_iteration else rounds, rounds, "rounds")
@@ -119,6 +119,6 @@ def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np
         probed = probe.predict(matrix[validation], num_iteration=rounds)
     booster = lgb.train(params, rows(None, feature_name=feature_names,
                                      categorical_feature=categorical), num_boost_round=rounds,
-                        callbacks=boosting_callback(FINAL, rounds, False))
+                        callbacks=boosting_callbacks(FINAL, rounds, False))
     stage_finished(FINAL, rounds, rounds, "rounds")
     return booster, probed
