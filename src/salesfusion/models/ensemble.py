@@ -219,7 +219,7 @@ class LaunchEnsemble(_WeightedEnsemble):
 
     class Config(EnsembleConfig):
         members: list[str] = Field(
-            ["multimodal_launch", "lightgbm_launch", "median_launch_curve"], min_length=1,
+            ["multimodal_launch", "lightgbm_launch", "mean_launch_curve"], min_length=1,
             description="Registered launch-anchored models to combine.")
         horizon: int = Field(8, ge=1, description=(
             "Periods from launch the weights are chosen on (and passed to members that take "
@@ -237,7 +237,7 @@ class LaunchEnsemble(_WeightedEnsemble):
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
-        return {"members": ["median_launch_curve", "lightgbm_launch"]}
+        return {"members": ["mean_launch_curve", "lightgbm_launch"]}
 
     def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
         from salesfusion.evaluation.launch import LaunchProtocol, launch_scale
