@@ -21,8 +21,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from salesfusion.cli import app as cli
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets.synthetic import synthetic
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.evaluation.runner import backtest_models
 from salesfusion.models.registry import create_model, model_class
 from salesfusion.serving.api import create_app

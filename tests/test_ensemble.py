@@ -5,9 +5,9 @@ from datetime import date, datetime, timedelta
 import polars as pl
 import pytest
 
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.runner import backtest_models
 from salesfusion.models.base import Forecaster
 from salesfusion.models.ensemble import _simplex

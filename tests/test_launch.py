@@ -10,10 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
-from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
+from salesfusion.evaluation.launch import run_launch_backtest
 from salesfusion.evaluation.runner import backtest_models
 from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.launch_curves import MedianLaunchCurve

@@ -11,11 +11,13 @@ import pytest
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.evaluation.forecast_report import market_figures, write_forecast_report
-from salesfusion.evaluation.launch import LaunchProtocol, launch_scale, run_launch_backtest
+from salesfusion.evaluation.launch import run_launch_backtest
 from salesfusion.models.registry import create_model
+from salesfusion.scoring.scales import launch_scale
 
 START = datetime(2024, 1, 1)  # a Monday
 

@@ -1,21 +1,22 @@
-"""The layers point one way: data -> features -> encoders -> models -> evaluation -> CLI.
+"""The layers point one way: data -> scoring -> features -> encoders -> models -> evaluation -> CLI.
 
 Every module of ``src/salesfusion`` is parsed with ``ast`` (nothing is imported) and each of
 its imports of another ``salesfusion`` package is checked against the allowed directions:
 
 - ``data`` imports only ``data``, ``errors`` and ``registry`` (and third-party packages);
+- ``scoring`` (metrics, their scales, selection by a metric) imports only those and ``data``;
 - ``features`` imports none of encoders, models, training, evaluation, datasets, cli;
 - ``encoders`` imports none of models, training, evaluation, datasets, cli;
 - ``datasets`` imports neither evaluation nor cli;
-- ``models`` does not import cli, and no module of ``models`` imports a constant (an UPPER_CASE
+- ``models`` imports none of evaluation, tuning, experiments, explain, serving, cli (the
+  rolling backtest on the base interface is ``models.backtest``; its metrics are ``scoring``'s),
+  and no module of ``models`` imports a constant (an UPPER_CASE
   name) from ``training``;
 - nothing but ``cli`` imports ``cli``.
 
 Every import counts, wherever it stands: at module level, inside a function, or under
 ``if TYPE_CHECKING``. A lazy import defers a dependency, it does not remove it, so it may not
-point the wrong way either. The upward call the design wants - ``Forecaster.backtest`` runs
-``evaluation`` ("evaluation lives once, on the base interface") - is allowed because no rule
-forbids ``models`` to import ``evaluation``, not because it is written inside a function.
+point the wrong way either.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ FORBIDDEN = {
     "features": {"encoders", "models", "training", "evaluation", "datasets", "cli"},
     "encoders": {"models", "training", "evaluation", "datasets", "cli"},
     "datasets": {"evaluation", "cli"},
-    "models": {"cli"},
+    "models": {"evaluation", "tuning", "experiments", "explain", "serving", "cli"},
 }
 DATA_MAY_IMPORT = {"data", "errors", "registry"}
+SCORING_MAY_IMPORT = {*DATA_MAY_IMPORT, "scoring"}
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -88,6 +90,8 @@ def violations(root: Path) -> list[str]:
                 found.append(f"{where} (only cli imports cli)")
             elif source == "data" and layer not in DATA_MAY_IMPORT:
                 found.append(f"{where} (data imports only {sorted(DATA_MAY_IMPORT)})")
+            elif source == "scoring" and layer not in SCORING_MAY_IMPORT:
+                found.append(f"{where} (scoring imports only {sorted(SCORING_MAY_IMPORT)})")
             elif layer in FORBIDDEN.get(source or "", set()):
                 found.append(f"{where} ({source} must not import {layer})")
             if source == "models" and layer == "training":
@@ -109,8 +113,12 @@ def test_every_import_points_down_the_layers():
     ("features/fx.py", "import salesfusion.models.base\n", "features must not import models"),
     ("encoders/base.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
      "    from salesfusion.training import windows\n", "encoders must not import training"),
-    ("datasets/x.py", "from salesfusion.evaluation.protocol import BacktestProtocol\n",
+    ("datasets/x.py", "from salesfusion.evaluation.backtest import metrics_table\n",
      "datasets must not import evaluation"),
+    ("models/base.py", "def backtest():\n    from salesfusion.evaluation.backtest import x\n",
+     "models must not import evaluation"),
+    ("scoring/metrics.py", "from salesfusion.models.base import Forecaster\n",
+     "scoring imports only"),
     ("models/net.py", "from salesfusion.training.windows import CALENDAR_WIDTH\n",
      "constants from training"),
     ("evaluation/run.py", "from salesfusion.cli.common import console\n", "only cli imports cli"),
@@ -129,7 +137,8 @@ def test_the_check_allows_the_designed_directions(tmp_path):
     (package / "models" / "base.py").write_text(
         "from salesfusion.data.panel import Panel\n"
         "from salesfusion.training.windows import build_windows\n"
-        "def backtest():\n    from salesfusion.evaluation.backtest import run_backtest\n")
+        "from salesfusion.scoring.metrics import evaluate\n"
+        "def backtest():\n    from salesfusion.models.backtest import run_backtest\n")
     (package / "cli").mkdir()
     (package / "cli" / "main.py").write_text("from salesfusion.cli.common import app\n")
     assert violations(tmp_path) == []

@@ -9,9 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
+from salesfusion.evaluation.launch import run_launch_backtest
 from salesfusion.models.baselines.launch_curves import MedianLaunchCurve
 
 START = datetime(2024, 1, 1)  # a Monday

@@ -3,7 +3,7 @@ import math
 import polars as pl
 import pytest
 
-from salesfusion.evaluation.metrics import evaluate, score
+from salesfusion.scoring.metrics import evaluate, score
 
 Y = [2.0, 0.0, 4.0, 6.0]
 F = [3.0, 1.0, 4.0, 3.0]
@@ -101,7 +101,7 @@ def test_wrmsse_weights_each_series_rmsse_by_its_recent_revenue():
 
 
 def test_a_backtest_weights_series_by_revenue_over_the_last_horizon(shop_panel):
-    from salesfusion.evaluation.backtest import origin_context
+    from salesfusion.scoring.scales import origin_context
 
     history = shop_panel.until(shop_panel.periods.sort()[-5])
     context = origin_context(history, 3)

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.errors import InputError
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.base import Forecaster
 from salesfusion.models.registry import create_model, model_class, registered_models
 

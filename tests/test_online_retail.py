@@ -5,9 +5,9 @@ from datetime import datetime
 import polars as pl
 import pytest
 
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets import online_retail, or_weekly
 from salesfusion.datasets.online_retail import OR_WEEKLY
-from salesfusion.evaluation.protocol import BacktestProtocol
 
 OR_WEEKLY_PROTOCOL = BacktestProtocol.from_benchmark(OR_WEEKLY)
 

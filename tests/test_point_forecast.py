@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 
 from salesfusion.data.panel import Panel
-from salesfusion.evaluation.backtest import run_backtest
-from salesfusion.evaluation.metrics import evaluate
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.data.splits import BacktestProtocol
+from salesfusion.models.backtest import run_backtest
 from salesfusion.models.registry import create_model
+from salesfusion.scoring.metrics import evaluate
 
 pytestmark = pytest.mark.xdist_group("point_forecast")
 

@@ -10,8 +10,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.evaluation.progress import ConsoleProgress
-from salesfusion.evaluation.protocol import BacktestProtocol
 
 runner = CliRunner()
 WINDOW_LINE = re.compile(r"^\[(?P<model>\w+)\] window (?P<window>\d)/2 "

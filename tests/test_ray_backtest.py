@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from salesfusion.cli import app
-from salesfusion.evaluation.progress import WindowDone
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.evaluation.runner import backtest_models
+from salesfusion.models.backtest import WindowDone
 from salesfusion.models.registry import create_model
 from salesfusion.threads import default_threads
 

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.errors import InputError
 from salesfusion.evaluation.forecast_report import write_forecast_report
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.evaluation.report import write_report
 from salesfusion.evaluation.runner import backtest_models
 from salesfusion.models.registry import create_model

@@ -21,16 +21,13 @@ from typer.testing import CliRunner
 
 from salesfusion.cli import app
 from salesfusion.data.panel import Panel
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import metrics_table, run_backtest
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.evaluation.backtest import metrics_table
 from salesfusion.evaluation.report_sections import trust_per_market, trust_section
-from salesfusion.evaluation.selection import (
-    MetricUnavailable,
-    check_metric,
-    selection_score,
-)
+from salesfusion.models.backtest import run_backtest
 from salesfusion.models.registry import create_model
+from salesfusion.scoring.selection import MetricUnavailable, check_metric, selection_score
 
 runner = CliRunner()
 START = datetime(2024, 1, 1)  # a Monday

@@ -34,16 +34,16 @@ from salesfusion.cli.output import (
     check_out_format,
     staged_run,
 )
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
 from salesfusion.data.partitioned import write_dataset
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.data.sql_write import ForecastTarget, forecast_target, run_id_for
 from salesfusion.datasets import load_dataset
 from salesfusion.errors import InputError
-from salesfusion.evaluation.launch import LaunchProtocol
 from salesfusion.evaluation.progress import ConsoleProgress
-from salesfusion.evaluation.protocol import BacktestProtocol
-from salesfusion.evaluation.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 from salesfusion.models.artefact import sha256_file
+from salesfusion.scoring.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 
 BASELINES = ["naive", "seasonal_naive", "moving_average", "ets", "croston", "adida", "imapa",
              "tsb", "lightgbm", "knn_analogue"]

@@ -22,10 +22,10 @@ from salesfusion.data.frequency import FREQUENCIES
 from salesfusion.data.panel import Panel, build_panel
 from salesfusion.data.selection import keep_active_series
 from salesfusion.data.spec import load_spec
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets import Dataset, load_dataset
 from salesfusion.errors import InputError
-from salesfusion.evaluation.protocol import BacktestProtocol
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Multimodal demand forecasting for cross-border e-commerce.")

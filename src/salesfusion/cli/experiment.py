@@ -78,7 +78,7 @@ def experiment(
         raise InputError("--mlflow needs MLflow: pip install 'salesfusion[tracking]'")
     config = load_experiment(config_file)
     if metric is not None:
-        from salesfusion.evaluation.selection import check_metric
+        from salesfusion.scoring.selection import check_metric
 
         config = config.model_copy(update={"metric": check_metric(metric, "experiment")})
     _check_scorable(config)
@@ -143,8 +143,8 @@ def experiment(
 def _check_scorable(config: Any) -> None:
     """Pinball of a model that forecasts no quantiles, refused before any cell runs (the cells'
     forecasts would be refused only once all had run)."""
-    from salesfusion.evaluation.selection import MetricUnavailable
     from salesfusion.models.presets import resolve_model
+    from salesfusion.scoring.selection import MetricUnavailable
 
     if config.metric != "pinball":
         return

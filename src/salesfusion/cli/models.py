@@ -38,7 +38,7 @@ from salesfusion.cli.forecast_output import (
 from salesfusion.cli.launches import _launch_models, _launches
 from salesfusion.cli.output import OutFormat, check_out_format, staged_run
 from salesfusion.errors import InputError
-from salesfusion.evaluation.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
+from salesfusion.scoring.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 from salesfusion.training.fit_progress import listen_to_fit
 
 

@@ -116,8 +116,8 @@ def tune(
         help="A Ray cluster to join (default: a local one).")] = None,
 ) -> None:
     """Search a model's hyperparameters on the validation part; resumable after a kill."""
-    from salesfusion.evaluation.selection import DEFAULT_METRIC, check_metric
     from salesfusion.provenance import provenance
+    from salesfusion.scoring.selection import DEFAULT_METRIC, check_metric
     from salesfusion.tuning.log import TrialLog
 
     if (out is None) == (resume is None):
@@ -227,8 +227,8 @@ def run_definition(definition: dict[str, Any], log: Any, record: dict[str, Any],
 
 
 def _protocol(dataset: str | None) -> Any:
+    from salesfusion.data.splits import BacktestProtocol
     from salesfusion.datasets import load_dataset
-    from salesfusion.evaluation.protocol import BacktestProtocol
 
     if dataset is not None and (benchmark := load_dataset(dataset).benchmark) is not None:
         return BacktestProtocol.from_benchmark(benchmark)

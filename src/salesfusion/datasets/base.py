@@ -16,7 +16,7 @@ class Benchmark:
 
     The rolling-origin protocol: ``windows`` forecasts of ``horizon`` periods whose origins are
     ``step`` periods apart (default: the horizon), re-trained at every origin when ``refit``
-    (``evaluation.protocol.BacktestProtocol.from_benchmark`` builds it). The series kept: those
+    (``data.splits.BacktestProtocol.from_benchmark`` builds it). The series kept: those
     with at least ``min_nonzero`` non-zero periods among the ``lookback`` periods before the
     test part (all series when ``min_nonzero`` is None).
     """

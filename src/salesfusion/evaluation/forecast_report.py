@@ -11,9 +11,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import polars as pl
 
+from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.metrics import quantile_columns
 from salesfusion.evaluation.report_html import (
     Figures,
     add_band,
@@ -27,7 +27,7 @@ from salesfusion.evaluation.report_html import (
 )
 from salesfusion.evaluation.report_media import ItemCatalogue
 from salesfusion.evaluation.report_sections import trust_per_market
-from salesfusion.evaluation.selection import (
+from salesfusion.scoring.selection import (
     DEFAULT_METRIC,
     metric_column,
     metric_label,
@@ -49,7 +49,7 @@ def write_forecast_report(forecast: pl.DataFrame, history: Panel, path: Path, ti
     """Write the report of ``forecast`` (what ``Forecaster.predict`` returns) made from
     ``history`` to ``path``. ``backtest``: a backtest's metrics table (``metrics.csv``: model,
     window, segment, metric, value) to show the model's record per market beside the best
-    model's by ``metric`` (``evaluation.selection``); ``max_series``: the largest series
+    model's by ``metric`` (``scoring.selection``); ``max_series``: the largest series
     plotted with their history."""
     forecast = _checked(forecast, max_series)
     bands = quantile_columns(forecast.columns)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import date, datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -26,18 +24,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-
-@dataclass(frozen=True)
-class WindowDone:
-    """One finished window of one model's backtest."""
-
-    model: str
-    window: int  # 0-based
-    windows: int
-    origin: date | datetime
-    seconds: float  # wall time of this window's fit (when refitted) and predict
-    refitted: bool
-    notes: tuple[str, ...] = ()  # what the fitted model noted (fallbacks, masked inputs)
+from salesfusion.models.backtest import WindowDone
 
 
 class BacktestProgress(Protocol):

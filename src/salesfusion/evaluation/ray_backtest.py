@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from salesfusion.evaluation.backtest import backtest_window, run_backtest
-from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
-from salesfusion.evaluation.progress import BacktestProgress, WindowDone, failure_text
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.data.launch_splits import LaunchProtocol
+from salesfusion.data.splits import BacktestProtocol
+from salesfusion.evaluation.launch import run_launch_backtest
+from salesfusion.evaluation.progress import BacktestProgress, failure_text
+from salesfusion.models.backtest import WindowDone, backtest_window, run_backtest
 
 if TYPE_CHECKING:
     from salesfusion.data.panel import Panel

@@ -29,7 +29,7 @@ from salesfusion.evaluation.report_sections import (
     trust_section,
 )
 from salesfusion.evaluation.runner import BacktestRun
-from salesfusion.evaluation.selection import DEFAULT_METRIC
+from salesfusion.scoring.selection import DEFAULT_METRIC
 
 __all__ = ["STYLE", "colour", "html_table", "write_report"]
 METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "WRMSSE", "MASE", "sMAPE", "RMSE")
@@ -111,7 +111,7 @@ def _plotted_series(run: BacktestRun, seed: int) -> pl.DataFrame:
 def write_report(run: BacktestRun, path: Path, title: str, seed: int = 0,
                  metric: str = DEFAULT_METRIC) -> None:
     """Write the report to ``path``; "which model to trust" chooses by ``metric``
-    (``evaluation.selection``)."""
+    (``scoring.selection``)."""
     ranked = run.summary()["model"].to_list()
     reading, cold_only = (list(frame["model"]) for frame in
                           split_by_history(pl.DataFrame({"model": ranked}, schema={

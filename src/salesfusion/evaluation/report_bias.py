@@ -11,8 +11,8 @@ import html
 
 import polars as pl
 
-from salesfusion.evaluation.backtest import model_rows
-from salesfusion.evaluation.metrics import evaluate
+from salesfusion.data.forecast_frame import model_rows
+from salesfusion.scoring.metrics import evaluate
 
 BIAS_FLAG_PCT = 10.0  # |bias_pct| past this in a market is worth a planner's attention
 STEP_METRICS = ("WAPE", "bias_pct", "RMSSE")

@@ -8,14 +8,14 @@ import html
 
 import polars as pl
 
+from salesfusion.data.forecast_frame import model_rows
 from salesfusion.data.panel import SERIES_KEY
-from salesfusion.evaluation.backtest import model_rows
-from salesfusion.evaluation.metrics import evaluate
 from salesfusion.evaluation.report_html import Figures, html_table
 from salesfusion.evaluation.report_media import ItemCatalogue
 from salesfusion.evaluation.report_plots import series_figure
 from salesfusion.evaluation.report_sections import reads_history
 from salesfusion.evaluation.runner import BacktestRun
+from salesfusion.scoring.metrics import evaluate
 
 # Series with fewer periods than this at the origin count as young: launched within about two
 # months of weekly data, when history-reading models have little of their own past to read.

@@ -13,8 +13,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import polars as pl
 
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import SERIES_KEY
-from salesfusion.evaluation.launch import LaunchProtocol, since_launch_metrics
+from salesfusion.evaluation.launch import since_launch_metrics
 from salesfusion.evaluation.report import _notes_section
 from salesfusion.evaluation.report_bias import STEP_METRICS, bias_section
 from salesfusion.evaluation.report_html import Figures, colour, figure_layout, html_table, page
@@ -22,7 +23,7 @@ from salesfusion.evaluation.report_html import section as titled
 from salesfusion.evaluation.report_plots import market_figure
 from salesfusion.evaluation.report_sections import interval_bands, overall_accuracy, per_market
 from salesfusion.evaluation.runner import BacktestRun
-from salesfusion.evaluation.selection import DEFAULT_METRIC, metric_column
+from salesfusion.scoring.selection import DEFAULT_METRIC, metric_column
 
 # MASE is left out: a launch has no history to scale absolute errors by (it is null).
 METRICS_SHOWN = ("WAPE", "bias_pct", "RMSSE", "sMAPE", "RMSE")

@@ -7,11 +7,10 @@ import html
 
 import polars as pl
 
+from salesfusion.data.forecast_frame import model_rows, quantile_columns
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import model_rows
-from salesfusion.evaluation.metrics import quantile_columns
 from salesfusion.evaluation.report_html import html_table, nominal_level
-from salesfusion.evaluation.selection import metric_label, selection_rows, unavailable
+from salesfusion.scoring.selection import metric_label, selection_rows, unavailable
 
 # A lead under this many points of a percent metric (WAPE, bias_abs), or under this share of the
 # runner-up's score for the others, is within what another window or seed could reverse.
@@ -73,7 +72,7 @@ def per_market(metrics: pl.DataFrame, metric: str) -> pl.DataFrame:
 
 
 def trust_per_market(metrics: pl.DataFrame, metric: str = "wape") -> pl.DataFrame:
-    """Per market: the model with the lowest score by ``metric`` (``evaluation.selection``)
+    """Per market: the model with the lowest score by ``metric`` (``scoring.selection``)
     over all windows, the runner-up, the margin in the metric's units and as a share of the
     runner-up's score, the windows in which the best beat the runner-up, and the best model's
     interval coverage (blank without a band). Columns ``best <LABEL>`` and ``runner-up

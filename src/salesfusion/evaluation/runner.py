@@ -10,17 +10,14 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from salesfusion.data.launch_splits import LaunchProtocol
 from salesfusion.data.panel import Panel
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import metrics_table, run_backtest
-from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest, since_launch_metrics
-from salesfusion.evaluation.progress import (
-    BacktestProgress,
-    SilentProgress,
-    WindowDone,
-    failure_text,
-)
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.evaluation.backtest import metrics_table
+from salesfusion.evaluation.launch import run_launch_backtest, since_launch_metrics
+from salesfusion.evaluation.progress import BacktestProgress, SilentProgress, failure_text
+from salesfusion.models.backtest import WindowDone, run_backtest
 from salesfusion.models.registry import create_model, model_class
 
 if TYPE_CHECKING:

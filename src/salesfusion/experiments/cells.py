@@ -22,9 +22,9 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.selection import DEFAULT_METRIC
 from salesfusion.experiments.config import Cell, DatasetEntry, Evaluation
 from salesfusion.models.presets import resolve_model
+from salesfusion.scoring.selection import DEFAULT_METRIC
 from salesfusion.staging import staging_folder
 
 CELL_RECORD = "cell.json"
@@ -62,10 +62,9 @@ def load_panel(dataset: DatasetEntry, max_series: int | None, launches: bool = F
 def protocol_for(evaluation: Evaluation, dataset: DatasetEntry, panel: Panel,
                  horizon: int | None) -> Any:
     """The evaluation as a backtest or launch protocol on this dataset's panel."""
-    from salesfusion.data.splits import chronological_split
+    from salesfusion.data.launch_splits import LaunchProtocol
+    from salesfusion.data.splits import BacktestProtocol, chronological_split
     from salesfusion.datasets import load_dataset
-    from salesfusion.evaluation.launch import LaunchProtocol
-    from salesfusion.evaluation.protocol import BacktestProtocol
 
     if evaluation.kind == "launch":
         return LaunchProtocol(**{"horizon": evaluation.horizon or horizon or 8,
@@ -88,7 +87,7 @@ def protocol_for(evaluation: Evaluation, dataset: DatasetEntry, panel: Panel,
 
 def test_periods(protocol: Any, panel: Panel) -> int:
     """Periods from the first one any cell is scored on to the end (kept from tuning)."""
-    from salesfusion.evaluation.launch import LaunchProtocol
+    from salesfusion.data.launch_splits import LaunchProtocol
 
     if isinstance(protocol, LaunchProtocol):
         first = min(protocol.cutoff_periods(panel))
@@ -111,8 +110,9 @@ def seeded(cell: Cell) -> bool:
 def run_cell(cell: Cell, evaluation: Evaluation, max_series: int | None,
              tuned: dict[str, Any] | None, folder: Path, key: str) -> dict[str, Any]:
     """Evaluate the cell and publish its folder; returns its record."""
-    from salesfusion.evaluation.backtest import run_backtest
-    from salesfusion.evaluation.launch import LaunchProtocol, run_launch_backtest
+    from salesfusion.data.launch_splits import LaunchProtocol
+    from salesfusion.evaluation.launch import run_launch_backtest
+    from salesfusion.models.backtest import run_backtest
 
     started = time.perf_counter()
     panel = load_panel(cell.dataset, max_series, evaluation.kind == "launch")

@@ -8,7 +8,7 @@ one (dataset, model variant, trial). For example, the ablation grid of seed 004 
     datasets: [synthetic]
     evaluation: {kind: backtest, horizon: 4, windows: 2}
     trials: 5
-    metric: rmsse          # what ranks and tests the models (evaluation.selection)
+    metric: rmsse          # what ranks and tests the models (scoring.selection)
     models:
       - {name: lightgbm, baseline: true}
       - {name: resnet_biattn_bilstm, params: {epochs: 20}}
@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from salesfusion.data.yamlfile import read_mapping, validated
 from salesfusion.errors import InputError
-from salesfusion.evaluation.selection import (
+from salesfusion.scoring.selection import (
     DEFAULT_METRIC,
     METRIC_HELP,
     SelectionMetric,
@@ -193,7 +193,7 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"model '{ablated[0].key}' is ablated and tuned: an ablation "
                              f"compares fixed settings, so give it no tune step")
         if self.evaluation.kind == "launch":
-            from salesfusion.evaluation.launch import LaunchProtocol
+            from salesfusion.data.launch_splits import LaunchProtocol
 
             LaunchProtocol(**{"horizon": self.evaluation.horizon or 8,
                               **self.evaluation.launch})

@@ -8,7 +8,7 @@ re-expressed as one of those, so the same tested code answers for every metric:
 - ``rmsse``: each row's error divided by its series' ``rmsse_scale`` (rows without a positive
   scale dropped, as RMSSE drops them), tested as squared error: DM on the mean scaled squared
   error per period, Wilcoxon on each series' RMSSE.
-- ``pinball``: each row's pinball loss (``evaluation.metrics``' definition, averaged over the
+- ``pinball``: each row's pinball loss (``scoring.metrics``' definition, averaged over the
   model's own quantile columns), tested as absolute loss.
 - ``bias_abs``: a bias is a total, not a mean of per-row losses, so no row loss tests it; the
   tests use absolute error and each row's note says so.
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from salesfusion.evaluation.backtest import model_rows
-from salesfusion.evaluation.metrics import evaluate
-from salesfusion.evaluation.selection import check_metric
+from salesfusion.data.forecast_frame import model_rows
 from salesfusion.experiments.stats import significance_table
+from salesfusion.scoring.metrics import evaluate
+from salesfusion.scoring.selection import check_metric
 
 # (stats' loss, stats' Wilcoxon metric, what the table's loss and metric columns say)
 _TESTED = {"wape": ("absolute", "MAE", "absolute error", "MAE"),

@@ -4,7 +4,7 @@ Mariano with the HLN correction, Wilcoxon across series), critical-difference ra
 tables (Markdown, HTML, LaTeX) and plots that show them.
 
 The headline, the ranks, the critical-difference ranking, the ablation grid and the paired tests
-are all by the experiment's ``metric`` (``evaluation.selection``: rmsse by default, wape, mae,
+are all by the experiment's ``metric`` (``scoring.selection``: rmsse by default, wape, mae,
 bias_abs or pinball; lower is better), shown under its label (``RMSSE``...); the other
 ``metrics`` are shown beside it. Significance compares each model with the best baseline (the
 baseline with the best mean of that metric on that dataset) on the rows both forecast, trial by
@@ -20,11 +20,12 @@ from typing import Any
 
 import polars as pl
 
-from salesfusion.evaluation.metrics import CONTEXT_COLUMNS, evaluate
-from salesfusion.evaluation.selection import MetricUnavailable, require_scorable, selection_rows
+from salesfusion.data.forecast_frame import CONTEXT_COLUMNS
 from salesfusion.experiments.cells import read_cell, seeded
 from salesfusion.experiments.config import ExperimentConfig
 from salesfusion.experiments.runner import Plan
+from salesfusion.scoring.metrics import evaluate
+from salesfusion.scoring.selection import MetricUnavailable, require_scorable, selection_rows
 
 HIGHER_IS_BETTER = {"R2", "direction_accuracy", "direction_AUC"}
 

@@ -1,7 +1,7 @@
 """Where a model errs: forecast accuracy per model and segment (and step, market... on request),
-from the forecasts a backtest writes (``evaluation.backtest.run_backtest``).
+from the forecasts a backtest writes (``models.backtest.run_backtest``).
 
-Numbers per group (definitions; the first two come from ``evaluation.metrics``, so a segment's
+Numbers per group (definitions; the first two come from ``scoring.metrics``, so a segment's
 WAPE here is the WAPE of the metrics table restricted to its rows):
 
 - ``wape``: ``100 * sum|y - yhat| / sum|y|``; null when every actual is 0.
@@ -27,11 +27,11 @@ from collections.abc import Sequence
 
 import polars as pl
 
+from salesfusion.data.forecast_frame import model_rows, quantile_columns
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import model_rows
-from salesfusion.evaluation.metrics import evaluate, quantile_columns
 from salesfusion.explain.contributions import with_segments
 from salesfusion.explain.segments import Segments
+from salesfusion.scoring.metrics import evaluate
 
 REQUIRED = ("model", "item_id", "market", "timestamp", "y_true", "y_pred")
 

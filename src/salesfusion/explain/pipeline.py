@@ -180,8 +180,8 @@ def _with_segment_column(panel: Panel, segments: Segments) -> Panel:
 
 def _holdout(model: Forecaster, panel: Panel, segments: Segments, settings: ExplainSettings,
              writer: _Writer, progress: Stages) -> tuple[Panel, Forecaster, dict[str, Any]]:
-    from salesfusion.evaluation.backtest import forecast_window
     from salesfusion.explain.errors import segment_errors
+    from salesfusion.models.backtest import forecast_window
 
     horizon = int(model.params.get("horizon") or DEFAULT_HORIZON)
     periods = panel.periods

@@ -32,7 +32,7 @@ from salesfusion.models.config import (
 )
 
 if TYPE_CHECKING:
-    from salesfusion.evaluation.protocol import BacktestProtocol
+    from salesfusion.data.splits import BacktestProtocol
     from salesfusion.models.search_space import SearchSpace
 
 
@@ -221,7 +221,7 @@ class Forecaster(ABC):
 
     def backtest(self, panel: Panel, protocol: BacktestProtocol) -> pl.DataFrame:
         """Rolling-origin backtest; returns the forecasts frame (see ``evaluation.backtest``)."""
-        from salesfusion.evaluation.backtest import run_backtest
+        from salesfusion.models.backtest import run_backtest
 
         return run_backtest(self, panel, protocol)
 

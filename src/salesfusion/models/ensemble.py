@@ -10,7 +10,7 @@ rest and forecasts the held-out launches' first ``horizon`` periods; a panel wit
 (every series starts at its first period) gives equal weights, and a note says so.
 
 Both then pick the convex weights, on a grid of step ``weight_step``, with the lowest score by
-``metric`` (``evaluation.selection``: ``rmsse`` by default, ``wape``, ``mae``, ``bias_abs`` or
+``metric`` (``scoring.selection``: ``rmsse`` by default, ``wape``, ``mae``, ``bias_abs`` or
 ``pinball``) over the held-out observations, refit the members on the whole panel and forecast
 the weighted sum of theirs (and of the quantile columns every member gives). The weights never
 see the periods a backtest scores: they come from the training panel alone. Members that take a
@@ -33,11 +33,14 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
+from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import origin_context
-from salesfusion.evaluation.metrics import quantile_columns
-from salesfusion.evaluation.selection import (
+from salesfusion.models.base import Forecaster
+from salesfusion.models.config import ModelConfig, PointForecast
+from salesfusion.models.registry import create_model, model_class, register
+from salesfusion.scoring.scales import origin_context
+from salesfusion.scoring.selection import (
     DEFAULT_METRIC,
     METRIC_HELP,
     MetricUnavailable,
@@ -45,9 +48,6 @@ from salesfusion.evaluation.selection import (
     metric_label,
     selection_score,
 )
-from salesfusion.models.base import Forecaster
-from salesfusion.models.config import ModelConfig, PointForecast
-from salesfusion.models.registry import create_model, model_class, register
 
 KEYS = [*SERIES_KEY, "timestamp"]
 
@@ -240,7 +240,8 @@ class LaunchEnsemble(_WeightedEnsemble):
         return {"members": ["mean_launch_curve", "lightgbm_launch"]}
 
     def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
-        from salesfusion.evaluation.launch import LaunchProtocol, launch_scale
+        from salesfusion.data.launch_splits import LaunchProtocol
+        from salesfusion.scoring.scales import launch_scale
 
         c = self.config
         protocol = LaunchProtocol(horizon=c.horizon, test_fraction=c.validation_share,

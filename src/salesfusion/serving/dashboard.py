@@ -18,9 +18,9 @@ import polars as pl
 from fastapi import FastAPI, Query
 from fastapi.responses import FileResponse, PlainTextResponse
 
+from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.panel import SERIES_KEY
 from salesfusion.errors import InputError
-from salesfusion.evaluation.metrics import quantile_columns
 from salesfusion.serving import dashboard_data as data
 from salesfusion.serving.api import ApiError, check_horizon, served
 from salesfusion.serving.store import ModelStore, ServedModel

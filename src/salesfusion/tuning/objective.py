@@ -25,11 +25,12 @@ from typing import Any
 import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.errors import InputError
-from salesfusion.evaluation.backtest import forecast_window, run_backtest
-from salesfusion.evaluation.metrics import evaluate
-from salesfusion.evaluation.protocol import BacktestProtocol
-from salesfusion.evaluation.selection import (
+from salesfusion.models.backtest import forecast_window, run_backtest
+from salesfusion.models.base import Forecaster
+from salesfusion.scoring.metrics import evaluate
+from salesfusion.scoring.selection import (
     DEFAULT_METRIC,
     SELECTION_METRICS,
     MetricUnavailable,
@@ -38,7 +39,6 @@ from salesfusion.evaluation.selection import (
     selection_rows,
     selection_score,
 )
-from salesfusion.models.base import Forecaster
 from salesfusion.training.hooks import StopTraining, listen_to_epochs
 
 # Metrics a search logged before the selection metrics were unified may name: read only from a

@@ -2,7 +2,7 @@
 metric name, lower is better" that ensembles, ``tune``, ``experiment`` and the backtest report's
 "which model to trust" all use.
 
-The metrics themselves are ``evaluation.metrics``'; this module only names which of them a
+The metrics themselves are ``scoring.metrics``'; this module only names which of them a
 choice may be made by, and how each becomes a lower-is-better score:
 
 - ``rmsse`` (the default): M5's RMSSE. Squared error is minimised by the mean, so it does not
@@ -20,8 +20,9 @@ from typing import Literal, get_args
 
 import polars as pl
 
+from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.errors import InputError
-from salesfusion.evaluation.metrics import evaluate, quantile_columns
+from salesfusion.scoring.metrics import evaluate
 
 SelectionMetric = Literal["rmsse", "wape", "mae", "bias_abs", "pinball"]
 SELECTION_METRICS: tuple[str, ...] = get_args(SelectionMetric)
@@ -99,7 +100,7 @@ def selection_score(frame: pl.DataFrame, metric: str = DEFAULT_METRIC,
                     what: str = "the forecasts") -> float | None:
     """``frame``'s score by ``metric``, lower is better: a forecast frame (``y_true``,
     ``y_pred``, any ``q<level>`` columns, ``rmsse_scale`` and the series keys for RMSSE), scored
-    by ``evaluation.metrics.evaluate``. None when the metric is undefined on these rows (every
+    by ``scoring.metrics.evaluate``. None when the metric is undefined on these rows (every
     actual 0 for WAPE, every scale 0 for RMSSE)."""
     require_scorable(frame, metric, what)
     rows = selection_rows(evaluate(frame), metric)["value"]

@@ -39,25 +39,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from salesfusion.data.forecast_frame import CONTEXT_COLUMNS, quantile_columns
+
 POINT_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "sMAPE", "WAPE", "bias_pct", "MASE", "RMSSE",
                  "WRMSSE", "R2", "direction_accuracy", "direction_AUC")
-# The per-(series, window) columns metrics read besides the forecast (see ``origin_context``).
-CONTEXT_COLUMNS = ("y_last", "mase_scale", "rmsse_scale", "revenue_weight")
 # The per-series columns that identify one scaled series inside a group, where present.
 _SERIES = ("item_id", "market", "window")
-
-
-def quantile_columns(columns: list[str]) -> list[str]:
-    """The quantile forecast columns of a frame, lowest level first."""
-    found = [c for c in columns if c.startswith("q") and _is_level(c[1:])]
-    return sorted(found, key=lambda c: float(c[1:]))
-
-
-def _is_level(text: str) -> bool:
-    try:
-        return 0 < float(text) < 1
-    except ValueError:
-        return False
 
 
 def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
