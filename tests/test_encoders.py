@@ -75,8 +75,8 @@ def test_second_run_hits_the_cache_and_encodes_nothing(name, descriptions, tmp_p
     encoder = _fitted(name, descriptions)
     before = encoder.encode(descriptions, batch_size=16, cache=cache)
     calls = []
-    original = type(encoder)._encode_batch
-    monkeypatch.setattr(type(encoder), "_encode_batch",
+    original = type(encoder).encode_batch
+    monkeypatch.setattr(type(encoder), "encode_batch",
                         lambda self, batch: calls.append(len(batch)) or original(self, batch))
     after = encoder.encode(descriptions, batch_size=16, cache=cache)
     assert calls == []
@@ -88,7 +88,7 @@ def test_second_run_hits_the_cache_and_encodes_nothing(name, descriptions, tmp_p
 def test_interrupted_encoding_resumes(descriptions, tmp_path, monkeypatch):
     cache = EmbeddingCache(tmp_path)
     encoder = _fitted("tfidf", descriptions)
-    original = type(encoder)._encode_batch
+    original = type(encoder).encode_batch
     calls = []
 
     def flaky(self, batch):
@@ -97,10 +97,10 @@ def test_interrupted_encoding_resumes(descriptions, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return original(self, batch)
 
-    monkeypatch.setattr(type(encoder), "_encode_batch", flaky)
+    monkeypatch.setattr(type(encoder), "encode_batch", flaky)
     with pytest.raises(KeyboardInterrupt):
         encoder.encode(descriptions, batch_size=10, cache=cache)
-    monkeypatch.setattr(type(encoder), "_encode_batch", original)
+    monkeypatch.setattr(type(encoder), "encode_batch", original)
     resumed = encoder.encode(descriptions, batch_size=10, cache=cache)
     assert resumed.cache_hits == 10  # the first batch survived the interruption
     assert not list(tmp_path.rglob("*.tmp"))

@@ -44,7 +44,7 @@ def test_same_seed_same_table_and_bad_arguments(fitted):
     assert first.equals(permutation_importance(model, panel, origin, repeats=2, seed=3))
     with pytest.raises(InputError, match="periods of actuals after it"):
         permutation_importance(model, panel, panel.periods[-2])
-    with pytest.raises(InputError, match="not 'naive'"):
+    with pytest.raises(InputError, match="model 'naive' has no feature matrix"):
         permutation_importance(create_model("naive").fit(panel), panel, origin)
 
 

@@ -106,6 +106,73 @@ def test_every_import_points_down_the_layers():
     assert violations(SRC) == []
 
 
+def _defined_private(tree: ast.Module) -> set[str]:
+    """The private names a module defines: its functions and methods, and the attributes it
+    assigns (``self._x = ...``, ``model._x = ...``)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+            names.add(node.attr)
+    return {n for n in names if n.startswith("_") and not n.startswith("__")}
+
+
+def encapsulation_breaches(root: Path) -> list[str]:
+    """Reads of another module's private attribute (``obj._x`` where this module defines no
+    ``_x``; ``self``, ``cls`` and ``super()`` are the class's own), and ``isinstance`` /
+    ``issubclass`` tests against a model class (a name ending in ``Forecaster``) outside
+    ``models``, as ``module:line what``."""
+    found = []
+    for path in sorted((root / PACKAGE).rglob("*.py")):
+        module = _module_name(path, root)
+        tree = ast.parse(path.read_text(), filename=str(path))
+        own = _defined_private(tree)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                    and not node.attr.startswith("__") and node.attr not in own
+                    and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+                    and not (isinstance(node.value, ast.Call) and isinstance(node.value.func,
+                                                                               ast.Name)
+                             and node.value.func.id == "super")):
+                found.append(f"{module}:{node.lineno} reads {ast.unparse(node)}")
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in ("isinstance", "issubclass") and len(node.args) == 2
+                    and _layer(module) != "models"
+                    and any(isinstance(n, ast.Name | ast.Attribute)
+                            and ast.unparse(n).endswith("Forecaster")
+                            for n in ast.walk(node.args[1]))):
+                found.append(f"{module}:{node.lineno} tests the class: {ast.unparse(node)} (ask "
+                             "a capability of the model instead)")
+    return found
+
+
+def test_no_private_attribute_read_across_modules_and_no_model_class_tests():
+    assert encapsulation_breaches(SRC) == []
+
+
+@pytest.mark.parametrize(("path", "source", "expected"), [
+    ("explain/x.py", "def f(model):\n    return model._booster\n", "reads model._booster"),
+    ("cli/x.py", "def f(model):\n    return isinstance(model, MultimodalForecaster)\n",
+     "tests the class"),
+])
+def test_the_encapsulation_check_finds_each_breach(tmp_path, path, source, expected):
+    target = tmp_path / PACKAGE / path
+    target.parent.mkdir(parents=True)
+    target.write_text(source)
+    found = encapsulation_breaches(tmp_path)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_the_encapsulation_check_allows_a_module_its_own_privates(tmp_path):
+    target = tmp_path / PACKAGE / "models" / "base.py"
+    target.parent.mkdir(parents=True)
+    target.write_text("class Forecaster:\n    def _load(self):\n        self._fitted = True\n"
+                      "    @classmethod\n    def load(cls):\n        model = cls()\n"
+                      "        model._load()\n        return model._fitted\n")
+    assert encapsulation_breaches(tmp_path) == []
+
+
 @pytest.mark.parametrize(("path", "source", "expected"), [
     ("data/panel.py", "from salesfusion.features.calendar import offset\n",
      "data imports only"),

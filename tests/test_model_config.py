@@ -205,9 +205,9 @@ def test_a_new_backbone_from_the_test_file_alone_trains(toy_backbone, shop_panel
     monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
     model = create_model("multimodal", backbone=toy_backbone.name, horizon=3,
                          **FAST).fit(shop_panel)
-    assert isinstance(model._net.backbone, toy_backbone)
+    assert isinstance(model.network.backbone, toy_backbone)
     # Reads future inputs itself: the head sees only its output, not flattened future inputs.
-    assert model._net.head.linear.in_features == model._net.backbone.out_dim
+    assert model.network.head.linear.in_features == model.network.backbone.out_dim
     horizon, width = toy_backbone.seen_future[-1][1:]
     assert horizon == 3 and width >= 2  # calendar + the shop's future-known covariates
     forecast = model.predict(3)
@@ -221,7 +221,7 @@ def test_missing_modality_for_an_attention_fusion_is_said(shop_panel, tmp_path, 
     monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
     model = create_model("multimodal", fusion="hierarchical_mma", horizon=3,
                          **{**FAST, "epochs": 1}).fit(shop_panel)
-    assert type(model._net.fusion).name == "concat"
+    assert type(model.network.fusion).name == "concat"
     assert any("fusion 'hierarchical_mma' needs ['image']" in n and "using 'concat'" in n
                for n in model.notes)
     assert any(n.startswith("trained 1 epoch(s)") for n in model.notes)

@@ -3,13 +3,14 @@
 import json
 from itertools import pairwise
 
+import numpy as np
 import polars as pl
 import pytest
 
 from salesfusion.data.panel import SERIES_KEY
 from salesfusion.data.splits import BacktestProtocol
 from salesfusion.errors import InputError
-from salesfusion.models.base import Forecaster
+from salesfusion.models.base import Forecaster, NotFittedError
 from salesfusion.models.registry import create_model, model_class, registered_models
 
 
@@ -22,9 +23,7 @@ _FITTED: dict[str, Forecaster] = {}
 
 
 def _is_neural(name: str) -> bool:
-    from salesfusion.models.multimodal import MultimodalForecaster
-
-    return issubclass(model_class(name), MultimodalForecaster)
+    return _model(name).supports_distributed_training
 
 
 # Each model's tests run on one xdist worker (--dist loadgroup), so it is fitted there once.
@@ -120,6 +119,28 @@ def test_capabilities_belong_to_the_configured_instance(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_what_a_fitted_model_says_it_can_do_it_provides(name, shop_panel, fitted):
+    unfitted = _model(name)
+    assert not (unfitted.explains_by_gradients or unfitted.has_feature_importance
+                or unfitted.supports_new_items)
+    with pytest.raises(NotFittedError, match="no history"):
+        unfitted.history  # noqa: B018
+    model = fitted(name)
+    assert model.history.data.height == shop_panel.data.height
+    if model.explains_by_gradients:
+        windows = model.explanation_windows(shop_panel, np.array([shop_panel.periods.len() - 1]))
+        assert windows.tensors and model.network.parameters()
+    if model.has_feature_importance:
+        matrix, side = model.importance_design(shop_panel, 2)
+        assert matrix.shape == (len(side["target"]), len(model.feature_names))
+        assert (model.predict_design(matrix, side["scale"]) >= 0).all()
+    if model.supports_new_items:
+        item = pl.DataFrame({"item_id": ["NEW"], "title": ["a red mug"]})
+        with model.items_described(item) as read:
+            assert ("text" in read) == ("text" in model.network.modalities)
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_too_short_a_panel_is_refused_before_any_work(name, shop_panel):
     model = _model(name)
     if model.min_history <= 1:
@@ -206,7 +227,7 @@ def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
     from salesfusion.training.windows import make_windows
 
     model = fitted(name)
-    net = model._net.train()
+    net = model.network.train()
     wide = to_wide(shop_panel)
     windows = make_windows(wide, shop_panel.freq, model.params["lookback"], 3,
                            covariates=model._covariates(shop_panel, wide))

@@ -35,7 +35,7 @@ def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
     model = create_model("multimodal", fusion=fusion, backbone=backbone, layers=2,
                          text_encoder="word_sequence" if fusion == "bidirectional" else "tfidf",
                          **{**FAST, "epochs": 1}).fit(panel)
-    net = model._net.train()
+    net = model.network.train()
     wide = to_wide(panel)
     covariates = model._covariates(panel, wide)
     # The synthetic shop's events (counts, audience, 4 decays) and its price in both currencies.
@@ -59,7 +59,7 @@ def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
 def test_any_modality_can_be_switched_off(shop, modalities):
     panel = shop.panel()
     model = create_model("multimodal", modalities=modalities, **FAST).fit(panel)
-    assert set(model._net.modalities) == set(modalities)
+    assert set(model.network.modalities) == set(modalities)
     forecast = model.predict(4, series=pl.DataFrame({"item_id": ["S00001", "NEW-ITEM"],
                                                      "market": ["UK", "BR"]}))
     assert forecast.height == 8 and forecast["y_pred"].is_finite().all()
@@ -71,7 +71,7 @@ def test_missing_images_are_masked_not_zero_data(shop, tmp_path):
         pl.when(pl.col("item_id").is_in(["S00003", "S00004"])).then(pl.lit("images/none.png"))
         .otherwise(pl.col("image")).alias("image"))
     model = create_model("multimodal", **FAST).fit(panel)
-    present = model._net.image_present
+    present = model.network.image_present
     assert int((~present).sum()) == 2
     assert any("unreadable" in n or "missing" in n for n in model.notes)
 

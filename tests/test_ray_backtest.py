@@ -118,10 +118,10 @@ def test_cli_backtest_refuses_bad_backend_options(tmp_path, shop_spec, options, 
 def test_lightgbm_without_early_stopping_trains_max_rounds_once(module_shop_panel) -> None:
     fitted = create_model("lightgbm", horizon=3, max_rounds=7, early_stopping=False).fit(
         module_shop_panel)
-    assert fitted._booster.num_trees() == 7
+    assert fitted.booster.num_trees() == 7
     stopped = create_model("lightgbm", horizon=3, max_rounds=400, early_stopping_rounds=3).fit(
         module_shop_panel)
-    assert stopped._booster.num_trees() < 400
+    assert stopped.booster.num_trees() < 400
 
 
 def test_lightgbm_threads_follow_omp_num_threads(monkeypatch) -> None:

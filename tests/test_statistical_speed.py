@@ -70,8 +70,8 @@ def _forecast(name: str, params: dict[str, Any], panel: Panel,
 def test_vectorised_forecasts_equal_the_per_series_path(name, params, monkeypatch):
     panel = _awkward()
     calls: list[int] = []
-    per_series = StatsForecastModel._forecast_one
-    monkeypatch.setattr(StatsForecastModel, "_forecast_one",
+    per_series = StatsForecastModel.forecast_one
+    monkeypatch.setattr(StatsForecastModel, "forecast_one",
                         lambda self, y, *rest: calls.append(len(y)) or per_series(self, y, *rest))
     fast, fast_notes = _forecast(name, params, panel)
     # Only the rows the closed form does not cover went series by series: TSB's negative one.

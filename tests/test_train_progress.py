@@ -41,7 +41,7 @@ def test_listening_to_a_lightgbm_fit_hears_every_round_and_changes_nothing(spec)
     assert ended["probe fit (early stopping)"].done == probe[-1].done + (probe[-1].done < 300)
     final = [s for s in heard if s.stage == "final fit" and not s.finished]
     assert final[-1].done == ended["final fit"].done == final[-1].total
-    assert ended["final fit"].done == listened._booster.current_iteration()
+    assert ended["final fit"].done == listened.booster.current_iteration()
 
 
 def test_train_prints_rounds_and_time_left_when_piped(spec, tmp_path, monkeypatch):

@@ -118,9 +118,8 @@ def _training_place(model: Any, name: str, backend: str, workers: int,
     if backend == "local":
         return nullcontext(None)
     from salesfusion.distributed import require_ray
-    from salesfusion.models.multimodal import MultimodalForecaster
 
-    if not isinstance(model, MultimodalForecaster):
+    if not model.supports_distributed_training:
         raise InputError(f"model '{name}' is not a neural model: --backend ray trains neural "
                          f"models only (multimodal and its presets)")
     from salesfusion.training.ray_train import refuse_checkpoint_dir

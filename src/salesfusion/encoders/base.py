@@ -58,7 +58,7 @@ class EncodingPlan:
 
 class Encoder(ABC):
     """Base class. Subclasses set ``name``, ``modality`` and the capability flags, and implement
-    ``_encode_batch`` (valid inputs only; missing ones are masked before)."""
+    ``encode_batch`` (valid inputs only; missing ones are masked before)."""
 
     name: ClassVar[str]
     modality: ClassVar[Modality]
@@ -91,7 +91,7 @@ class Encoder(ABC):
         return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
     @abstractmethod
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray: ...
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray: ...
 
     def prepare_key(self, item: Any) -> tuple[str | None, str | None]:
         """(content hash, None) for a usable input, (None, reason) for a missing one."""
@@ -177,7 +177,7 @@ class Encoder(ABC):
                 failed[key] = f"unreadable: {exc}".splitlines()[0][:200]
         if not loaded:
             return [], np.zeros((0, *self.output_shape()), dtype=np.float32), failed
-        return good_keys, np.asarray(self._encode_batch(loaded), dtype=np.float32), failed
+        return good_keys, np.asarray(self.encode_batch(loaded), dtype=np.float32), failed
 
     def _encode_new(self, plan: EncodingPlan, batch_size: int, cache: EmbeddingCache | None,
                     progress: bool) -> tuple[dict[str, np.ndarray], dict[str, str]]:

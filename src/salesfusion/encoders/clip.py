@@ -126,10 +126,10 @@ class ClipEncoder(ImageEncoder):
     def weights_identity(self) -> str:
         return f"{self._image.version()}/{self._text.version()}/{self._fitted_state}"
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         if not self._fitted_state:
             raise InputError("encoder 'clip' is not fitted; call fit(pairs) or give weights")
-        features = torch.from_numpy(np.asarray(self._image._encode_batch(inputs)))
+        features = torch.from_numpy(np.asarray(self._image.encode_batch(inputs)))
         with torch.inference_mode():
             return self._heads.embed_image(features).numpy()
 

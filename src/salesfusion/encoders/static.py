@@ -147,7 +147,7 @@ class StaticInputEncoder(Encoder):
         return hashlib.sha256(json.dumps(item, sort_keys=True, default=str).encode()
                               ).hexdigest(), None
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         codes, numbers = self.vocabulary.transform(pl.DataFrame(inputs))
         blocks = [np.eye(size, dtype=np.float32)[codes[:, i]]
                   for i, size in enumerate(self.vocabulary.cardinalities())]

@@ -84,13 +84,6 @@ class Attributions:
                 "groups": self.by_group().to_dicts(), "notes": self.notes}
 
 
-def explains_by_gradients(model: Forecaster) -> bool:
-    """Whether ``model`` is a fitted neural forecaster these attributions apply to."""
-    from salesfusion.models.multimodal import MultimodalForecaster
-
-    return isinstance(model, MultimodalForecaster) and hasattr(model, "_net")
-
-
 def explanation_origins(panel: Panel, count: int, lookback: int) -> np.ndarray:
     """``count`` period indices spread evenly from the first with half a lookback of history
     to the panel's last period."""
@@ -111,7 +104,7 @@ def integrated_gradients(model: Forecaster, panel: Panel, origins: Sequence[int]
     ``max_windows`` of them (a seeded sample), ``steps`` points of the path integral."""
     from captum.attr import IntegratedGradients
 
-    if not explains_by_gradients(model):
+    if not model.explains_by_gradients:
         raise InputError(f"model '{model.name}' has no gradients to attribute (a fitted neural "
                          f"model is needed; LightGBM: explain.importance)")
     if baseline not in BASELINES:

@@ -24,7 +24,7 @@ import polars as pl
 
 from salesfusion.data.panel import Panel
 from salesfusion.errors import InputError
-from salesfusion.models.baselines.lightgbm import LightGBMForecaster
+from salesfusion.models.base import Forecaster
 
 CALENDAR = ("month", "week_of_year", "day_of_week", "step")
 PRICE_FX = ("price_local", "price_ratio", "fx_rate", "fx_change_4")
@@ -46,15 +46,15 @@ def feature_group(feature: str) -> str:
     return "history"
 
 
-def permutation_importance(model: LightGBMForecaster, panel: Panel, origin: datetime,
+def permutation_importance(model: Forecaster, panel: Panel, origin: datetime,
                            repeats: int = 5, seed: int = 0) -> pl.DataFrame:
     """WAPE increase when each input group is permuted, for the forecasts made at ``origin``
     (``model`` fitted on ``panel.until(origin)``) and scored on ``panel``'s actuals of the
     ``model``'s horizon after it. Columns: ``group, features, wape, wape_permuted, increase,
     increase_sd`` (mean and sample standard deviation over the repeats), largest first."""
-    if not isinstance(model, LightGBMForecaster):
-        raise InputError(f"permutation importance is implemented for 'lightgbm', not "
-                         f"'{model.name}'")
+    if not model.has_feature_importance:
+        raise InputError(f"model '{model.name}' has no feature matrix to permute (permutation "
+                         f"importance needs a fitted 'lightgbm')")
     if repeats < 1:
         raise InputError(f"repeats must be at least 1, got {repeats}")
     horizon = int(model.params["horizon"])
@@ -63,20 +63,20 @@ def permutation_importance(model: LightGBMForecaster, panel: Panel, origin: date
         raise InputError(f"origin {origin:%Y-%m-%d} must be a period of the panel with "
                          f"{horizon} periods of actuals after it")
     cut = panel.until(periods[periods.index(origin) + horizon])
-    _, matrix, side = model._design(cut, range(1, horizon + 1), horizon)
+    matrix, side = model.importance_design(cut, horizon)
     origin_index = periods.index(origin)
     rows = (side["target_index"] - side["step"]) == origin_index
     if not rows.any():
         raise InputError(f"no series has history at {origin:%Y-%m-%d} and actuals after it")
     matrix, target = matrix[rows], side["target"][rows]
-    scale = side["scale"][rows] if model.params["target_scaling"] else 1.0
+    scale = side["scale"][rows]
 
     def wape(features: np.ndarray) -> float:
-        predicted = np.clip(model._booster.predict(features) * scale, 0.0, None)
+        predicted = model.predict_design(features, scale)
         return float(np.abs(target - predicted).sum() / max(np.abs(target).sum(), 1e-12) * 100)
 
     baseline = wape(matrix)
-    names = model._feature_names
+    names = model.feature_names
     groups: dict[str, list[int]] = {}
     for index, name in enumerate(names):
         groups.setdefault(feature_group(name), []).append(index)

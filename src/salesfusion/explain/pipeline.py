@@ -226,12 +226,9 @@ def explain_origins(n_periods: int, count: int, horizon: int) -> list[int]:
 def _explanations(model: Forecaster, fitted: Forecaster, panel: Panel, segments: Segments,
                   holdout: dict[str, Any], settings: ExplainSettings, writer: _Writer,
                   progress: Stages) -> dict[str, Any]:
-    from salesfusion.explain.attributions import explains_by_gradients
-    from salesfusion.models.baselines.lightgbm import LightGBMForecaster
-
-    if explains_by_gradients(model):
+    if model.explains_by_gradients:
         return _gradients(model, panel, segments, holdout, settings, writer, progress)
-    if isinstance(fitted, LightGBMForecaster):
+    if fitted.has_feature_importance:
         from salesfusion.explain.importance import permutation_importance
 
         with progress.stage("Permutation importance"):

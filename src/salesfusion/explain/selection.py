@@ -20,7 +20,6 @@ import torch
 from salesfusion.data.panel import Panel
 from salesfusion.explain.attributions import (
     channel_variable,
-    explains_by_gradients,
     explanation_origins,
     variable_group,
 )
@@ -44,7 +43,7 @@ def selection_weights(model: Forecaster, panel: Panel,
     ``integrated_gradients``): one row per (window, kind, variable) with ``item_id, market,
     origin, kind`` (static, history or future), ``variable, group, weight``. None for a model
     whose backbone does not select variables."""
-    if not explains_by_gradients(model) or not model.network.selects_static:
+    if not model.explains_by_gradients or not model.network.selects_static:
         return None
     found, net = _forward(model, panel, origins)
     explained = net.backbone.explanations
@@ -91,7 +90,7 @@ def attention_maps(model: Forecaster, panel: Panel,
     last period) by name: ``temporal`` (windows, horizon, lookback + horizon; TFT), the fusion's
     ``text_to_image`` / ``image_to_text`` (windows, words, image elements and back) or
     ``fusion`` (its attention over modalities / entities). Empty when the model has none."""
-    if not explains_by_gradients(model):
+    if not model.explains_by_gradients:
         return {}
     last = panel.data["timestamp"].n_unique() - 1
     _, net = _forward(model, panel, [last if origin is None else origin])

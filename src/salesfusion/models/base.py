@@ -107,6 +107,38 @@ class Forecaster(ABC):
         """What the run log and report should say about this model (fallbacks, masking)."""
         return list(getattr(self, "_notes", []))
 
+    # Capabilities callers test instead of the class (as darts' ``supports_*`` properties): an
+    # explanation, a route or a training backend asks the model what it can do.
+    @property
+    def explains_by_gradients(self) -> bool:
+        """Whether the fitted model is a network whose inputs gradient attributions reach
+        (``explanation_windows``, ``network``)."""
+        return False
+
+    @property
+    def has_feature_importance(self) -> bool:
+        """Whether the fitted model scores a feature matrix that permutation importance can
+        shuffle (``importance_design``, ``predict_design``, ``feature_names``)."""
+        return False
+
+    @property
+    def supports_new_items(self) -> bool:
+        """Whether the fitted model encodes the content (text, image, attributes) of items it
+        was not fitted on (``items_described``)."""
+        return False
+
+    @property
+    def supports_distributed_training(self) -> bool:
+        """Whether ``fit`` can run data-parallel on a Ray cluster (``train --backend ray``)."""
+        return False
+
+    @property
+    def history(self) -> Panel:
+        """The panel the model was fitted on (the one ``predict`` continues by default)."""
+        if not self._fitted:
+            raise NotFittedError(f"model '{self.name}' is not fitted; it has no history")
+        return self._history
+
     @classmethod
     def test_params(cls) -> dict[str, Any]:
         """Parameters that make the conformance suite fast (fewer rounds, epochs, units)."""

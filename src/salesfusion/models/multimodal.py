@@ -76,6 +76,18 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
         return bool(self.config.quantiles)
 
     @property
+    def explains_by_gradients(self) -> bool:
+        return self._fitted
+
+    @property
+    def supports_new_items(self) -> bool:
+        return self._fitted
+
+    @property
+    def supports_distributed_training(self) -> bool:
+        return True
+
+    @property
     def min_history(self) -> int:
         # One training origin, its target before the validation part, and that part.
         return self.config.horizon + 2

@@ -136,7 +136,6 @@ def served(store: ModelStore, name: str, param: str = "name") -> ServedModel:
 
 
 def model_info(model: ServedModel) -> ModelInfo:
-    from salesfusion.explain.attributions import explains_by_gradients
 
     history = model.history
     periods = history.periods
@@ -146,7 +145,7 @@ def model_info(model: ServedModel) -> ModelInfo:
         horizon=model.max_horizon, quantiles=model.quantile_levels,
         supports_cold_start=model.forecaster.supports_cold_start,
         supports_launch=model.forecaster.supports_launch,
-        explains=explains_by_gradients(model.forecaster), n_series=history.n_series,
+        explains=model.forecaster.explains_by_gradients, n_series=history.n_series,
         n_items=items["item_id"].n_unique() if items is not None
         else history.data["item_id"].n_unique(),
         markets=sorted(history.data["market"].unique().to_list()),

@@ -19,10 +19,10 @@ STEPS = 32  # points of the integrated-gradients path
 
 
 def explain_series(model: ServedModel, inputs: list[SeriesInput]) -> ExplainResponse:
-    from salesfusion.explain.attributions import explains_by_gradients, integrated_gradients
+    from salesfusion.explain.attributions import integrated_gradients
     from salesfusion.serving.api import ApiError, iso, series_name
 
-    if not explains_by_gradients(model.forecaster):
+    if not model.forecaster.explains_by_gradients:
         raise ApiError(422, "not_explainable", f"model '{model.name}' ({model.forecaster.name}) "
                        f"has no gradients to attribute; explanations are for neural models",
                        "name")

@@ -102,9 +102,10 @@ def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title
         items = (pl.concat([history.items, item], how="diagonal_relaxed")
                  if history.items is not None else item)
         panel = replace(history, items=items, image_root=Path(folder))
-        describe = getattr(forecaster, "items_described", None)
+        describe = forecaster.supports_new_items
         with model.lock:
-            context = describe(item, Path(folder)) if describe else nullcontext(None)
+            context = (forecaster.items_described(item, Path(folder)) if describe
+                       else nullcontext(None))
             try:
                 with context as read:
                     frame = forecaster.predict_launch(launches, horizon, history=panel)

@@ -50,7 +50,7 @@ class ServedModel:
 
     @property
     def history(self) -> Any:
-        return self.forecaster._history
+        return self.forecaster.history
 
     @cached_property
     def series_keys(self) -> pl.DataFrame:
@@ -212,7 +212,7 @@ class ModelStore:
             try:
                 manifest = read_manifest(folder, required=("history.parquet",))
                 forecaster = Forecaster.load(folder)
-                _check_history(folder, forecaster._history.data)
+                _check_history(folder, forecaster.history.data)
             except InputError as exc:
                 raise InputError(f"cannot serve {folder}: {exc}") from None
             models[name] = ServedModel(name, folder, forecaster, manifest.checksum)

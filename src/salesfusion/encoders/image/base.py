@@ -45,7 +45,7 @@ class TorchImageEncoder(ImageEncoder):
     def network(self) -> torch.nn.Module:
         raise NotImplementedError
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         network = self.network()
         with torch.inference_mode():
             batch = torch.from_numpy(np.stack(inputs))

@@ -31,7 +31,7 @@ class ColorTextureEncoder(ImageEncoder):
                          dtype=np.float32) / 255.0
         return np.concatenate([rgb, hsv], axis=2)
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         return np.stack([self._describe(x) for x in inputs]).astype(np.float32)
 
     def _describe(self, stacked: np.ndarray) -> np.ndarray:

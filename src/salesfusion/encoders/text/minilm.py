@@ -87,7 +87,7 @@ class MiniLMEncoder(_MiniLMBase):
     def dim(self) -> int:
         return 384
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         return load_minilm().encode([str(t) for t in inputs], batch_size=len(inputs),
                                     normalize_embeddings=bool(self.params["normalize"]),
                                     convert_to_numpy=True, show_progress_bar=False)
@@ -110,7 +110,7 @@ class WordSequenceEncoder(_MiniLMBase):
     def output_shape(self) -> tuple[int, ...]:
         return (int(self.params["max_tokens"]), self.dim)
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         length = int(self.params["max_tokens"])
         tokens = load_minilm().encode([str(t) for t in inputs], batch_size=len(inputs),
                                       output_value="token_embeddings", convert_to_numpy=False,

@@ -42,7 +42,7 @@ class TfidfEncoder(Encoder):
         self._fitted_state = f"corpus:{digest}"
         return self
 
-    def _encode_batch(self, inputs: list[Any]) -> np.ndarray:
+    def encode_batch(self, inputs: list[Any]) -> np.ndarray:
         if not self._fitted_state:
             raise InputError("encoder 'tfidf' is not fitted; call fit(corpus) first")
         reduced = normalize(self._svd.transform(self._vectorizer.transform(

@@ -227,6 +227,36 @@ class LightGBMForecaster(Forecaster):
             frame = frame.with_columns(pl.Series(column, np.maximum(predictions + offset, 0.0)))
         return frame.join(series, on=SERIES_KEY, how="semi")
 
+    @property
+    def has_feature_importance(self) -> bool:
+        return self._fitted
+
+    @property
+    def booster(self) -> lgb.Booster:
+        """The fitted booster (its trees, rounds and LightGBM's own importances)."""
+        return self._booster
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The booster's feature columns, in the order of ``importance_design``'s matrix."""
+        return list(self._feature_names)
+
+    def importance_design(self, panel: Panel, horizon: int) -> tuple[np.ndarray, dict[str,
+                                                                                   np.ndarray]]:
+        """The training design of ``panel`` for steps 1..``horizon``: the feature matrix and
+        its side arrays (``target``, ``target_index``, ``step``, ``scale``), so permutation
+        importance can score shuffled copies with ``predict_design``."""
+        _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
+        return matrix, side
+
+    def predict_design(self, matrix: np.ndarray, scale: np.ndarray | float) -> np.ndarray:
+        """Units forecast for rows of ``importance_design``'s matrix (``scale``: the rows'
+        ``scale`` side array; ignored unless the target is level-scaled), clipped at 0."""
+        predictions = self._booster.predict(matrix)
+        if self.params["target_scaling"]:
+            predictions = predictions * scale
+        return np.clip(predictions, 0.0, None)
+
     def _save_state(self, folder: Path) -> None:
         self._booster.save_model(str(folder / "booster.txt"))
         (folder / "lightgbm.json").write_text(json.dumps(

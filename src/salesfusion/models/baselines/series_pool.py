@@ -58,14 +58,14 @@ class _Job:
     season: int
 
     def run(self, rows: np.ndarray) -> tuple[np.ndarray, FallbackTally]:
-        """The forecasts of ``rows``, one ``_forecast_one`` each, and what fell back."""
+        """The forecasts of ``rows``, one ``forecast_one`` each, and what fell back."""
         model, tally, models = self.model, FallbackTally(), {}
         out = np.full((len(rows), self.horizon, 3 if self.level else 1), np.nan)
         for index, row in enumerate(rows):
             start, end = self.starts[row], self.ends[row]
-            x, x_future = model._series_regressors(self.regressors, row, self.stamps[start:end],
+            x, x_future = model.series_regressors(self.regressors, row, self.stamps[start:end],
                                                    self.horizon)
-            out[index] = model._forecast_one(self.y[start:end], x, x_future, self.horizon,
+            out[index] = model.forecast_one(self.y[start:end], x, x_future, self.horizon,
                                              self.level, self.season, models, tally)
         return out, tally
 

@@ -70,7 +70,7 @@ class Naive(StatsForecastModel):
     def _model(self, season_length: int) -> Any:
         return sf_models.Naive()
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         return naive(matrix, horizon)
 
@@ -90,7 +90,7 @@ class SeasonalNaive(StatsForecastModel):
         return (sf_models.SeasonalNaive(season_length=season_length) if season_length > 1
                 else sf_models.Naive(alias="SeasonalNaive"))
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         return (seasonal_naive(matrix, horizon, season_length) if season_length > 1
                 else naive(matrix, horizon))
@@ -111,13 +111,13 @@ class MovingAverage(StatsForecastModel):
     def _model(self, season_length: int) -> Any:
         return sf_models.WindowAverage(window_size=int(self.params["window"]))
 
-    def _min_length(self, season_length: int, regressors: int) -> int:
+    def series_min_length(self, season_length: int, regressors: int) -> int:
         return int(self.params["window"])  # WindowAverage rejects shorter series
 
-    def _fallback_window(self) -> int:
+    def fallback_window(self) -> int:
         return int(self.params["window"])
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         return window_average(matrix, horizon, int(self.params["window"]))
 
@@ -142,7 +142,7 @@ class ETS(StatsForecastModel):
         return sf_models.AutoETS(season_length=season_length, model=self._spec(season_length),
                                  alias="AutoETS")
 
-    def _min_length(self, season_length: int, regressors: int) -> int:
+    def series_min_length(self, season_length: int, regressors: int) -> int:
         # statsforecast's own rule (ets_f): "tiny datasets" unless n > parameters + 4, counting
         # alpha and l0, beta and b0 for an explicit trend, gamma and s for an explicit season.
         _, trend, season = self._spec(season_length)
@@ -178,7 +178,7 @@ class ARIMA(StatsForecastModel):
         return sf_models.AutoARIMA(season_length=season_length, max_p=int(self.params["max_p"]),
                                    max_q=int(self.params["max_q"]), alias="AutoARIMA")
 
-    def _min_length(self, season_length: int, regressors: int) -> int:
+    def series_min_length(self, season_length: int, regressors: int) -> int:
         return ARIMA_MIN_PERIODS + 2 * regressors
 
     def _short_rule(self) -> str:
@@ -240,7 +240,7 @@ class Croston(StatsForecastModel):
     def _model(self, season_length: int) -> Any:
         return sf_models.CrostonClassic()
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         return croston(matrix, horizon)
 
@@ -287,6 +287,6 @@ class TSB(StatsForecastModel):
         return sf_models.TSB(alpha_d=float(self.params["alpha_d"]),
                              alpha_p=float(self.params["alpha_p"]))
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         return tsb(matrix, horizon, float(self.params["alpha_d"]), float(self.params["alpha_p"]))

@@ -88,21 +88,21 @@ class StatsForecastModel(Forecaster):
     # Series shorter than this many seasons get the non-seasonal variant (season length 1).
     seasons_needed: ClassVar[int] = 0
     label: ClassVar[str] = ""  # the statsforecast model, as notes name it
-    vectorised: ClassVar[bool] = False  # _panel_forecast gives the model's forecasts of a panel
+    vectorised: ClassVar[bool] = False  # panel_forecast gives the model's forecasts of a panel
     parallel_min_series: ClassVar[int] = PARALLEL_MIN_SERIES  # the fewest series for a pool
 
     def _model(self, season_length: int) -> Any:
         raise NotImplementedError
 
-    def _min_length(self, season_length: int, regressors: int) -> int:
+    def series_min_length(self, season_length: int, regressors: int) -> int:
         """The fewest periods the model forecasts from; shorter series get the fallback."""
         return 1
 
     def _short_rule(self) -> str:
-        """``_min_length``'s rule in words, for the notes."""
-        return f"fewer than {self._min_length(1, 0)} periods"
+        """``series_min_length``'s rule in words, for the notes."""
+        return f"fewer than {self.series_min_length(1, 0)} periods"
 
-    def _fallback_window(self) -> int:
+    def fallback_window(self) -> int:
         return FALLBACK_WINDOW
 
     def _regressors(self, history: Panel, keys: pl.DataFrame, horizon: int) -> Regressors | None:
@@ -145,7 +145,7 @@ class StatsForecastModel(Forecaster):
         self._notes = self._describe(tally)
         return self._frame(spans, horizon, history.freq, out, level)
 
-    def _panel_forecast(self, matrix: SeriesMatrix, horizon: int,
+    def panel_forecast(self, matrix: SeriesMatrix, horizon: int,
                         season_length: int) -> PanelForecast:
         """The model's forecasts of ``matrix``'s rows, none too short for it."""
         raise NotImplementedError
@@ -155,7 +155,7 @@ class StatsForecastModel(Forecaster):
         ``parallel_min_series`` series on)."""
         return pool_workers(self.params.get("n_jobs"), series, self.parallel_min_series)
 
-    def _series_regressors(self, regressors: Regressors | None, row: int, stamps: np.ndarray,
+    def series_regressors(self, regressors: Regressors | None, row: int, stamps: np.ndarray,
                            horizon: int) -> tuple[np.ndarray | None, np.ndarray | None]:
         if regressors is None or not regressors.names:
             return None, None
@@ -167,15 +167,15 @@ class StatsForecastModel(Forecaster):
             return None, None
         return x[:, keep], regressors.values[row][future][:, keep].astype(np.float64)
 
-    def _forecast_one(self, y: np.ndarray, x: np.ndarray | None, x_future: np.ndarray | None,
+    def forecast_one(self, y: np.ndarray, x: np.ndarray | None, x_future: np.ndarray | None,
                       horizon: int, level: list[int] | None, season: int,
                       models: dict[int, Any], tally: FallbackTally) -> np.ndarray:
         """(horizon, 1 or 3) mean (and interval bounds) of one series."""
         width = 0 if x is None else x.shape[1]
         seasonal = (season > 1 and len(y) >= self.seasons_needed * season
-                    and len(y) >= self._min_length(season, width))
+                    and len(y) >= self.series_min_length(season, width))
         season_length = season if seasonal else 1
-        if len(y) < self._min_length(season_length, width):
+        if len(y) < self.series_min_length(season_length, width):
             tally.short += 1
             tally.longest_short = max(tally.longest_short, len(y))
             return self._fallback(y, horizon, level)
@@ -196,7 +196,7 @@ class StatsForecastModel(Forecaster):
         return result
 
     def _fallback(self, y: np.ndarray, horizon: int, level: list[int] | None) -> np.ndarray:
-        recent = y[-self._fallback_window():]
+        recent = y[-self.fallback_window():]
         model = sf_models.HistoricAverage()
         result = (model.forecast(y=recent, h=horizon, level=level) if level
                   else model.forecast(y=recent, h=horizon))
@@ -204,7 +204,7 @@ class StatsForecastModel(Forecaster):
 
     def _describe(self, tally: FallbackTally) -> list[str]:
         notes = []
-        window, label = self._fallback_window(), self.label or self.name
+        window, label = self.fallback_window(), self.label or self.name
         if tally.short:
             notes.append(f"{tally.short} of {tally.series} series too short for {label} "
                          f"({self._short_rule()}): forecast by the mean of their periods"

@@ -95,14 +95,15 @@ class PanelForecast:
 def forecast_panel(model: StatsForecastModel, job: _Job, lengths: np.ndarray, out: np.ndarray,
                    tally: FallbackTally) -> np.ndarray:
     """Fills ``out`` (series, horizon, 1 or 3) with ``model``'s forecasts of the series its
-    closed form covers, routed as the adapter's ``_forecast_one`` routes them (seasonal or not,
+    closed form covers, routed as the adapter's ``forecast_one`` routes them (seasonal or not,
     too short: the fallback), and counts the short ones in ``tally``; returns the rows left to
     the per-series path (those the formula does not cover or gives non-finite values on)."""
     season = job.season
     seasonal = ((season > 1) & (lengths >= model.seasons_needed * season)
-                & (lengths >= model._min_length(season, 0)))
+                & (lengths >= model.series_min_length(season, 0)))
     seasons = np.where(seasonal, season, 1)
-    short = lengths < np.where(seasonal, model._min_length(season, 0), model._min_length(1, 0))
+    short = lengths < np.where(seasonal, model.series_min_length(season, 0),
+                               model.series_min_length(1, 0))
     tally.short = int(short.sum())
     tally.longest_short = int(lengths[short].max(initial=0))
     # the normal quantile as statsforecast's ``_quantiles`` computes it (scipy, unit scale)
@@ -116,10 +117,10 @@ def forecast_panel(model: StatsForecastModel, job: _Job, lengths: np.ndarray, ou
         keep = short[block]
         if keep.any():  # the fallback's values are kept whatever they are, as per series
             out[block[keep]] = _compose(historic_average(
-                matrix.rows(keep), job.horizon, model._fallback_window()), z)
+                matrix.rows(keep), job.horizon, model.fallback_window()), z)
         for season_length in np.unique(seasons[block][~short[block]]):
             keep = ~short[block] & (seasons[block] == season_length)
-            result = model._panel_forecast(matrix.rows(keep), job.horizon, int(season_length))
+            result = model.panel_forecast(matrix.rows(keep), job.horizon, int(season_length))
             values = _compose(result, z)
             bad = ~np.isfinite(values).all(axis=(1, 2))
             if result.unsupported is not None:
