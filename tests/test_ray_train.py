@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from salesfusion.cli import app
 from salesfusion.errors import InputError
-from salesfusion.training.ray_train import RankSlices, distributed, shard_loader
+from salesfusion.models.registry import create_model
+from salesfusion.training.ray_train import RankSlices, ray_plan, shard_loader
 from tests.conftest import TUNE_TINY, _build, make_shop
 
 ray = pytest.importorskip("ray")
@@ -39,7 +40,6 @@ def cluster():
 def trained(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The tiny model trained three ways on one shop: through the CLI on Ray (2 workers),
     in Python on Ray (same seed) and locally."""
-    from salesfusion.models.registry import create_model
 
     folder = tmp_path_factory.mktemp("ray_shop")
     spec = make_shop(folder)
@@ -48,8 +48,8 @@ def trained(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> dict:
     config.write_text(yaml.safe_dump({"model": "multimodal", "params": TINY}))
     cli = runner.invoke(app, ["train", "--config", str(config), "--spec", str(spec), "--out",
                               str(folder / "cli"), "--backend", "ray", "--workers", "2"])
-    with distributed(2) as plan:
-        again = create_model("multimodal", **TINY).fit(panel)
+    plan = ray_plan(2)
+    again = create_model("multimodal", **TINY).train_on(plan).fit(panel)
     local = create_model("multimodal", **TINY).fit(panel)
     return {"folder": folder, "spec": spec, "panel": panel, "cli": cli, "again": again,
             "plan": plan, "local": local}
@@ -112,11 +112,10 @@ def test_models_that_cannot_train_on_ray_exit_2(tmp_path: Path) -> None:
 
 def test_a_checkpoint_folder_is_refused_on_ray_before_training(module_shop_panel,
                                                               tmp_path: Path) -> None:
-    from salesfusion.models.registry import create_model
 
     model = create_model("multimodal", **{**TINY, "checkpoint_dir": str(tmp_path / "c")})
-    with distributed(2), pytest.raises(InputError, match=r"checkpoint_dir.*--backend ray"):
-        model.fit(module_shop_panel)
+    with pytest.raises(InputError, match=r"checkpoint_dir.*--backend ray"):
+        model.train_on(ray_plan(2)).fit(module_shop_panel)
     assert not (tmp_path / "c").exists()
 
 
@@ -160,9 +159,12 @@ def test_an_iterable_training_loader_or_no_worker_is_refused() -> None:
         def __iter__(self):
             yield from range(4)
 
-    settings = TrainingSettings(epochs=1, patience=1, gradient_clip=0.0, accelerator="cpu")
+    settings = TrainingSettings(epochs=1, patience=1, gradient_clip=0.0, accelerator="cpu",
+                                ray=ray_plan(2))
     loader = torch.utils.data.DataLoader(Stream(), batch_size=2)
-    with distributed(2), pytest.raises(InputError, match="map-style dataset"):
+    with pytest.raises(InputError, match="map-style dataset"):
         train_module(lightning.LightningModule(), loader, None, settings)
-    with pytest.raises(InputError, match="--workers"), distributed(0):
-        pass
+    with pytest.raises(InputError, match="--workers"):
+        ray_plan(0)
+    with pytest.raises(InputError, match="model 'naive' is not a neural model"):
+        create_model("naive").train_on(ray_plan(2))

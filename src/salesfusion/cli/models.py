@@ -113,28 +113,25 @@ def train(
 
 def _training_place(model: Any, name: str, backend: str, workers: int,
                     address: str | None) -> AbstractContextManager[Any]:
-    """Where ``model`` trains: here (None), or a ``RayPlan`` on a Ray session; a model that
-    cannot train on Ray is refused before any data is read."""
+    """Where ``model`` trains: here (None), or on a Ray session with the ``RayPlan`` it was told
+    to train on; a model that cannot train on Ray is refused before any data is read."""
     if backend == "local":
         return nullcontext(None)
     from salesfusion.distributed import require_ray
+    from salesfusion.training.ray_train import ray_plan, refuse_checkpoint_dir
 
-    if not model.supports_distributed_training:
-        raise InputError(f"model '{name}' is not a neural model: --backend ray trains neural "
-                         f"models only (multimodal and its presets)")
-    from salesfusion.training.ray_train import refuse_checkpoint_dir
-
-    refuse_checkpoint_dir(model.config.checkpoint_dir)  # before the data is read
+    plan = ray_plan(workers, address)
+    model.train_on(plan)  # refuses a model that cannot
+    refuse_checkpoint_dir(model.config.checkpoint_dir)
     require_ray("ray.train")
-    return _on_ray(workers, address)
+    return _on_ray(plan)
 
 
 @contextmanager
-def _on_ray(workers: int, address: str | None) -> Iterator[Any]:
+def _on_ray(plan: Any) -> Iterator[Any]:
     from salesfusion.distributed import ray_session
-    from salesfusion.training.ray_train import distributed
 
-    with ray_session(address, workers), distributed(workers, address) as plan:
+    with ray_session(plan.address, plan.workers):
         yield plan
 
 

@@ -34,6 +34,7 @@ from salesfusion.models.config import (
 if TYPE_CHECKING:
     from salesfusion.data.splits import BacktestProtocol
     from salesfusion.models.search_space import SearchSpace
+    from salesfusion.training.ray_train import RayPlan
 
 
 class NotFittedError(RuntimeError):
@@ -75,6 +76,7 @@ class Forecaster(ABC):
         self.config = config
         self.freq: str | None = None
         self._fitted = False
+        self._ray_plan: RayPlan | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -246,6 +248,16 @@ class Forecaster(ABC):
         """``grid`` (``item_id, market, launch, period_since_launch, timestamp``) with ``y_pred``
         added; only models with ``supports_launch`` implement it."""
         raise NotImplementedError
+
+    def train_on(self, plan: RayPlan | None) -> Self:
+        """Where the next ``fit`` trains: data-parallel on Ray Train (a
+        ``training.ray_train.RayPlan``), or here (None). Explicit, so no setting around the call
+        moves a training elsewhere."""
+        if plan is not None and not self.supports_distributed_training:
+            raise InputError(f"model '{self.name}' is not a neural model: --backend ray trains "
+                             f"neural models only (multimodal and its presets)")
+        self._ray_plan = plan
+        return self
 
     def clone(self) -> Self:
         """An unfitted copy with the same parameters."""

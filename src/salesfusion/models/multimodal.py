@@ -265,6 +265,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
             TrainingSettings(epochs=c.epochs, patience=c.patience,
                              gradient_clip=c.gradient_clip, accelerator=c.accelerator,
                              checkpoint_dir=c.checkpoint_dir, progress=c.progress,
+                             ray=self._ray_plan,
                              config={"model": self.name, **c.model_dump(mode="json", exclude={
                                  "epochs", "checkpoint_dir", "progress", "cache_dir"})}))
         self._net.eval()

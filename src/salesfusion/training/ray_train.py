@@ -1,8 +1,9 @@
 """Data-parallel training of the neural models on Ray Train: Lightning DDP across ``workers`` CPU
 processes, with no change to model code.
 
-``distributed(workers, address)`` sets the backend for a block of code through a context
-variable; every ``train_module`` call inside it puts its module and loaders in Ray's object
+A ``RayPlan`` (``ray_plan(workers, address)``) is passed explicitly: a model told to
+``train_on(plan)`` hands it to ``train_module`` in its ``TrainingSettings``, and that training
+puts its module and loaders in Ray's object
 store (Ray serialises them with cloudpickle, so closures such as a loader's collate function
 travel too) for a ``TorchTrainer`` whose workers
 each run a Lightning trainer with ``RayDDPStrategy``. The setting never enters a model's
@@ -29,8 +30,6 @@ import os
 import tempfile
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,8 +47,9 @@ WEIGHTS = "weights.pt"
 
 @dataclass
 class RayPlan:
-    """Where ``train_module`` trains inside ``distributed``; ``runs`` records each training's
-    world size and rows trained per rank (as the workers measured them)."""
+    """Where ``train_module`` trains when its settings carry the plan (``TrainingSettings.ray``);
+    ``runs`` records each training's world size and rows trained per rank (as the workers
+    measured them)."""
 
     workers: int
     address: str | None = None
@@ -62,25 +62,12 @@ class RayRun:
     rows_per_rank: tuple[int, ...]  # training rows each rank was dealt, over all epochs
 
 
-_PLAN: ContextVar[RayPlan | None] = ContextVar("salesfusion_ray_plan", default=None)
-
-
-@contextmanager
-def distributed(workers: int, address: str | None = None) -> Iterator[RayPlan]:
-    """Inside: every ``train_module`` call trains with DDP on ``workers`` Ray workers (the
-    cluster at ``address``/``RAY_ADDRESS``, the running session, else a local one)."""
+def ray_plan(workers: int, address: str | None = None) -> RayPlan:
+    """A plan to train with DDP on ``workers`` Ray workers (the cluster at
+    ``address``/``RAY_ADDRESS``, the running session, else a local one)."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"--workers must be a positive integer, got {workers!r}")
-    plan = RayPlan(workers, address)
-    token = _PLAN.set(plan)
-    try:
-        yield plan
-    finally:
-        _PLAN.reset(token)
-
-
-def current_plan() -> RayPlan | None:
-    return _PLAN.get()
+    return RayPlan(workers, address)
 
 
 class RankSlices:

@@ -21,7 +21,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning
 import torch
@@ -32,6 +32,9 @@ from salesfusion.training.checkpoints import CheckpointFolder, data_fingerprint
 from salesfusion.training.fit_progress import stage_finished
 from salesfusion.training.hooks import TRAINING, epoch_listener_callback, fit_progress_callback
 from salesfusion.training.random_state import restore_random
+
+if TYPE_CHECKING:
+    from salesfusion.training.ray_train import RayPlan
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class TrainingSettings:
     # epochs):
     # a checkpoint folder is only resumed by the configuration that wrote it.
     config: Mapping[str, Any] = field(default_factory=dict)
+    # Where to train: None here, a plan on Ray Train (DDP, ``training.ray_train``).
+    ray: RayPlan | None = None
 
     def resume_key(self) -> dict[str, Any]:
         """Everything of this run a checkpoint must match; the number of epochs may grow."""
@@ -76,11 +81,11 @@ class TrainingOutcome:
 def train_module(module: lightning.LightningModule, train_loader: Any, val_loader: Any | None,
                  settings: TrainingSettings) -> TrainingOutcome:
     """Fit ``module``; with a ``val_loader``, early stopping on it and its best weights kept.
-    Inside ``training.ray_train.distributed`` the training runs with DDP on Ray Train."""
-    from salesfusion.training import ray_train  # imports Ray only when asked for
+    With ``settings.ray`` the training runs with DDP on Ray Train."""
+    if settings.ray is not None:
+        from salesfusion.training import ray_train  # imports Ray only when asked for
 
-    if (plan := ray_train.current_plan()) is not None:
-        return ray_train.train_on_ray(module, train_loader, val_loader, settings, plan)
+        return ray_train.train_on_ray(module, train_loader, val_loader, settings, settings.ray)
     if settings.accelerator != "cpu":
         # Deterministic cuBLAS needs a workspace setting before the first CUDA call.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
