@@ -4,38 +4,90 @@ fusions, temporal backbones, heads, losses and target transforms.
 Each registry imports the modules that register its built-in components only when it is first
 read, so importing this module is cheap and no layer has to import another to validate a name.
 ``salesfusion components`` lists them all.
+
+Components from outside the package: an installed distribution that declares entry points in
+the group ``salesfusion.<kind>`` (``salesfusion.models``, ``salesfusion.encoders``,
+``salesfusion.fusions``, ``salesfusion.backbones``, ``salesfusion.heads``, ``salesfusion.losses``,
+``salesfusion.target_transforms``, ``salesfusion.searchers``) adds to that registry when it is
+first read: an entry point naming a module (``my_pkg.backbone``) is imported, its decorators
+registering what it defines; one naming an object (``my_pkg.backbone:Mine``) registers that
+object. So the CLI, ``serve`` and ``Forecaster.load`` all see a plug-in without an import of it.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from importlib.metadata import entry_points
+from types import ModuleType
 from typing import Any
 
+from salesfusion.errors import InputError
 from salesfusion.registry import Registry
 
 
-def _importer(*modules: str) -> Callable[[], None]:
-    def load() -> None:
-        for module in modules:
+class _Loader:
+    """Imports a registry's built-in modules, then (once per process, or again after
+    ``refresh_plugins``) its entry-point group's plug-ins."""
+
+    def __init__(self, group: str, *modules: str) -> None:
+        self.group, self.modules = group, modules
+        self.registry: Registry[Any] | None = None
+        self.plugins_loaded = False
+
+    def __call__(self) -> None:
+        for module in self.modules:
             importlib.import_module(module)
+        if self.plugins_loaded or self.registry is None:
+            return
+        self.plugins_loaded = True  # first: a plug-in that reads its registry must not recurse
+        for point in entry_points(group=self.group):
+            try:
+                loaded = point.load()
+            except Exception as exc:  # a broken plug-in names itself, not a traceback
+                self.plugins_loaded = False
+                raise InputError(f"plug-in '{point.name}' ({point.value}, entry point group "
+                                 f"{self.group}) cannot be loaded: {type(exc).__name__}: "
+                                 f"{exc}") from None
+            if not isinstance(loaded, ModuleType):
+                try:
+                    self.registry.register(loaded)
+                except (AttributeError, ValueError) as exc:  # no name, or a name taken
+                    raise InputError(f"plug-in '{point.name}' ({point.value}, entry point "
+                                     f"group {self.group}) cannot be registered: {exc}"
+                                     ) from None
 
-    return load
+
+def _registry(kind: str, group: str, *modules: str) -> Registry[Any]:
+    loader = _Loader(f"salesfusion.{group}", *modules)
+    registry: Registry[Any] = Registry(kind, loader)
+    loader.registry = registry
+    _LOADERS.append(loader)
+    return registry
 
 
-MODELS: Registry[Any] = Registry("model", _importer(
-    "salesfusion.models.baselines", "salesfusion.models.multimodal", "salesfusion.models.presets",
-    "salesfusion.models.ensemble"))
-ENCODERS: Registry[Any] = Registry("encoder", _importer(
-    "salesfusion.encoders.text", "salesfusion.encoders.image", "salesfusion.encoders.static",
-    "salesfusion.encoders.clip"))
-FUSIONS: Registry[Any] = Registry("fusion", _importer("salesfusion.fusion"))
-BACKBONES: Registry[Any] = Registry("backbone", _importer("salesfusion.models.temporal"))
-HEADS: Registry[Any] = Registry("head", _importer("salesfusion.models.heads"))
-LOSSES: Registry[Any] = Registry("loss", _importer("salesfusion.training.losses"))
-TARGET_TRANSFORMS: Registry[Any] = Registry("target transform",
-                                            _importer("salesfusion.training.transforms"))
-SEARCHERS: Registry[Any] = Registry("searcher", _importer("salesfusion.tuning.searchers"))
+_LOADERS: list[_Loader] = []
+
+
+def refresh_plugins() -> None:
+    """Read the entry points again on each registry's next use: after a distribution was
+    installed into (or put on the path of) a running process."""
+    for loader in _LOADERS:
+        loader.plugins_loaded = False
+
+
+MODELS = _registry("model", "models", "salesfusion.models.baselines",
+                   "salesfusion.models.multimodal", "salesfusion.models.presets",
+                   "salesfusion.models.ensemble")
+ENCODERS = _registry("encoder", "encoders", "salesfusion.encoders.text",
+                     "salesfusion.encoders.image", "salesfusion.encoders.static",
+                     "salesfusion.encoders.clip")
+FUSIONS = _registry("fusion", "fusions", "salesfusion.fusion")
+BACKBONES = _registry("backbone", "backbones", "salesfusion.models.temporal")
+HEADS = _registry("head", "heads", "salesfusion.models.heads")
+LOSSES = _registry("loss", "losses", "salesfusion.training.losses")
+TARGET_TRANSFORMS = _registry("target transform", "target_transforms",
+                              "salesfusion.training.transforms")
+SEARCHERS = _registry("searcher", "searchers", "salesfusion.tuning.searchers")
 
 ALL: dict[str, Registry[Any]] = {r.kind: r for r in (
     MODELS, ENCODERS, FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS, SEARCHERS)}
