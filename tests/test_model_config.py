@@ -1,5 +1,6 @@
 """Model configurations validated at the edge, components composed by their declarations."""
 
+import json
 from pathlib import Path
 from typing import ClassVar
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from salesfusion.cli import app
 from salesfusion.components import ALL, BACKBONES, FUSIONS, HEADS, LOSSES, TARGET_TRANSFORMS
 from salesfusion.errors import InputError
+from salesfusion.models.base import Forecaster
 from salesfusion.models.multimodal import MultimodalForecaster
 from salesfusion.models.presets import PRESET_DIR, load_preset, read_preset
 from salesfusion.models.registry import create_model
@@ -106,6 +108,24 @@ def test_a_misspelt_preset_key_names_the_file_and_the_key(tmp_path):
         read_preset(path)
     good = load_preset(_preset_file(tmp_path, backbone="lstm", hidden=8))
     assert good().config.backbone == "lstm" and good().config.hidden == 8
+
+
+def test_a_model_trained_from_a_preset_file_loads_where_the_file_is_not(tmp_path, shop_spec,
+                                                                        shop_panel):
+    path = _preset_file(tmp_path, backbone="lstm", hidden=8, epochs=1, lookback=8,
+                        fusion_dim=8, accelerator="cpu", modalities=["static"],
+                        cache_dir=str(tmp_path / "cache"))
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "--preset", str(path), "--spec", str(shop_spec),
+                                      "--horizon", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    path.unlink()  # the preset file is gone: the folder alone must do
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"] == "multimodal" and manifest["label"] == "my_preset"
+    loaded = Forecaster.load(out)
+    assert loaded.name == "my_preset" and loaded.config.backbone == "lstm"
+    again = loaded.save(tmp_path / "again")
+    assert Forecaster.load(again).predict(3).equals(loaded.predict(3))
 
 
 def _one_line_error(result, *fragments: str) -> None:

@@ -70,8 +70,10 @@ class Covariates(_Strict):
 
 class Manifest(_Strict):
     format_version: int
-    model: str
-    params: dict[str, Any]
+    model: str  # a registered model (or preset), what ``Forecaster.load`` builds
+    params: dict[str, Any]  # every parameter resolved, so ``model`` rebuilds the same
+    # The name it was trained under when that is not registered: a user's preset file.
+    label: str | None = None
     # What y_pred is (mean or median); manifests written before it was recorded lack it.
     point: Literal["mean", "median"] | None = None
     freq: str | None

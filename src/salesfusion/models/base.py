@@ -290,12 +290,28 @@ class Forecaster(ABC):
                            "source": table.source})
         self._save_state(folder)
         # The manifest covers every file the model wrote, members' folders of an ensemble too.
-        write_manifest(folder, {"model": self.name, "params": self.params, "point": self.point,
+        registered = self.registered_name()
+        label = {"label": self.name} if self.name != registered else {}
+        write_manifest(folder, {"model": registered, **label, "params": self.params,
+                                "point": self.point,
                                 "freq": self.freq,
                                 "covariates": {"past_only": self._history.past_only,
                                                "future_known": self._history.future_known,
                                                "tables": tables}})
         return folder
+
+    def registered_name(self) -> str:
+        """The registered model this one is, or derives from: its own name, or for a model
+        built from a user's preset file (a class nobody registered) the model it configures;
+        what a saved folder names so that it loads wherever that model is registered."""
+        from salesfusion.components import MODELS
+
+        for klass in type(self).__mro__:
+            name = klass.__dict__.get("name")
+            if isinstance(name, str) and name in MODELS and MODELS.get(name) is klass:
+                return name
+        raise InputError(f"model '{self.name}' derives from no registered model; register it "
+                         f"(or its base) to save it")
 
     @classmethod
     def load(cls, folder: str | Path) -> Forecaster:
@@ -313,6 +329,8 @@ class Forecaster(ABC):
         if cls is not Forecaster and not issubclass(model_type, cls):
             raise InputError(f"{folder}: holds a '{manifest.model}' model, not {cls.__name__}")
         model.freq = manifest.freq
+        if manifest.label is not None:  # trained from a user's preset file: its name stays
+            model.name = manifest.label
         with state_errors(folder):
             history = pl.read_parquet(folder / "history.parquet")
             tables = {t: pl.read_parquet(folder / f"history_{t}.parquet")
