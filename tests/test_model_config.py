@@ -21,6 +21,7 @@ from salesfusion.models.registry import create_model
 from salesfusion.models.temporal import BackboneShape, TemporalBackbone
 
 FAST = MultimodalForecaster.test_params()
+TRANSFORMER = BACKBONES.get("transformer")
 
 
 @pytest.mark.parametrize(("param", "value", "expected"), [
@@ -100,6 +101,15 @@ def _preset_file(folder: Path, **params) -> Path:
                                     "description": "a test preset", "deviations": "none",
                                     "params": params}))
     return path
+
+
+def test_a_lookback_longer_than_the_backbone_takes_is_refused_when_configured():
+    with pytest.raises(InputError, match="lookback 600 is longer than backbone 'transformer' "
+                                         r"takes \(512 periods\)"):
+        create_model("multimodal", backbone="transformer", lookback=600)
+    assert create_model("multimodal", backbone="gru", lookback=600).config.lookback == 600
+    with pytest.raises(InputError, match="at most 8 history periods"):
+        TRANSFORMER(BackboneShape(input_dim=3, context_dim=2, lookback=9), max_length=8)
 
 
 def test_a_misspelt_preset_key_names_the_file_and_the_key(tmp_path):

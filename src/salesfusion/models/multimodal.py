@@ -203,7 +203,7 @@ class MultimodalForecaster(LaunchPath, MarketAttributesPath, ExplanationPath, Ne
             layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles),
             cross_market=c.cross_market,
             market_cardinalities=tuple(self._market_vocabulary.cardinalities())
-            if self._market_vocabulary is not None else ())
+            if self._market_vocabulary is not None else (), lookback=c.lookback)
         return net
 
     # --- fit ----------------------------------------------------------------------------------

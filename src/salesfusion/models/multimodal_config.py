@@ -127,6 +127,14 @@ class MultimodalConfig(ModelConfig):
         return data
 
     @model_validator(mode="after")
+    def _lookback_fits_the_backbone(self) -> MultimodalConfig:
+        longest = BACKBONES.get(self.backbone).max_lookback
+        if longest is not None and self.lookback > longest:
+            raise ValueError(f"lookback {self.lookback} is longer than backbone "
+                             f"'{self.backbone}' takes ({longest} periods)")
+        return self
+
+    @model_validator(mode="after")
     def _loss_gives_point(self) -> MultimodalConfig:
         gives = LOSSES.get(self.loss).gives
         if gives != self.point:

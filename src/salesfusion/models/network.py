@@ -57,7 +57,8 @@ class MultimodalNet(nn.Module):
                  backbone: str, head: str, hidden: int, layers: int, dropout: float,
                  quantiles: tuple[float, ...], static_dim: int = 16,
                  cross_market: bool = False,
-                 market_cardinalities: tuple[int, ...] = ()) -> None:
+                 market_cardinalities: tuple[int, ...] = (),
+                 lookback: int | None = None) -> None:
         super().__init__()
         # The item's demand in the other markets joins the market and level in the context.
         self.cross_market = cross_market
@@ -104,7 +105,7 @@ class MultimodalNet(nn.Module):
                 self.fusion = fusion_type(fused_dims, fusion_dim)
                 context_dim += fusion_dim
         shape = BackboneShape(input_dim=history_dim, context_dim=context_dim, horizon=horizon,
-                              future_dim=future_dim,
+                              future_dim=future_dim, lookback=lookback,
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
                                            market_dim, 1, *([1] if cross_market else [])))
         self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)

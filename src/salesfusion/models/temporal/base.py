@@ -5,6 +5,8 @@ features for the head. The network builder reads two declarations, never a backb
 
 - ``reads_future``: ``forward`` takes the forecast periods' known inputs (B, H, G) as a fourth
   argument; otherwise the builder joins them, flattened, to the backbone's output.
+- ``max_lookback``: the longest history window it can take (a positional table's size), so a
+  configuration with a longer ``lookback`` is refused when it is validated;
 - ``selects_static``: the backbone weighs the static variables itself (the TFT's variable
   selection), so it receives them as a list of (B, d_i) tensors and no fusion runs before it;
   otherwise it receives the fused content + market + level as one (B, context_dim) tensor.
@@ -30,10 +32,14 @@ class BackboneShape:
     horizon: int = 1
     future_dim: int = 0  # one forecast step's known inputs
     static_dims: tuple[int, ...] = field(default_factory=tuple)  # for selects_static
+    lookback: int | None = None  # history periods per window (None: any)
 
 
 class TemporalBackbone(nn.Module):
     name: ClassVar[str]
     reads_future: ClassVar[bool] = False
     selects_static: ClassVar[bool] = False
+    # The longest history window the backbone can take (positional tables); None: any. A
+    # model's configuration is refused against it when validated, before any data is read.
+    max_lookback: ClassVar[int | None] = None
     out_dim: int

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from salesfusion.components import BACKBONES
+from salesfusion.errors import InputError
 from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
 
 
@@ -17,10 +18,15 @@ class TransformerBackbone(TemporalBackbone):
     """Transformer encoder over the history with a context token (seed 001)."""
 
     name = "transformer"
+    max_lookback = 512  # rows of the learned positional table, the context token aside
 
     def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.1, heads: int = 4, max_length: int = 512) -> None:
         super().__init__()
+        if shape.lookback is not None and shape.lookback > max_length:
+            raise InputError(f"backbone 'transformer' takes at most {max_length} history "
+                             f"periods (its positional table), not a lookback of "
+                             f"{shape.lookback}")
         input_dim, context_dim = shape.input_dim, shape.context_dim
         self.embed = nn.Linear(input_dim, hidden)
         self.context_token = nn.Linear(context_dim, hidden)
