@@ -26,7 +26,7 @@ def _kept(frame: pl.DataFrame, data: Path, side: str) -> dict[str, Any]:
 
 
 def backtest_ours(data: Path, opts: argparse.Namespace, on_ray: bool = False) -> dict[str, Any]:
-    from salesfusion.evaluation.protocol import BacktestProtocol
+    from salesfusion.data.splits import BacktestProtocol
     from salesfusion.evaluation.runner import backtest_models
 
     protocol = BacktestProtocol(horizon=CV["h"], windows=CV["n_windows"], step=CV["step_size"],

@@ -28,11 +28,11 @@ from rich.console import Console
 from rich.table import Table
 
 from salesfusion.data.panel import SERIES_KEY
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets.synthetic import synthetic
 from salesfusion.evaluation.backtest import metrics_table
-from salesfusion.evaluation.metrics import score
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.registry import create_model
+from salesfusion.scoring.metrics import score
 
 ALL = ["text", "image", "static"]
 

@@ -41,10 +41,11 @@ from rich.console import Console
 from rich.table import Table
 
 from salesfusion.data.panel import Panel, build_panel
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets import load_dataset, or_weekly
 from salesfusion.datasets.synthetic import PRICE_ELASTICITY, synthetic
-from salesfusion.evaluation.backtest import metrics_table, run_backtest
-from salesfusion.evaluation.protocol import BacktestProtocol
+from salesfusion.evaluation.backtest import metrics_table
+from salesfusion.models.backtest import run_backtest
 from salesfusion.models.registry import create_model
 
 SYNTHETIC = {"covariates": True, "n_items": 300, "n_weeks": 104, "image_size": 16}

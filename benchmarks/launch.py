@@ -50,17 +50,14 @@ import polars as pl
 from _provenance import provenance, summary_line
 from rich.console import Console
 
+from salesfusion.data.launch_splits import LaunchProtocol, LaunchSplit
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.datasets.online_retail import online_retail
 from salesfusion.datasets.synthetic import expected_demand, synthetic
-from salesfusion.evaluation.launch import (
-    LaunchProtocol,
-    LaunchSplit,
-    launch_scale,
-    run_launch_backtest,
-)
-from salesfusion.evaluation.metrics import evaluate
+from salesfusion.evaluation.launch import run_launch_backtest
 from salesfusion.models.registry import create_model, model_class
+from salesfusion.scoring.metrics import evaluate
+from salesfusion.scoring.scales import launch_scale
 
 HORIZON = 8
 REFERENCES = ["mean_launch_curve", "median_launch_curve", "category_launch_curve",

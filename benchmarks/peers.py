@@ -330,9 +330,9 @@ class LoadSampler:
 def run_one(name: str, out: Path) -> dict[str, Any]:
     import torch
 
+    from salesfusion.data.splits import BacktestProtocol
     from salesfusion.datasets.online_retail import OR_WEEKLY, or_weekly
-    from salesfusion.evaluation.backtest import run_backtest
-    from salesfusion.evaluation.protocol import BacktestProtocol
+    from salesfusion.models.backtest import run_backtest
     from salesfusion.models.registry import create_model
 
     _quiet()

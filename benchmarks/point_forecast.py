@@ -16,8 +16,8 @@ import time
 import polars as pl
 from _provenance import summary_line
 
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets import load_dataset, or_weekly
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.evaluation.runner import backtest_models
 from salesfusion.models.registry import create_model
 

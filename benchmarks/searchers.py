@@ -44,8 +44,8 @@ from rich.console import Console
 from scipy.stats import wilcoxon
 
 from salesfusion.cli.common import panel_from
+from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets import load_dataset
-from salesfusion.evaluation.protocol import BacktestProtocol
 from salesfusion.models.registry import model_class
 from salesfusion.models.search_space import parse_space
 from salesfusion.tuning.log import TrialLog
