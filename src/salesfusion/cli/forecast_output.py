@@ -22,13 +22,13 @@ import polars as pl
 
 from salesfusion.cli.common import console
 from salesfusion.cli.output import staged_dataset, staged_file
+from salesfusion.data.forecast_frame import quantile_columns, quantile_level
 from salesfusion.data.partitioned import write_dataset
 from salesfusion.errors import InputError
 
 FILE_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".xlsx": "xlsx"}
 EXCEL_ROWS = 1_048_576  # rows of an Excel sheet, the header's included
 _SHEET_BAD = re.compile(r"[\[\]:*?/\\\x00-\x1f]")
-_QUANTILE = re.compile(r"q\d*\.?\d+")  # a forecast's quantile columns: q0.1, q0.9, ...
 # Sheet names Excel keeps for itself or this writer uses (compared without letter case).
 _RESERVED = ("totals", "history")
 
@@ -172,8 +172,7 @@ def with_order_quantity(forecast: pl.DataFrame, level: float,
     """``forecast`` with ``order_quantity``: its quantile at ``level`` (a column ``q<level>``),
     or the linear interpolation between the nearest quantiles below and above it (then with a
     note saying so). A model without either is an ``InputError`` listing its levels."""
-    levels = sorted((float(c[1:]), c) for c in forecast.columns if _QUANTILE.fullmatch(c)
-                    and 0 < float(c[1:]) < 1)
+    levels = [(quantile_level(c), c) for c in quantile_columns(forecast.columns)]
     for value, column in levels:
         if abs(value - level) < 1e-9:
             return forecast.with_columns(pl.col(column).alias("order_quantity")), None

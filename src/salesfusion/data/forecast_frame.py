@@ -7,6 +7,9 @@ One row per (series, period, model, window): ``FORECAST_COLUMNS``, any quantile 
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 import polars as pl
 
 FORECAST_COLUMNS = ["item_id", "market", "timestamp", "model", "window", "y_true", "y_pred"]
@@ -15,17 +18,26 @@ FORECAST_COLUMNS = ["item_id", "market", "timestamp", "model", "window", "y_true
 CONTEXT_COLUMNS = ("y_last", "mase_scale", "rmsse_scale", "revenue_weight")
 
 
-def quantile_columns(columns: list[str]) -> list[str]:
+# ``q`` and a number as Python writes a float: q0.1, q0.975, q1e-05.
+_QUANTILE = re.compile(r"q((?:\d+\.?\d*|\.\d+)(?:e-?\d+)?)")
+
+
+def quantile_name(level: float) -> str:
+    """The column of quantile ``level``: ``q0.1``, ``q0.9``."""
+    return f"q{level}"
+
+
+def quantile_level(column: str) -> float | None:
+    """The level of a quantile column (``q0.9`` -> 0.9); None for any other column."""
+    found = _QUANTILE.fullmatch(column)
+    level = float(found.group(1)) if found else None
+    return level if level is not None and 0 < level < 1 else None
+
+
+def quantile_columns(columns: Iterable[str]) -> list[str]:
     """The quantile forecast columns of a frame, lowest level first."""
-    found = [c for c in columns if c.startswith("q") and _is_level(c[1:])]
-    return sorted(found, key=lambda c: float(c[1:]))
-
-
-def _is_level(text: str) -> bool:
-    try:
-        return 0 < float(text) < 1
-    except ValueError:
-        return False
+    levels = {c: level for c in columns if (level := quantile_level(c)) is not None}
+    return sorted(levels, key=levels.__getitem__)
 
 
 def model_rows(forecasts: pl.DataFrame, model_name: str) -> pl.DataFrame:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import plotly.graph_objects as go
 import polars as pl
 
+from salesfusion.data.forecast_frame import quantile_level
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1rem 0;font-size:.9rem}
@@ -69,7 +71,7 @@ def band_name(label: str, low: str, high: str) -> str:
 
 def nominal_level(low: str, high: str) -> float:
     """The share of actuals a ``[low, high]`` quantile band should hold (``q0.9 - q0.1``)."""
-    return round(float(high[1:]) - float(low[1:]), 6)
+    return round(quantile_level(high) - quantile_level(low), 6)
 
 
 def add_band(figure: go.Figure, x: Sequence[object] | pl.Series, low: pl.Series,

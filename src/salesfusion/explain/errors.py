@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from salesfusion.data.forecast_frame import model_rows, quantile_columns
+from salesfusion.data.forecast_frame import model_rows, quantile_columns, quantile_level
 from salesfusion.errors import InputError
 from salesfusion.explain.contributions import with_segments
 from salesfusion.explain.segments import Segments
@@ -39,7 +39,7 @@ REQUIRED = ("model", "item_id", "market", "timestamp", "y_true", "y_pred")
 def central_intervals(columns: Sequence[str]) -> list[tuple[str, str, int]]:
     """The quantile pairs ``(q<a>, q<1-a>, nominal percent)`` among ``columns``, widest
     first; a quantile without its mirror image is left out."""
-    levels = {float(c[1:]): c for c in quantile_columns(list(columns))}
+    levels = {quantile_level(c): c for c in quantile_columns(columns)}
     pairs = []
     for low, name in levels.items():
         mirror = next((c for q, c in levels.items() if abs(q - (1 - low)) < 1e-9), None)

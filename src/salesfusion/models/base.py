@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import polars as pl
 
 from salesfusion.data.covariate_tables import CovariateTable
+from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
@@ -240,7 +241,7 @@ class Forecaster(ABC):
                              f"for a series the history does not hold: forecast it with "
                              f"predict, or pass a history without it")
         forecast = self._predict_launch(grid, history)
-        quantiles = [c for c in forecast.columns if _is_quantile(c)]
+        quantiles = quantile_columns(forecast.columns)
         return forecast.select(*SERIES_KEY, "timestamp", "period_since_launch", "y_pred",
                                *quantiles).sort(*SERIES_KEY, "timestamp")
 
@@ -353,13 +354,6 @@ class Forecaster(ABC):
 _HISTORY_TABLES = ("events", "items")
 
 
-def _is_quantile(column: str) -> bool:
-    try:
-        return column.startswith("q") and 0 < float(column[1:]) < 1
-    except ValueError:
-        return False
-
-
 def _flag_history_and_launch(forecast: pl.DataFrame, history: Panel,
                              items: pl.DataFrame | None) -> pl.DataFrame:
     """Add ``cold_start``, ``before_launch`` and ``after_end`` to a model's forecast and zero
@@ -388,7 +382,7 @@ def _flag_history_and_launch(forecast: pl.DataFrame, history: Panel,
         flagged = flagged.join(ends, on="item_id", how="left")
         after_end = (pl.col("timestamp") > pl.col("_end")).fill_null(False)
     flagged = flagged.with_columns(after_end.alias("after_end"))
-    demand = [c for c in flagged.columns if c == "y_pred" or _is_quantile(c)]
+    demand = ["y_pred", *quantile_columns(flagged.columns)]
     gone = pl.col("before_launch") | pl.col("after_end")
     return flagged.with_columns(
         [pl.when(gone).then(0.0).otherwise(pl.col(c)).cast(flagged.schema[c]).alias(c)

@@ -15,6 +15,7 @@ import polars as pl
 import torch
 
 from salesfusion.components import LOSSES
+from salesfusion.data.forecast_frame import quantile_name
 from salesfusion.data.frequency import periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.errors import InputError
@@ -85,5 +86,5 @@ class ForecastPath:
         columns = {"y_pred": flat[:, 0] if has_mean else flat[:, c.quantiles.index(0.5)]}
         for index, level in enumerate(c.quantiles):
             if has_mean or level != 0.5:  # beside a mean, the median is a quantile column
-                columns[f"q{level}"] = flat[:, quantile_at + index]
+                columns[quantile_name(level)] = flat[:, quantile_at + index]
         return [pl.Series(k, v.astype(np.float64)) for k, v in columns.items()]

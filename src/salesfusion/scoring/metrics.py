@@ -39,7 +39,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from salesfusion.data.forecast_frame import CONTEXT_COLUMNS, quantile_columns
+from salesfusion.data.forecast_frame import (
+    CONTEXT_COLUMNS,
+    quantile_columns,
+    quantile_level,
+    quantile_name,
+)
 
 POINT_METRICS = ("MAE", "MSE", "RMSE", "MAPE", "sMAPE", "WAPE", "bias_pct", "MASE", "RMSSE",
                  "WRMSSE", "R2", "direction_accuracy", "direction_AUC")
@@ -78,7 +83,8 @@ def metric_expressions(quantiles: list[str] | None = None) -> list[pl.Expr]:
     ]
     if quantiles:
         pinball_terms = [
-            pl.max_horizontal(float(q[1:]) * (y - pl.col(q)), (float(q[1:]) - 1) * (y - pl.col(q)))
+            pl.max_horizontal(quantile_level(q) * (y - pl.col(q)),
+                              (quantile_level(q) - 1) * (y - pl.col(q)))
             for q in quantiles
         ]
         exprs.append((pl.sum_horizontal(pinball_terms) / len(quantiles)).mean().alias("pinball"))
@@ -149,7 +155,7 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, *, y_last: np.ndarray | float 
                                ("rmsse_scale", rmsse_scale))},
     }
     for level, values in (quantiles or {}).items():
-        columns[f"q{level}"] = np.asarray(values, dtype=float)
+        columns[quantile_name(level)] = np.asarray(values, dtype=float)
     frame = pl.DataFrame(columns).with_columns(
         pl.col("y_last", "mase_scale", "rmsse_scale").fill_nan(None))
     result = evaluate(frame)

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 import polars as pl
 from fastapi import Depends, FastAPI, Query
 
+from salesfusion.data.forecast_frame import quantile_name
 from salesfusion.data.panel import SERIES_KEY
 from salesfusion.data.validate import with_normal_ids
 from salesfusion.serving.errors import ApiError, add_error_handlers
@@ -219,7 +220,7 @@ def iso(moment: datetime) -> str:
 def quantile_column(level: float, columns: list[str]) -> str:
     """The forecast column of quantile ``level``: its ``q<level>`` column, or ``y_pred`` for the
     0.5 quantile of a model whose point forecast is the median (it writes no ``q0.5``)."""
-    name = f"q{level}"
+    name = quantile_name(level)
     return "y_pred" if name not in columns and abs(level - 0.5) < 1e-9 else name
 
 

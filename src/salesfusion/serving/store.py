@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from salesfusion.data.forecast_frame import quantile_columns, quantile_level
 from salesfusion.data.panel import SERIES_KEY
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import read_manifest
@@ -82,8 +83,8 @@ class ServedModel:
         median model trained for quantiles that include 0.5 (a mean model writes ``q0.5``).
         Known once ``warm`` has run."""
         frame = next(iter(self._forecasts.values()), None)
-        levels = {float(c[1:]) for c in (frame.columns if frame is not None else [])
-                  if c.startswith("q") and _is_level(c[1:])}
+        levels = {quantile_level(c) for c in quantile_columns(
+            frame.columns if frame is not None else [])}
         if (self.forecaster.point == "median"
                 and 0.5 in (self.forecaster.params.get("quantiles") or [])):
             levels.add(0.5)
@@ -179,12 +180,6 @@ def _warm(model: ServedModel) -> None:
                          f"({model.folder / HISTORY}) failed ({type(exc).__name__}: {reason}); "
                          f"the history does not fit the model's manifest and state") from None
 
-
-def _is_level(text: str) -> bool:
-    try:
-        return 0 < float(text) < 1
-    except ValueError:
-        return False
 
 
 class ModelStore:

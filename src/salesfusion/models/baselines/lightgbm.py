@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 from pydantic import Field, field_validator
 
+from salesfusion.data.forecast_frame import quantile_name
 from salesfusion.data.frequency import extend_periods, periods_after
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.data.splits import ValidationPeriods
@@ -208,7 +209,7 @@ class LightGBMForecaster(Forecaster):
         forecast = probed * scale if self.params["target_scaling"] else probed
         error = (side["target"][is_validation] - forecast) / scale
         step = side["step"][is_validation]
-        return {f"q{level}": [float(np.quantile(error[step == h], level))
+        return {quantile_name(level): [float(np.quantile(error[step == h], level))
                               if (step == h).any() else 0.0 for h in range(1, horizon + 1)]
                 for level in levels}
 

@@ -37,6 +37,7 @@ import polars as pl
 from pydantic import Field
 from statsforecast import models as sf_models
 
+from salesfusion.data.forecast_frame import quantile_name
 from salesfusion.data.frequency import OFFSET_UNIT, SEASON_LENGTH
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.models.base import Forecaster
@@ -223,8 +224,8 @@ class StatsForecastModel(Forecaster):
         columns = {"y_pred": out[..., 0].ravel()}
         if level:
             tail = (100 - level[0]) / 200
-            columns[f"q{round(tail, 4)}"] = out[..., 1].ravel()
-            columns[f"q{round(1 - tail, 4)}"] = out[..., 2].ravel()
+            columns[quantile_name(round(tail, 4))] = out[..., 1].ravel()
+            columns[quantile_name(round(1 - tail, 4))] = out[..., 2].ravel()
         # Each series continues from its own last period, as StatsForecast's dates do.
         frame = (spans.select(*SERIES_KEY, "last")
                  .with_columns(pl.int_ranges(1, horizon + 1).alias("step")).explode("step")
