@@ -5,7 +5,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.salesfusion-installed
 PIP_QUIET := --quiet --disable-pip-version-check
 
-.PHONY: demo test services lint bench readme results experiments clean
+.PHONY: demo test services lint bench readme results experiments clean docs
 
 $(STAMP): pyproject.toml
 	@test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -28,7 +28,7 @@ test: $(STAMP) services
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-# Benchmarks and results run with the thread settings the README states (2 threads, passive
+# Benchmarks and results run with the thread settings the docs state (2 threads, passive
 # OpenMP waiting); each results file records them with the commit, date and core count.
 bench results: export OMP_NUM_THREADS := 2
 bench results: export OMP_WAIT_POLICY := PASSIVE
@@ -37,11 +37,16 @@ bench: $(STAMP)
 	$(PYTHON) benchmarks/panel_build.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/synthetic.py
 
+# The documentation site (docs/ with MkDocs Material, the API reference from the docstrings),
+# built strictly: a broken link or anchor fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 readme: $(STAMP)
 	$(VENV)/bin/salesfusion demo
 	$(PYTHON) scripts/update_readme.py --only demo
 
-# The neural results of the README (about 2.5 hours on 2 cores): every preset on OR-weekly, the
+# The neural results of the docs (about 2.5 hours on 2 cores): every preset on OR-weekly, the
 # synthetic ablation, the peer libraries (installed here as the `bench` extra) and the TFT speed.
 NEURAL_MODELS := multimodal lstm gru transformer bert_cnn ca_rnn memf gtm tft_multimodal msrl_bigru resnet_biattn_bilstm ensemble
 results: $(STAMP)

@@ -1,7 +1,8 @@
-"""Write the README's results tables from the files the runs produced (never by hand).
+"""Write the documentation's results tables from the files the runs produced (never by hand).
 
-Each table sits between ``<!-- NAME-table:start -->`` and ``<!-- NAME-table:end -->`` markers
-and is rewritten from its source:
+Each table sits between ``<!-- NAME-table:start -->`` and ``<!-- NAME-table:end -->`` markers,
+in exactly one of the pages (``README.md`` and ``docs/*.md``; most are in
+``docs/benchmarks.md``), and is rewritten from its source:
 
 - ``demo``: ``runs/demo/metrics.csv`` (``salesfusion demo``; ``make readme`` runs both);
 - ``neural``: ``runs/neural/<model>/metrics.csv`` (``make results``: the presets' OR-weekly
@@ -13,7 +14,7 @@ and is rewritten from its source:
   ``launch-ablation``: ``benchmarks/results/launch_ablation.json`` (``benchmarks/launch.py
   --ablation``).
 
-A missing source is an error (exit 1, README untouched), never a silently kept stale table.
+A missing source is an error (exit 1, no page touched), never a silently kept stale table.
 The demo table comes from ``make readme`` (minutes) and the others from ``make results``
 (hours), so each target updates its own tables by naming them: ``--only demo`` or
 ``--only neural,peers,speed,ablation``.
@@ -231,16 +232,22 @@ MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make r
 
 
 class SourceError(Exception):
-    """A table's source is missing or the README lacks the table's markers."""
+    """A table's source is missing or no page (or more than one) holds the table's markers."""
 
 
-def _replace(text: str, name: str, body: str, readme: Path) -> str:
+def _replace(texts: dict[Path, str], name: str, body: str) -> Path:
+    """Rewrite table ``name`` in the one page of ``texts`` that holds its markers; that page."""
     start, end = f"<!-- {name}-table:start -->", f"<!-- {name}-table:end -->"
-    if text.count(start) != 1 or text.count(end) != 1:
-        raise SourceError(f"{readme}: expected one '{start}' and one '{end}' marker")
-    head, rest = text.split(start)
+    holding = [page for page, text in texts.items() if start in text or end in text]
+    if len(holding) != 1 or texts[holding[0]].count(start) != 1 \
+            or texts[holding[0]].count(end) != 1:
+        where = ", ".join(map(str, holding)) or ", ".join(map(str, texts))
+        raise SourceError(f"{where}: expected one '{start}' and one '{end}' marker in one page")
+    page = holding[0]
+    head, rest = texts[page].split(start)
     _, tail = rest.split(end)
-    return f"{head}{start}\n{body}\n{end}{tail}"
+    texts[page] = f"{head}{start}\n{body}\n{end}{tail}"
+    return page
 
 
 def _check_source(name: str, source: Path, neural_models: list[str]) -> None:
@@ -252,7 +259,7 @@ def _check_source(name: str, source: Path, neural_models: list[str]) -> None:
     else:
         missing = [] if source.is_file() else [source]
     if missing:
-        raise SourceError(f"{', '.join(map(str, missing))} not found (source of the README "
+        raise SourceError(f"{', '.join(map(str, missing))} not found (source of the docs' "
                           f"{name} table); run `{MAKE_TARGET[name]}` to produce it, or leave "
                           f"the table out with --only")
 
@@ -267,8 +274,11 @@ def _names(value: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Rewrite the README's results tables.")
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser = argparse.ArgumentParser(description="Rewrite the documentation's results tables.")
+    parser.add_argument("--pages", type=Path, nargs="+",
+                        default=[ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))],
+                        help="the pages that hold the tables' markers (default: README.md and "
+                             "docs/*.md)")
     parser.add_argument("--only", type=_names, default=list(MAKE_TARGET),
                         help=f"comma-separated tables to update (default: all of "
                              f"{', '.join(MAKE_TARGET)})")
@@ -296,19 +306,19 @@ def main() -> None:
         "searchers": (args.searchers, searchers_table),
         "covariates": (args.covariates, covariates_table)}
     try:
-        text = args.readme.read_text()
+        texts = {page: page.read_text() for page in args.pages}
         # Every source is checked before anything is rendered or written: all or nothing.
         for name in args.only:
             _check_source(name, sources[name][0], neural_models)
-        for name in args.only:
-            source, render = sources[name]
-            text = _replace(text, name, render(source), args.readme)
+        written = {name: _replace(texts, name, render(source))
+                   for name, (source, render) in ((n, sources[n]) for n in args.only)}
     except (SourceError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
-    args.readme.write_text(text)
-    for name in args.only:
-        print(f"{args.readme.name} {name} table updated from {sources[name][0]}")
+    for page in sorted(set(written.values())):
+        page.write_text(texts[page])
+    for name, page in written.items():
+        print(f"{page.name} {name} table updated from {sources[name][0]}")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The bundled data and the standard OR-weekly benchmark panel, exactly as the README defines."""
+"""The bundled data and the standard OR-weekly benchmark panel, exactly as docs/benchmarks.md defines."""
 
 from datetime import datetime
 

@@ -1,5 +1,6 @@
-"""scripts/update_readme.py: a missing source is a loud error that leaves the README untouched;
-tables are rewritten from their sources only, and only those named with --only."""
+"""scripts/update_readme.py: a missing source is a loud error that leaves every page untouched;
+tables are rewritten from their sources only, and only those named with --only, in the one page
+(README.md or docs/*.md) that holds each table's markers."""
 
 import json
 import subprocess
@@ -22,11 +23,31 @@ def _table(text: str, name: str) -> str:
     return text.split(f"<!-- {name}-table:start -->")[1].split(f"<!-- {name}-table:end -->")[0]
 
 
+class Pages:
+    """Copies of the README and the docs pages, as the script is run on them."""
+
+    def __init__(self, folder: Path) -> None:
+        self.paths = []
+        for source in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+            copy = folder / source.relative_to(ROOT)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(source.read_bytes())
+            self.paths.append(copy)
+
+    @property
+    def args(self) -> list[str]:
+        return ["--pages", *map(str, self.paths)]
+
+    def read_bytes(self) -> list[bytes]:
+        return [path.read_bytes() for path in self.paths]
+
+    def read_text(self) -> str:
+        return "\n".join(path.read_text() for path in self.paths)
+
+
 @pytest.fixture
-def readme(tmp_path: Path) -> Path:
-    copy = tmp_path / "README.md"
-    copy.write_bytes((ROOT / "README.md").read_bytes())
-    return copy
+def readme(tmp_path: Path) -> Pages:
+    return Pages(tmp_path / "pages")
 
 
 def _demo_metrics(path: Path) -> Path:
@@ -44,7 +65,7 @@ def _demo_metrics(path: Path) -> Path:
 def test_missing_source_is_one_clear_error_and_readme_is_untouched(readme, tmp_path):
     before = readme.read_bytes()
     missing = tmp_path / "runs" / "demo" / "metrics.csv"
-    done = _run("--readme", str(readme), "--only", "demo", "--metrics", str(missing))
+    done = _run(*readme.args, "--only", "demo", "--metrics", str(missing))
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ")
@@ -55,7 +76,7 @@ def test_missing_source_is_one_clear_error_and_readme_is_untouched(readme, tmp_p
 def test_one_missing_source_blocks_every_table(readme, tmp_path):
     """All or nothing: the peers table's source exists, but the demo one is missing."""
     before = readme.read_bytes()
-    done = _run("--readme", str(readme), "--only", "peers,demo", "--metrics",
+    done = _run(*readme.args, "--only", "peers,demo", "--metrics",
                 str(tmp_path / "absent.csv"))
     assert done.returncode == 1 and "absent.csv not found" in done.stderr
     assert readme.read_bytes() == before
@@ -66,7 +87,7 @@ def test_missing_neural_run_names_the_model_and_make_results(readme, tmp_path):
     neural = tmp_path / "neural"
     (neural / "gru").mkdir(parents=True)
     _demo_metrics(neural / "gru" / "metrics.csv")
-    done = _run("--readme", str(readme), "--only", "neural", "--neural", str(neural),
+    done = _run(*readme.args, "--only", "neural", "--neural", str(neural),
                 "--neural-models", "gru lstm")
     assert done.returncode == 1
     assert str(neural / "lstm" / "metrics.csv") in done.stderr
@@ -78,7 +99,7 @@ def test_missing_neural_run_names_the_model_and_make_results(readme, tmp_path):
 def test_only_rewrites_the_named_table_from_its_source(readme, tmp_path):
     before = readme.read_text()
     metrics = _demo_metrics(tmp_path / "metrics.csv")
-    done = _run("--readme", str(readme), "--only", "demo", "--metrics", str(metrics))
+    done = _run(*readme.args, "--only", "demo", "--metrics", str(metrics))
     assert done.returncode == 0, done.stderr
     after = readme.read_text()
     lines = _table(after, "demo").strip().splitlines()
@@ -93,9 +114,19 @@ def test_only_rewrites_the_named_table_from_its_source(readme, tmp_path):
     assert outside == before.replace(_table(before, "demo"), "")
 
 
+def test_markers_in_two_pages_are_refused(readme, tmp_path):
+    extra = readme.paths[0]
+    extra.write_text(extra.read_text() + "\n<!-- demo-table:start -->\n<!-- demo-table:end -->\n")
+    before = readme.read_bytes()
+    done = _run(*readme.args, "--only", "demo", "--metrics",
+                str(_demo_metrics(tmp_path / "metrics.csv")))
+    assert done.returncode == 1 and "expected one '<!-- demo-table:start -->'" in done.stderr
+    assert readme.read_bytes() == before
+
+
 def test_unknown_table_name_is_refused(readme):
     before = readme.read_bytes()
-    done = _run("--readme", str(readme), "--only", "demo,bogus")
+    done = _run(*readme.args, "--only", "demo,bogus")
     assert done.returncode == 2 and "unknown table(s) ['bogus']" in done.stderr
     assert readme.read_bytes() == before
 
@@ -122,7 +153,7 @@ def _launch_results(path: Path) -> Path:
 
 def test_launch_tables_come_from_the_launch_results(readme, tmp_path):
     source = _launch_results(tmp_path / "launch.json")
-    done = _run("--readme", str(readme), "--only", "launch,launch-ablation", "--launch",
+    done = _run(*readme.args, "--only", "launch,launch-ablation", "--launch",
                 str(source), "--launch-ablation", str(source))
     assert done.returncode == 0, done.stderr
     text = readme.read_text()
@@ -160,7 +191,7 @@ def test_searchers_table_comes_from_the_searcher_benchmark(readme, tmp_path):
                 "p_value": 0.125, "better": 0, "worse": 4, "ties": 0}}}},
         "pooled_paired_tests": {"msrl (paper update) vs random": {
             "p_value": None, "better": 0, "worse": 0, "ties": 4}}}))
-    done = _run("--readme", str(readme), "--only", "searchers", "--searchers", str(source))
+    done = _run(*readme.args, "--only", "searchers", "--searchers", str(source))
     assert done.returncode == 0, done.stderr
     lines = _table(readme.read_text(), "searchers").strip().splitlines()
     assert lines[0].startswith("commit 0123456789ab, 2026-11-22") and "4 seeds" in lines[0]

@@ -12,7 +12,7 @@ from salesfusion.datasets.base import Benchmark, Dataset
 
 DATA_DIR = Path(str(files("salesfusion.datasets") / "data"))
 
-# The OR-weekly benchmark (README, "The OR-weekly benchmark"): fixed so that results are
+# The OR-weekly benchmark (docs/benchmarks.md, "The OR-weekly benchmark"): fixed so that results are
 # comparable across versions and with other libraries.
 OR_WEEKLY = Benchmark(horizon=4, windows=3, step=4, refit=True, min_nonzero=20, lookback=40)
 

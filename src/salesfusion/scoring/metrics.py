@@ -1,7 +1,7 @@
 """Forecast accuracy metrics, defined once as polars aggregations so that every grouping (per
 series, per market, per segment, per window, overall) uses the same formulas.
 
-Conventions (also in the README):
+Conventions (also in docs/metrics.md):
 
 - Percentages: MAPE, sMAPE and WAPE are in percent.
 - MAPE skips points whose actual is 0 (their ratio is undefined); it is null when every actual in
