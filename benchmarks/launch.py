@@ -64,7 +64,8 @@ REFERENCES = ["mean_launch_curve", "median_launch_curve", "category_launch_curve
               "knn_analogue", "lightgbm_launch"]
 SCORED = ("WAPE", "bias_pct", "RMSSE", "RMSE", "sMAPE")
 MULTIMODAL = ["multimodal_launch", "launch_ensemble"]
-# One change at a time from multimodal_launch (the launch ablation of docs/benchmarks.md), per benchmark.
+# One change at a time from multimodal_launch (the launch ablation of docs/benchmarks.md),
+# per benchmark.
 ABLATION: dict[str, dict[str, dict[str, Any]]] = {
     "or_new_product": {
         "multimodal_launch": {},
