@@ -1,4 +1,5 @@
-"""The bundled data and the standard OR-weekly benchmark panel, exactly as docs/benchmarks.md defines."""
+"""The bundled data and the standard OR-weekly benchmark panel, exactly as the docs define it
+(docs/benchmarks.md)."""
 
 from datetime import datetime
 

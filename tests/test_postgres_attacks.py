@@ -183,7 +183,8 @@ def test_plain_targets_write(shop: Path, tmp_path: Path, postgres_url: str) -> N
 def test_the_readme_reader_role_reads_and_nothing_more(shop: Path, tmp_path: Path,
                                                        postgres_url: str,  # noqa: F811
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The SELECT-only role of docs/dataset-spec.md: enough to read a spec query, and pg_read_file is denied."""
+    """The SELECT-only role of docs/dataset-spec.md: enough to read a spec query, and
+    pg_read_file is denied."""
     with psycopg.connect(postgres_url, autocommit=True) as conn:
         conn.execute("DROP ROLE IF EXISTS salesfusion_reader")
         conn.execute("CREATE ROLE salesfusion_reader LOGIN PASSWORD 'reader-pw'")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class CleaningPolicy(BaseModel):
-    """Explicit rules for turning transactions into period demand (documented in docs/dataset-spec.md)."""
+    """Explicit rules for turning transactions into period demand (docs/dataset-spec.md)."""
 
     model_config = ConfigDict(extra="forbid")
 
