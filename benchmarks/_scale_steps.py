@@ -132,7 +132,7 @@ def multimodal(opts: argparse.Namespace) -> Any:
 
 
 def epoch_ours(data: Path, opts: argparse.Namespace) -> dict[str, Any]:
-    import salesfusion.models.multimodal as module
+    import salesfusion.models.multimodal.estimator as module
 
     torch_setup()
     counted, loader = [], module.gathered_loader

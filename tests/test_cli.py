@@ -142,7 +142,7 @@ def test_encode_reports_throughput_and_cache_hits(tmp_path):
 def test_train_then_predict_with_cold_start(shop_spec, tmp_path, monkeypatch):
     """A preset configured in a YAML file trains on a spec with events and exogenous columns,
     saves, and forecasts every series plus the never-sold items of the items table."""
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", tmp_path / "cache")
     config = tmp_path / "memf.yaml"
     config.write_text("model: memf\nparams: {epochs: 1, lookback: 8, hidden: 16, "
                       "fusion_dim: 16, horizon: 3}\n")

@@ -232,7 +232,7 @@ def toy_backbone():
 
 def test_a_new_backbone_from_the_test_file_alone_trains(toy_backbone, shop_panel, tmp_path,
                                                         monkeypatch):
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", tmp_path / "cache")
     model = create_model("multimodal", backbone=toy_backbone.name, horizon=3,
                          **FAST).fit(shop_panel)
     assert isinstance(model.network.backbone, toy_backbone)
@@ -248,7 +248,7 @@ def test_a_new_backbone_from_the_test_file_alone_trains(toy_backbone, shop_panel
 def test_missing_modality_for_an_attention_fusion_is_said(shop_panel, tmp_path, monkeypatch):
     """The tiny shop has no images: hierarchical MMA (queried by the image) cannot run, and
     the model says which fusion it used instead."""
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", tmp_path / "cache")
     model = create_model("multimodal", fusion="hierarchical_mma", horizon=3,
                          **{**FAST, "epochs": 1}).fit(shop_panel)
     assert type(model.network.fusion).name == "concat"

@@ -39,7 +39,7 @@ def _model(name: str) -> Forecaster:
 def fitted(module_shop_panel, _embedding_cache, monkeypatch):
     """``fitted(name)``: the model fitted once on the conformance panel (fitting is what makes
     the neural part of this suite slow; predictions never change a fitted model)."""
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", _embedding_cache)
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", _embedding_cache)
 
     def get(name: str) -> Forecaster:
         if name not in _FITTED:
@@ -230,9 +230,9 @@ def test_gradient_reaches_every_trainable_component(name, shop_panel, fitted):
     net = model.network.train()
     wide = to_wide(shop_panel)
     windows = make_windows(wide, shop_panel.freq, model.params["lookback"], 3,
-                           covariates=model._covariates(shop_panel, wide))
+                           covariates=model.inputs.covariates(shop_panel, wide))
     windows = windows.subset(windows.target_mask.any(axis=1))
-    tensors = model._tensors(wide, windows.subset(np.arange(min(256, len(windows)))))
+    tensors = model.inputs.series_inputs(wide)(windows.subset(np.arange(min(256, len(windows)))))
     tensors["items"][:2] = -1  # items with no content: the "nothing known" paths
     output = net(tensors)
     quantiles = tuple(float(q) for q in model.params["quantiles"])

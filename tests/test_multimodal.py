@@ -23,7 +23,7 @@ def shop(tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
-    monkeypatch.setattr("salesfusion.models.multimodal.DEFAULT_CACHE", tmp_path / "cache")
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", tmp_path / "cache")
 
 
 @pytest.mark.parametrize(("fusion", "backbone"), [
@@ -37,12 +37,12 @@ def test_gradient_reaches_every_trainable_component(shop, fusion, backbone):
                          **{**FAST, "epochs": 1}).fit(panel)
     net = model.network.train()
     wide = to_wide(panel)
-    covariates = model._covariates(panel, wide)
+    covariates = model.inputs.covariates(panel, wide)
     # The synthetic shop's events (counts, audience, 4 decays) and its price in both currencies.
     assert covariates.width == 9
     windows = make_windows(wide, panel.freq, 8, 4, covariates=covariates)
     windows = windows.subset(windows.target_mask.any(axis=1))
-    tensors = model._tensors(wide, windows.subset(np.arange(min(512, len(windows)))))
+    tensors = model.inputs.series_inputs(wide)(windows.subset(np.arange(min(512, len(windows)))))
     # Include items with no content at all, so the "nothing known" vector is used too.
     tensors["items"][:4] = -1
     output = net(tensors)
@@ -120,7 +120,7 @@ def test_box_cox_target_is_fitted_on_training_targets_and_saved(shop, tmp_path):
     panel = shop.panel()
     model = create_model("multimodal", modalities=["static"], target_transform="boxcox",
                          **FAST).fit(panel)
-    assert model._transform.kind == "boxcox" and model._transform.lam != 0.0
+    assert model.inputs.transform.kind == "boxcox" and model.inputs.transform.lam != 0.0
     forecast = model.predict(4)
     assert forecast["y_pred"].is_finite().all() and (forecast["y_pred"] >= -1e-9).all()
     model.save(tmp_path / "m")

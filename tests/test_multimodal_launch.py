@@ -58,7 +58,7 @@ def test_launch_windows_have_no_history_and_the_calendar_of_the_launch_periods(s
         np.testing.assert_allclose(windows.future[row, :, :CALENDAR_WIDTH],
                                    year_position(periods, "W"), atol=1e-6)
     # Scaled by the UK's launch level, known however far ahead the launch is.
-    assert windows.level == pytest.approx(np.full(2, fitted._launch_levels["UK"] + 1.0))
+    assert windows.level == pytest.approx(np.full(2, fitted.inputs.launch_levels["UK"] + 1.0))
 
 
 def test_a_launch_is_forecast_on_its_own_periods_and_the_season_changes_it(shop, fitted):
