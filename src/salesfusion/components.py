@@ -8,7 +8,8 @@ read, so importing this module is cheap and no layer has to import another to va
 Components from outside the package: an installed distribution that declares entry points in
 the group ``salesfusion.<kind>`` (``salesfusion.models``, ``salesfusion.encoders``,
 ``salesfusion.fusions``, ``salesfusion.backbones``, ``salesfusion.heads``, ``salesfusion.losses``,
-``salesfusion.target_transforms``, ``salesfusion.searchers``) adds to that registry when it is
+``salesfusion.target_transforms``, ``salesfusion.searchers``,
+``salesfusion.modalities``) adds to that registry when it is
 first read: an entry point naming a module (``my_pkg.backbone``) is imported, its decorators
 registering what it defines; one naming an object (``my_pkg.backbone:Mine``) registers that
 object. So the CLI, ``serve`` and ``Forecaster.load`` all see a plug-in without an import of it.
@@ -88,6 +89,8 @@ LOSSES = _registry("loss", "losses", "salesfusion.training.losses")
 TARGET_TRANSFORMS = _registry("target transform", "target_transforms",
                               "salesfusion.training.transforms")
 SEARCHERS = _registry("searcher", "searchers", "salesfusion.tuning.searchers")
+MODALITIES = _registry("modality", "modalities", "salesfusion.encoders.modalities")
 
 ALL: dict[str, Registry[Any]] = {r.kind: r for r in (
-    MODELS, ENCODERS, FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS, SEARCHERS)}
+    MODELS, ENCODERS, FUSIONS, BACKBONES, HEADS, LOSSES, TARGET_TRANSFORMS, SEARCHERS,
+    MODALITIES)}

@@ -19,14 +19,15 @@ def components(
     kind: Annotated[str | None, typer.Argument(
         help=f"One kind: {', '.join(ALL)} (all when omitted).")] = None,
 ) -> None:
-    """List the registered models, encoders, fusions, backbones, heads, losses and target
-    transforms (what a preset or config may name)."""
+    """List the registered models, encoders, fusions, backbones, heads, losses, target
+    transforms, searchers and content modalities (what a preset or config may name)."""
     if kind is not None and kind not in ALL:
         raise InputError(f"unknown component kind '{kind}'; the valid choices are "
                          f"{', '.join(ALL)}")
     console = Console(soft_wrap=True)
     for registry in [ALL[kind]] if kind else ALL.values():
-        plural = registry.kind + ("es" if registry.kind.endswith("s") else "s")
+        plural = (registry.kind[:-1] + "ies" if registry.kind.endswith("y")
+                  else registry.kind + ("es" if registry.kind.endswith("s") else "s"))
         table = Table(title=plural, title_justify="left")
         table.add_column("name")
         # What a model's y_pred is, and what minimising a loss forecasts.

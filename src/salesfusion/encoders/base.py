@@ -19,7 +19,8 @@ from salesfusion.registry import merged_params
 if TYPE_CHECKING:
     from salesfusion.encoders.cache import EmbeddingCache
 
-Modality = Literal["text", "image", "static"]
+# A registered content modality (``encoders.modalities``: text, image, ...) or static.
+Modality = str
 
 
 @dataclass

@@ -59,13 +59,9 @@ class Catalogue:
         return [r for r in TEXT_ROLES if r in self.items.columns]
 
     def has(self, modality: str) -> bool:
-        if modality == "text":
-            return bool(self.text_roles)
-        if modality == "image":
-            return "image" in self.items.columns
         if modality == "static":
             return bool(self.categorical or self.numeric)
-        raise InputError(f"unknown modality '{modality}'; use text, image or static")
+        return _source(modality).present_in(self)
 
     def texts(self) -> list[str | None]:
         """Each item's text: its text roles joined with '. ' (missing parts skipped)."""
@@ -76,14 +72,11 @@ class Catalogue:
     def inputs(self, modality: str) -> tuple[list[Any], dict[str, Any]]:
         """(one input per item, encoder parameters the inputs need)."""
         if not self.has(modality):
-            needs = {"text": f"a text role ({', '.join(TEXT_ROLES)})",
-                     "image": "an 'image' role",
-                     "static": "static_categorical or static_numeric attributes"}[modality]
+            needs = ("static_categorical or static_numeric attributes" if modality == "static"
+                     else _source(modality).needs)
             raise InputError(f"dataset '{self.name}': the items table maps no {needs}")
-        if modality == "text":
-            return self.texts(), {}
-        if modality == "image":
-            return self.items["image"].to_list(), {"image_root": self.image_root}
+        if modality != "static":
+            return _source(modality).inputs(self)
         rows = self.items.select(*self.categorical, *self.numeric).to_dicts()
         return rows, {"categorical": list(self.categorical), "numeric": list(self.numeric)}
 
@@ -117,6 +110,16 @@ def build_encoder(catalogue: Catalogue, modality: str, name: str, **params: Any)
     """The registered encoder ``name`` with the parameters the catalogue's inputs need."""
     _, needed = catalogue.inputs(modality)
     return create_encoder(name, **{**needed, **params})
+
+
+def _source(modality: str) -> Any:
+    """The registered content modality ``modality`` (``encoders.modalities``)."""
+    from salesfusion.components import MODALITIES
+
+    if modality not in MODALITIES:
+        raise InputError(f"unknown modality '{modality}'; use static or one of "
+                         f"{', '.join(MODALITIES.names())}")
+    return MODALITIES.get(modality)
 
 
 def _one_row_per_item(items: pl.DataFrame) -> pl.DataFrame:

@@ -211,8 +211,8 @@ def _variables(model: Any, tensors: list[str], history_channels: list[str],
         + [(f"market:{name}", "market", span)
            for name, span in zip(model.config.market_attributes,
                                  net.market_attribute_spans(), strict=True)],
-        "text": [("text", "text", None)],
-        "image": [("image", "image", None)],
+        # Each content modality is one variable of its own group (text, image, a plug-in's).
+        **{name: [(name, name, None)] for name in net.content_modalities},
     }
     if "static" in net.modalities:
         parts["static"] = [(f"static:{name}", "static", span)

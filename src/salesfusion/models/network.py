@@ -31,6 +31,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from salesfusion.encoders.modalities import content_modalities
 from salesfusion.encoders.static import StaticAttributeEncoder
 from salesfusion.features.calendar import CALENDAR_WIDTH
 from salesfusion.fusion import FUSIONS, ModalityInput
@@ -44,10 +45,14 @@ STEP_CONTEXT_DIM = 8  # what the step-local decoder reads of the encoded history
 # ``market_codes`` (B, attributes) only for a model with market attributes.
 NET_INPUTS = ("history", "history_mask", "items", "markets", "log_level", "future", "abroad",
               "market_codes")
-# Item content buffers, by modality (vectors, presence, optional token masks / codes).
-CONTENT_BUFFERS = {"text": ("text_values", "text_present", "text_tokens"),
-                   "image": ("image_values", "image_present", "image_tokens"),
-                   "static": ("static_codes", "static_numbers")}
+STATIC_BUFFERS = ("static_codes", "static_numbers")
+
+
+def content_buffers() -> dict[str, tuple[str, ...]]:
+    """Item content buffers by modality: each registered content modality's vectors, presence
+    and optional token masks (``encoders.modalities``), and the static attributes' codes."""
+    return {**{source.name: source.buffers() for source in content_modalities()},
+            "static": STATIC_BUFFERS}
 
 
 class MultimodalNet(nn.Module):
@@ -63,12 +68,14 @@ class MultimodalNet(nn.Module):
         # The item's demand in the other markets joins the market and level in the context.
         self.cross_market = cross_market
         self.notes: list[str] = []
-        for buffers in CONTENT_BUFFERS.values():
+        for buffers in content_buffers().values():
             for buffer in buffers:
                 if buffer in content:
                     self.register_buffer(buffer, content[buffer])
-        dims = {m: content[f"{m}_values"].shape[-1] for m in ("text", "image")
-                if f"{m}_values" in content}
+        # The content modalities held, in the registry's fixed order (text, image, others).
+        self.content_modalities = [source.name for source in content_modalities()
+                                   if source.buffers()[0] in content]
+        dims = {m: content[f"{m}_values"].shape[-1] for m in self.content_modalities}
         if "static_codes" in content:
             self.static = StaticAttributeEncoder(static_cardinalities, n_numeric, static_dim)
             dims["static"] = static_dim
@@ -136,9 +143,8 @@ class MultimodalNet(nn.Module):
                   "log_level": batch["log_level"], "market": torch.cat(market, dim=1)}
         if self.cross_market:
             inputs["abroad"] = batch["abroad"]
-        for name in ("text", "image"):
-            if name in self.modalities:
-                inputs[name] = getattr(self, f"{name}_values")[rows]
+        for name in self.content_modalities:
+            inputs[name] = getattr(self, f"{name}_values")[rows]
         if "static" in self.modalities:
             inputs["static"] = self.static.embed(self.static_codes[rows] * known[:, None],
                                                  self.static_numbers[rows]
@@ -157,12 +163,11 @@ class MultimodalNet(nn.Module):
         known = items >= 0
         rows = items.clamp(min=0)
         out: dict[str, ModalityInput] = {}
-        for name in ("text", "image"):
-            if name in self.modalities:
-                tokens = getattr(self, f"{name}_tokens", None)
-                out[name] = ModalityInput(inputs[name],
-                                          getattr(self, f"{name}_present")[rows] & known,
-                                          tokens[rows] if tokens is not None else None)
+        for name in self.content_modalities:
+            tokens = getattr(self, f"{name}_tokens", None)
+            out[name] = ModalityInput(inputs[name],
+                                      getattr(self, f"{name}_present")[rows] & known,
+                                      tokens[rows] if tokens is not None else None)
         if "static" in self.modalities:
             out["static"] = ModalityInput(self.static.project(inputs["static"]), known)
         return out

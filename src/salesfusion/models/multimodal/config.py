@@ -8,9 +8,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from salesfusion.components import BACKBONES, FUSIONS, LOSSES, TARGET_TRANSFORMS
+from salesfusion.components import (
+    BACKBONES,
+    ENCODERS,
+    FUSIONS,
+    LOSSES,
+    MODALITIES,
+    TARGET_TRANSFORMS,
+)
 from salesfusion.models.config import (
     POINT_HELP,
     ModelConfig,
@@ -19,14 +33,35 @@ from salesfusion.models.config import (
     registered_in,
 )
 
-Modality = Literal["text", "image", "static"]
+# ``static`` (the items' declared attributes, coded through a vocabulary) besides the registered
+# content modalities (``encoders.modalities``: text, image, and any a plug-in registers).
+STATIC = "static"
+
+
+def _registered_modality(value: str) -> str:
+    known = [STATIC, *MODALITIES.names()]
+    if value not in known:
+        raise ValueError(f"unknown modality {value!r}; the valid choices are {', '.join(known)}")
+    return value
+
+
+Modality = Annotated[str, AfterValidator(_registered_modality)]
+
+
+class EncoderChoice(BaseModel):
+    """A registered encoder of one content modality and its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = {}
 
 
 class MultimodalConfig(ModelConfig):
     """Encoders -> fusion -> temporal backbone -> head, trained with Lightning."""
 
-    modalities: list[Modality] = Field(["text", "image", "static"], description=(
-        "Item content the model reads; drop one to ablate it."))
+    modalities: list[Modality] = Field(["text", "image", STATIC], description=(
+        "Item content the model reads (static and registered content modalities); drop one "
+        "to ablate it."))
     covariates: bool = Field(True, description=(
         "Events and exogenous columns as dynamic inputs (False: ablate them)."))
     text_encoder: Annotated[str, encoder_of("text")] = Field("tfidf", description=(
@@ -37,6 +72,10 @@ class MultimodalConfig(ModelConfig):
         "Used when image_encoder has no pretrained weights on this machine."))
     image_weights: str | None = Field(None, description=(
         "A local weights file for the image encoder (a torchvision ResNet checkpoint)."))
+    encoders: dict[str, EncoderChoice] = Field({}, description=(
+        "Per content modality, the registered encoder and its parameters ({name, params}); "
+        "text and image default to text_encoder and image_encoder, any other modality to "
+        "its own default encoder."))
     fusion: Annotated[str | None, registered_in(FUSIONS)] = Field(None, description=(
         "Registered fusion; None: fallback_fusion, or none at all for a backbone that selects "
         "static variables itself (tft)."))
@@ -101,6 +140,29 @@ class MultimodalConfig(ModelConfig):
         if len(set(value)) != len(value):
             raise ValueError(f"modalities are listed twice: {value}")
         return value
+
+    @field_validator("encoders")
+    @classmethod
+    def _registered_encoders(cls, value: dict[str, EncoderChoice]) -> dict[str, EncoderChoice]:
+        for modality, choice in value.items():
+            if modality not in MODALITIES:
+                raise ValueError(f"encoders: unknown content modality {modality!r}; the valid "
+                                 f"choices are {', '.join(MODALITIES.names())}")
+            names = ENCODERS.names(lambda c, m=modality: c.modality == m)
+            if choice.name not in names:
+                raise ValueError(f"encoders.{modality}: unknown {modality} encoder "
+                                 f"'{choice.name}'; the valid choices are {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_encoder_per_modality(self) -> MultimodalConfig:
+        for modality, field in (("text", "text_encoder"), ("image", "image_encoder")):
+            # A saved model's parameters carry both, the shorthand at its default.
+            given = getattr(self, field) != type(self).model_fields[field].default
+            if modality in self.encoders and field in self.model_fields_set and given:
+                raise ValueError(f"the {modality} encoder is given twice ({field} and "
+                                 f"encoders.{modality}); give one")
+        return self
 
     @field_validator("quantiles")
     @classmethod

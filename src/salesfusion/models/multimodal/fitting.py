@@ -16,10 +16,11 @@ from salesfusion.data.launches import launch_levels
 from salesfusion.data.panel import Panel
 from salesfusion.encoders.cache import EmbeddingCache
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
+from salesfusion.encoders.modalities import content_modality
 from salesfusion.encoders.static import StaticVocabulary
 from salesfusion.features.covariates import Covariates, fit_exogenous_scale
 from salesfusion.features.lags import WidePanel, to_wide
-from salesfusion.models.multimodal.config import MultimodalConfig
+from salesfusion.models.multimodal.config import STATIC, MultimodalConfig
 from salesfusion.models.multimodal.inputs import MultimodalInputs
 from salesfusion.training.windows import feature_widths
 
@@ -60,13 +61,12 @@ def _item_content(panel: Panel, config: MultimodalConfig, inputs: MultimodalInpu
     inputs.item_rows = {item: i for i, item in enumerate(catalogue.ids)}
     cache = EmbeddingCache(config.cache_dir or DEFAULT_CACHE)
     content: dict[str, torch.Tensor] = {}
-    for modality in [m for m in config.modalities if m != "static"]:
+    for modality in [m for m in config.modalities if m != STATIC]:
         if not catalogue.has(modality):
             notes.append(f"modality '{modality}' configured but the items table has none: "
                          f"not used")
             continue
-        encoder = (build_encoder(catalogue, "text", config.text_encoder)
-                   if modality == "text" else image_encoder(catalogue, config, notes))
+        encoder = modality_encoder(modality, catalogue, config, notes)
         encoded = encode_catalogue(catalogue, modality, encoder, cache=cache)
         if encoded.masked:
             first = next(iter(encoded.problems.items()), None)
@@ -77,7 +77,7 @@ def _item_content(panel: Panel, config: MultimodalConfig, inputs: MultimodalInpu
         content[f"{modality}_present"] = torch.from_numpy(encoded.mask)
         if encoded.token_mask is not None:
             content[f"{modality}_tokens"] = torch.from_numpy(encoded.token_mask)
-    if "static" in config.modalities:
+    if STATIC in config.modalities:
         if catalogue.has("static"):
             inputs.vocabulary = StaticVocabulary(catalogue.categorical,
                                                  catalogue.numeric).fit(catalogue.items)
@@ -88,6 +88,21 @@ def _item_content(panel: Panel, config: MultimodalConfig, inputs: MultimodalInpu
             notes.append("modality 'static' configured but the items table declares no "
                          "attributes: not used")
     return content
+
+
+def modality_encoder(modality: str, catalogue: Catalogue, config: MultimodalConfig,
+                     notes: list[str]) -> Any:
+    """The encoder the configuration gives content modality ``modality``: ``encoders``' choice,
+    else ``text_encoder`` for text, ``image_encoder`` (with its weights and fallback) for
+    images, else the modality's own default."""
+    choice = config.encoders.get(modality)
+    if choice is not None:
+        return content_modality(modality).encoder(catalogue, choice.name, **choice.params)
+    if modality == "text":
+        return build_encoder(catalogue, "text", config.text_encoder)
+    if modality == "image":
+        return image_encoder(catalogue, config, notes)
+    return content_modality(modality).encoder(catalogue)
 
 
 def image_encoder(catalogue: Catalogue, config: MultimodalConfig, notes: list[str]) -> Any:

@@ -26,11 +26,12 @@ import polars as pl
 import torch
 
 from salesfusion.data.panel import Panel
-from salesfusion.encoders.inputs import Catalogue, build_encoder
+from salesfusion.encoders.inputs import Catalogue
+from salesfusion.encoders.modalities import content_modality
 from salesfusion.errors import InputError
-from salesfusion.models.multimodal.fitting import image_encoder
+from salesfusion.models.multimodal.fitting import modality_encoder
 from salesfusion.models.multimodal.inputs import MultimodalInputs
-from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
+from salesfusion.models.network import MultimodalNet, content_buffers
 
 CHECKED_ITEMS = 8  # fitted items encoded again to check that a refitted encoder is the same
 TOLERANCE = 1e-4
@@ -41,15 +42,13 @@ def new_item_content(net: MultimodalNet, inputs: MultimodalInputs, history: Pane
                      ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Content buffers' rows for ``fresh`` items (every buffer the network holds), and the
     modalities read from them; ``history`` is the panel the model was fitted on."""
-    held = {name for names in CONTENT_BUFFERS.values() for name in names
+    held = {name for names in content_buffers().values() for name in names
             if hasattr(net, name) and isinstance(getattr(net, name), torch.Tensor)}
     blocks: dict[str, torch.Tensor] = {}
     used: list[str] = []
     fitted = Catalogue.from_panel(history)
     catalogue = Catalogue(fitted.name, fresh, image_root)
-    for modality in ("text", "image"):
-        if f"{modality}_values" not in held:
-            continue
+    for modality in net.content_modalities:
         rows, read = _encoded_rows(net, inputs, modality, fitted, catalogue)
         blocks.update({name: rows[name] for name in rows if name in held})
         if read:
@@ -90,31 +89,29 @@ def _encoded_rows(net: MultimodalNet, inputs: MultimodalInputs, modality: str,
 
 def _new_item_encoder(net: MultimodalNet, inputs: MultimodalInputs, modality: str,
                       fitted: Catalogue, catalogue: Catalogue) -> Any:
-    """The model's encoder for ``modality``, as it was at fit."""
-    if modality == "image":
-        encoder = image_encoder(catalogue, inputs.config, [])  # fit noted any fallback
-        if encoder.needs_fit:
-            raise InputError(f"model '{inputs.owner}': image encoder '{encoder.name}' learns "
-                             f"from the fitted catalogue's photos, which the model folder "
-                             f"does not keep; new items' photos cannot be encoded")
+    """The model's encoder for ``modality``, as it was at fit (the fit noted any fallback)."""
+    encoder = modality_encoder(modality, catalogue, inputs.config, [])
+    if not encoder.needs_fit:
         return encoder
-    encoder = build_encoder(catalogue, "text", inputs.config.text_encoder)
-    if encoder.needs_fit:
-        items, _ = fitted.inputs("text")
-        encoder.fit(fitted.fit_corpus(encoder, items))
-        _check_refitted(net, inputs, encoder, fitted, items)
+    if not content_modality(modality).refittable:
+        raise InputError(f"model '{inputs.owner}': {modality} encoder '{encoder.name}' learns "
+                         f"from the fitted catalogue's {modality}, which the model folder "
+                         f"does not keep; new items' {modality} cannot be encoded")
+    items, _ = fitted.inputs(modality)
+    encoder.fit(fitted.fit_corpus(encoder, items))
+    _check_refitted(net, inputs, encoder, modality, fitted, items)
     return encoder
 
 
-def _check_refitted(net: MultimodalNet, inputs: MultimodalInputs, encoder: Any,
+def _check_refitted(net: MultimodalNet, inputs: MultimodalInputs, encoder: Any, modality: str,
                     fitted: Catalogue, items: list[Any]) -> None:
     rows = [inputs.item_rows[i] for i in fitted.ids[:CHECKED_ITEMS] if i in inputs.item_rows]
     again = encoder.encode(items[:len(rows)]).vectors
-    stored = net.text_values[rows].numpy()
+    stored = getattr(net, f"{modality}_values")[rows].numpy()
     if not np.allclose(again, stored, atol=TOLERANCE):
-        raise InputError(f"model '{inputs.owner}': text encoder '{encoder.name}' refitted on "
-                         f"the saved catalogue does not reproduce the fitted vectors; new "
-                         f"items' text cannot be encoded consistently")
+        raise InputError(f"model '{inputs.owner}': {modality} encoder '{encoder.name}' "
+                         f"refitted on the saved catalogue does not reproduce the fitted "
+                         f"vectors; new items' {modality} cannot be encoded consistently")
 
 
 def _absent(modality: str, stored: torch.Tensor, count: int) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ from salesfusion.models.multimodal.config import MultimodalConfig
 from salesfusion.models.multimodal.inputs import MultimodalInputs
 from salesfusion.models.multimodal.launch_windows import launch_windows
 from salesfusion.models.multimodal.new_items import new_item_content
-from salesfusion.models.network import CONTENT_BUFFERS, MultimodalNet
+from salesfusion.models.network import MultimodalNet, content_buffers
 from salesfusion.training.windows import Windows
 
 PREDICT_BATCH = 65_536  # windows per forward pass when forecasting
@@ -166,7 +166,7 @@ class MultimodalPredictor:
         shapes (to build the network before loading) and the fit's ``notes``."""
         state = {k: v.contiguous() for k, v in self.net.state_dict().items()}
         save_file(state, str(folder / WEIGHTS))
-        buffers = {b for names in CONTENT_BUFFERS.values() for b in names}
+        buffers = {b for names in content_buffers().values() for b in names}
         content = {k: [list(v.shape), str(v.dtype).removeprefix("torch.")]
                    for k, v in self.net.state_dict().items() if k.split(".")[0] in buffers}
         (folder / INPUTS).write_text(json.dumps(
