@@ -103,6 +103,31 @@ def _preset_file(folder: Path, **params) -> Path:
     return path
 
 
+def test_components_take_their_own_params_validated_by_name(shop_panel, tmp_path,
+                                                            monkeypatch):
+    monkeypatch.setattr("salesfusion.models.multimodal.fitting.DEFAULT_CACHE", tmp_path / "c")
+    model = create_model("multimodal", backbone={"name": "transformer", "params": {"heads": 2}},
+                         fusion={"name": "multi_entity", "params": {"heads": 2}}, horizon=3,
+                         **{**FAST, "hidden": 8}).fit(shop_panel)
+    assert model.params["backbone"] == "transformer"
+    assert model.params["backbone_params"] == {"heads": 2}
+    assert model.network.backbone.encoder.layers[0].self_attn.num_heads == 2
+    assert model.network.fusion.attention.num_heads == 2
+    again = Forecaster.load(model.save(tmp_path / "model"))
+    assert again.predict(3).equals(model.predict(3))
+    with pytest.raises(InputError, match=r"backbone 'transformer', parameter 'head': not a "
+                                         r"parameter of it; its parameters are \['heads', "
+                                         r"'max_length'\]"):
+        create_model("multimodal", backbone={"name": "transformer", "params": {"head": 2}})
+    with pytest.raises(InputError, match="backbone 'gru', parameter 'heads'"):
+        create_model("multimodal", backbone={"name": "gru", "params": {"heads": 2}})
+    with pytest.raises(InputError, match="fusion_params are given without a fusion"):
+        create_model("multimodal", fusion_params={"heads": 2})
+    # A longer positional table takes a longer lookback.
+    assert create_model("multimodal", lookback=600, backbone={
+        "name": "transformer", "params": {"max_length": 1000}}).config.lookback == 600
+
+
 def test_a_lookback_longer_than_the_backbone_takes_is_refused_when_configured():
     with pytest.raises(InputError, match="lookback 600 is longer than backbone 'transformer' "
                                          r"takes \(512 periods\)"):

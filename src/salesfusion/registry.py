@@ -11,9 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from pydantic import BaseModel, ConfigDict
+
 from salesfusion.errors import InputError
 
 T = TypeVar("T")
+
+
+class ComponentParams(BaseModel):
+    """A component's own parameters (a backbone's attention heads, a fusion's query), given in a
+    configuration as ``{name, params}`` and validated before anything is built. None here; a
+    component that takes some declares a subclass as its ``Params``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Registry(Generic[T]):

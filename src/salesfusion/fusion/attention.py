@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from salesfusion.components import FUSIONS
 from salesfusion.fusion.base import Fusion, ModalityInput
+from salesfusion.registry import ComponentParams
 
 
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -31,6 +33,11 @@ class HierarchicalMMA(Fusion):
 
     name = "hierarchical_mma"
     required_modalities = frozenset({"image"})
+
+    class Params(ComponentParams):
+        query: str = Field("image", description="The modality that queries the others.")
+        keys: tuple[str, ...] = Field(("static", "text"), description=(
+            "The modalities attended over, jointly encoded."))
 
     def __init__(self, dims: dict[str, int], out_dim: int, query: str = "image",
                  keys: tuple[str, ...] = ("static", "text")) -> None:
@@ -84,6 +91,10 @@ class BidirectionalAttention(Fusion):
 
     name = "bidirectional"
     required_modalities = frozenset({"text", "image"})
+
+    class Params(ComponentParams):
+        text: str = Field("text", description="The modality read as the token sequence.")
+        image: str = Field("image", description="The modality read as the image regions.")
 
     def __init__(self, dims: dict[str, int], out_dim: int, text: str = "text",
                  image: str = "image") -> None:

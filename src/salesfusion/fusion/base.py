@@ -15,6 +15,8 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from salesfusion.registry import ComponentParams
+
 
 @dataclass
 class ModalityInput:
@@ -55,6 +57,8 @@ class Fusion(nn.Module):
     name: ClassVar[str]
     required_modalities: ClassVar[frozenset[str]] = frozenset()
     context_entities: ClassVar[tuple[str, ...]] = ()
+    # What it takes beyond ``dims`` and ``out_dim`` (``fusion: {name, params}``).
+    Params: ClassVar[type[ComponentParams]] = ComponentParams
 
     def __init__(self, dims: dict[str, int], out_dim: int) -> None:
         super().__init__()

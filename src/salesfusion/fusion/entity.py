@@ -11,16 +11,22 @@ Absent modalities are masked keys and are left out of the average.
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from salesfusion.components import FUSIONS
 from salesfusion.fusion.base import Fusion, ModalityInput
+from salesfusion.registry import ComponentParams
 
 
 @FUSIONS.register
 class MultiEntityFusion(Fusion):
     name = "multi_entity"
     context_entities = ("market", "events")
+
+    class Params(ComponentParams):
+        heads: int = Field(4, ge=1, description=(
+            "Attention heads over the entities (one when they do not divide fusion_dim)."))
 
     def __init__(self, dims: dict[str, int], out_dim: int, heads: int = 4) -> None:
         super().__init__(dims, out_dim)

@@ -27,6 +27,7 @@ weights file carries everything needed to predict and a saved model needs no enc
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,7 +64,8 @@ class MultimodalNet(nn.Module):
                  quantiles: tuple[float, ...], static_dim: int = 16,
                  cross_market: bool = False,
                  market_cardinalities: tuple[int, ...] = (),
-                 lookback: int | None = None) -> None:
+                 lookback: int | None = None, backbone_params: Mapping[str, Any] | None = None,
+                 fusion_params: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         # The item's demand in the other markets joins the market and level in the context.
         self.cross_market = cross_market
@@ -109,13 +111,16 @@ class MultimodalNet(nn.Module):
                            "events": self.event_channels + horizon * future_dim}
             fused_dims = {**dims, **{e: entity_dims[e] for e in self.entities}}
             if fused_dims:
-                self.fusion = fusion_type(fused_dims, fusion_dim)
+                # The configured fusion's own parameters; a fallback takes its defaults.
+                own = dict(fusion_params or {}) if fusion_type.name == fusion else {}
+                self.fusion = fusion_type(fused_dims, fusion_dim, **own)
                 context_dim += fusion_dim
         shape = BackboneShape(input_dim=history_dim, context_dim=context_dim, horizon=horizon,
                               future_dim=future_dim, lookback=lookback,
                               static_dims=(*[dims[m] + 1 for m in self.modalities],
                                            market_dim, 1, *([1] if cross_market else [])))
-        self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout)
+        self.backbone = backbone_type(shape, hidden=hidden, layers=layers, dropout=dropout,
+                                      **dict(backbone_params or {}))
         head_in = self.backbone.out_dim + (0 if self.reads_future
                                            else horizon * CALENDAR_WIDTH)
         self.head = HEADS.get(head)(head_in, horizon, quantiles)

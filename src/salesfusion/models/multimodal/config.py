@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -32,6 +33,7 @@ from salesfusion.models.config import (
     encoder_of,
     registered_in,
 )
+from salesfusion.registry import ComponentParams
 
 # ``static`` (the items' declared attributes, coded through a vocabulary) besides the registered
 # content modalities (``encoders.modalities``: text, image, and any a plug-in registers).
@@ -81,9 +83,14 @@ class MultimodalConfig(ModelConfig):
         "static variables itself (tft)."))
     fallback_fusion: Annotated[str, registered_in(FUSIONS)] = Field("concat", description=(
         "Used when the fusion's required modalities are absent (the run log says so)."))
+    fusion_params: dict[str, Any] = Field({}, description=(
+        "The fusion's own parameters (its Params; also written fusion: {name, params})."))
     fusion_dim: int = Field(32, ge=1, description="Width of the fused item representation.")
     backbone: Annotated[str, registered_in(BACKBONES)] = Field("gru", description=(
         "Registered temporal backbone."))
+    backbone_params: dict[str, Any] = Field({}, description=(
+        "The backbone's own parameters beyond hidden, layers and dropout (its Params, e.g. "
+        "transformer heads; also written backbone: {name, params})."))
     hidden: int = Field(32, ge=1, description="Hidden units of the backbone.")
     layers: int = Field(1, ge=1, description="Backbone layers.")
     dropout: float = Field(0.1, ge=0, lt=1)
@@ -188,12 +195,38 @@ class MultimodalConfig(ModelConfig):
             data = {**data, "loss": "mae"}
         return data
 
+    @model_validator(mode="before")
+    @classmethod
+    def _component_choices(cls, data: Any) -> Any:
+        """``backbone: {name, params}`` (and the same for ``fusion``) is ``backbone: name``
+        with ``backbone_params: params``."""
+        if not isinstance(data, dict):
+            return data
+        for key in ("backbone", "fusion"):
+            value = data.get(key)
+            if not isinstance(value, dict):
+                continue
+            if set(value) - {"name", "params"} or "name" not in value:
+                raise ValueError(f"{key}: give a registered name, or {{name, params}}; got "
+                                 f"keys {sorted(value)}")
+            if data.get(f"{key}_params"):
+                raise ValueError(f"{key}: its params are given twice ({key}.params and "
+                                 f"{key}_params); give them once")
+            data = {**data, key: value["name"], f"{key}_params": value.get("params") or {}}
+        return data
+
     @model_validator(mode="after")
-    def _lookback_fits_the_backbone(self) -> MultimodalConfig:
-        longest = BACKBONES.get(self.backbone).max_lookback
+    def _components_take_their_params(self) -> MultimodalConfig:
+        backbone = BACKBONES.get(self.backbone)
+        params = _component_params("backbone", backbone, self.backbone_params)
+        longest = backbone.longest_lookback(params)
         if longest is not None and self.lookback > longest:
             raise ValueError(f"lookback {self.lookback} is longer than backbone "
                              f"'{self.backbone}' takes ({longest} periods)")
+        if self.fusion is None and self.fusion_params:
+            raise ValueError("fusion_params are given without a fusion")
+        if self.fusion is not None:
+            _component_params("fusion", FUSIONS.get(self.fusion), self.fusion_params)
         return self
 
     @model_validator(mode="after")
@@ -207,3 +240,16 @@ class MultimodalConfig(ModelConfig):
             raise ValueError("quantiles must include 0.5 when the point forecast is the median "
                              "(it is the 0.5 quantile)")
         return self
+
+
+def _component_params(kind: str, component: Any, given: dict[str, Any]) -> ComponentParams:
+    """``given`` validated against ``component``'s ``Params``: one error naming the parameter."""
+    try:
+        return component.Params.model_validate(given)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        reason = ("not a parameter of it; its parameters are "
+                  f"{sorted(component.Params.model_fields) or 'none'}"
+                  if error["type"] == "extra_forbidden" else error["msg"])
+        raise ValueError(f"{kind} '{component.name}', parameter '{where}': {reason}") from None

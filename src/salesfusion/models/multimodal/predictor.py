@@ -47,7 +47,8 @@ def build_network(inputs: MultimodalInputs, content: dict[str, torch.Tensor]) ->
         layers=c.layers, dropout=c.dropout, quantiles=tuple(c.quantiles),
         cross_market=c.cross_market,
         market_cardinalities=tuple(inputs.market_vocabulary.cardinalities())
-        if inputs.market_vocabulary is not None else (), lookback=c.lookback)
+        if inputs.market_vocabulary is not None else (), lookback=c.lookback,
+        backbone_params=c.backbone_params, fusion_params=c.fusion_params)
 
 
 def network_head(config: MultimodalConfig) -> str:

@@ -11,8 +11,9 @@ features for the head. The network builder reads two declarations, never a backb
   selection), so it receives them as a list of (B, d_i) tensors and no fusion runs before it;
   otherwise it receives the fused content + market + level as one (B, context_dim) tensor.
 
-Every backbone is built as ``Backbone(shape, hidden=..., layers=..., dropout=...)`` and sets
-``out_dim``. A new backbone is one file with a subclass and ``@BACKBONES.register``.
+Every backbone is built as ``Backbone(shape, hidden=..., layers=..., dropout=..., **params)``
+(``params``: its own ``Params``, e.g. a transformer's ``heads``) and sets ``out_dim``. A new
+backbone is one file with a subclass and ``@BACKBONES.register``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from torch import nn
+
+from salesfusion.registry import ComponentParams
 
 
 @dataclass(frozen=True)
@@ -42,4 +45,11 @@ class TemporalBackbone(nn.Module):
     # The longest history window the backbone can take (positional tables); None: any. A
     # model's configuration is refused against it when validated, before any data is read.
     max_lookback: ClassVar[int | None] = None
+    # What it takes beyond the shape, hidden, layers and dropout (``backbone: {name, params}``).
+    Params: ClassVar[type[ComponentParams]] = ComponentParams
+
+    @classmethod
+    def longest_lookback(cls, params: ComponentParams) -> int | None:
+        """The longest lookback the backbone built with ``params`` can take (None: any)."""
+        return cls.max_lookback
     out_dim: int

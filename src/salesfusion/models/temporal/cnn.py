@@ -5,10 +5,12 @@ Masked steps are zeroed and the mask is an input channel, as in the recurrent ba
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from salesfusion.components import BACKBONES
 from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
+from salesfusion.registry import ComponentParams
 
 
 @BACKBONES.register
@@ -16,6 +18,9 @@ class ConvolutionalBackbone(TemporalBackbone):
     """Stacked causal 1-D convolutions, mean over observed steps (BERT-CNN baseline)."""
 
     name = "cnn"
+
+    class Params(ComponentParams):
+        kernel: int = Field(3, ge=1, description="Width of each convolution, in periods.")
 
     def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.1, kernel: int = 3) -> None:

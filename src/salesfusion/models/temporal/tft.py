@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional
 
 from salesfusion.components import BACKBONES
 from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
+from salesfusion.registry import ComponentParams
 
 
 class GatedLinearUnit(nn.Module):
@@ -113,6 +115,9 @@ class TFTBackbone(TemporalBackbone):
     name = "tft"
     reads_future = True
     selects_static = True
+
+    class Params(ComponentParams):
+        heads: int = Field(4, ge=1, description="Attention heads of the temporal attention.")
 
     def __init__(self, shape: BackboneShape, hidden: int = 32, layers: int = 1,
                  dropout: float = 0.1, heads: int = 4) -> None:
