@@ -21,7 +21,9 @@ from schemathesis.checks import not_a_server_error
 
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
-from salesfusion.serving.api import create_app, quantile_column
+from salesfusion.models.multimodal.new_items import new_item_content
+from salesfusion.serving.api import create_app
+from salesfusion.serving.responses import quantile_column
 from salesfusion.serving.security import Limits
 from salesfusion.serving.store import ModelStore
 from tests.serving_fixtures import API_KEY, train_shop
@@ -177,8 +179,9 @@ def test_new_item_content_matches_the_fitted_encoding(served):
     items = served.panel.items
     fitted = items.row(0, named=True)
     clone = items.head(1).with_columns(pl.lit("clone").alias("item_id"))
-    blocks, used = model._new_content(clone, served.panel.image_root)
-    row = model._item_rows[fitted["item_id"]]
+    blocks, used = new_item_content(model.network, model.inputs, model.history, clone,
+                                    served.panel.image_root)
+    row = model.inputs.item_rows[fitted["item_id"]]
     assert set(used) == {"text", "image", "static"}
     for name, block in blocks.items():
         stored = getattr(model.network, name)[row]

@@ -1,4 +1,4 @@
-"""Attributions of served forecasts, by input group, for the ``explain`` route.
+"""``POST /v1/models/{name}/explain``: attributions of served forecasts, by input group.
 
 The forecast explained is the one the service gives: from the last period of the model's
 history. The baseline is the zero input (not the mean window that ``salesfusion explain``
@@ -12,15 +12,35 @@ import polars as pl
 
 from salesfusion.data.panel import SERIES_KEY
 from salesfusion.errors import InputError
-from salesfusion.serving.schemas import ExplainResponse, GroupShare, SeriesExplanation, SeriesInput
+from salesfusion.serving.dependencies import ServiceLimits, Store, check_inputs, served
+from salesfusion.serving.errors import ApiError
+from salesfusion.serving.guard import guarded_router
+from salesfusion.serving.responses import iso, series_name
+from salesfusion.serving.schemas import (
+    ExplainRequest,
+    ExplainResponse,
+    GroupShare,
+    SeriesExplanation,
+    SeriesInput,
+)
 from salesfusion.serving.store import ServedModel
 
 STEPS = 32  # points of the integrated-gradients path
 
+router = guarded_router(needs_key=True)
+
+
+@router.post("/v1/models/{name}/explain", response_model=ExplainResponse, tags=["explain"])
+def explain(name: str, request: ExplainRequest, store: Store,
+            limits: ServiceLimits) -> ExplainResponse:
+    model = served(store, name)
+    return explain_series(model, check_inputs(request.inputs, model, limits))
+
 
 def explain_series(model: ServedModel, inputs: list[SeriesInput]) -> ExplainResponse:
+    """Each input's mean absolute attribution by input group over the forecast steps."""
+    # Imported when asked: it loads torch, which a service of tree models never needs.
     from salesfusion.explain.attributions import integrated_gradients
-    from salesfusion.serving.api import ApiError, iso, series_name
 
     if not model.forecaster.explains_by_gradients:
         raise ApiError(422, "not_explainable", f"model '{model.name}' ({model.forecaster.name}) "

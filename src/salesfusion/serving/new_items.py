@@ -28,49 +28,47 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import File, Form, UploadFile
 
+from salesfusion.data.frequency import offset
 from salesfusion.data.validate import with_normal_ids
 from salesfusion.errors import InputError
+from salesfusion.serving.dependencies import ServiceLimits, Store, check_horizon, served
 from salesfusion.serving.errors import ApiError
-from salesfusion.serving.guard import read_json
+from salesfusion.serving.guard import guarded_router, read_json
+from salesfusion.serving.responses import respond, series_forecast
 from salesfusion.serving.schemas import ForecastOutput, ForecastResponse
 from salesfusion.serving.security import Limits
-from salesfusion.serving.store import ModelStore, ServedModel
+from salesfusion.serving.store import ServedModel
 
 IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 NOT_ATTRIBUTES = ("item_id", "title", "description", "image", "launch_date", "end_date")
 
+router = guarded_router(needs_key=True)
 
-def add_new_item_route(app: FastAPI, store: ModelStore, limits: Limits,
-                       authed: list[Any]) -> None:
-    from salesfusion.serving.api import served
 
-    @app.post("/v1/models/{name}/new-items", response_model=ForecastResponse,
-              dependencies=authed, tags=["forecast"])
-    def new_item(name: str,
-                 horizon: Annotated[int, Form(ge=1)],
-                 title: Annotated[str | None, Form(max_length=2000)] = None,
-                 description: Annotated[str | None, Form(max_length=20000)] = None,
-                 attributes: Annotated[str | None, Form(max_length=20000)] = None,
-                 markets: Annotated[str | None, Form(max_length=2000)] = None,
-                 launch_date: Annotated[str | None, Form(max_length=10)] = None,
-                 item_id: Annotated[str | None, Form(min_length=1, max_length=200)] = None,
-                 image: Annotated[UploadFile | None, File()] = None) -> ForecastResponse:
-        model = served(store, name)
-        return forecast_new_item(model, limits, horizon=horizon, title=title,
-                                 description=description, attributes=attributes,
-                                 markets=markets, launch_date=launch_date, item_id=item_id,
-                                 image=image)
+@router.post("/v1/models/{name}/new-items", response_model=ForecastResponse, tags=["forecast"])
+def new_item(name: str,
+             store: Store,
+             limits: ServiceLimits,
+             horizon: Annotated[int, Form(ge=1)],
+             title: Annotated[str | None, Form(max_length=2000)] = None,
+             description: Annotated[str | None, Form(max_length=20000)] = None,
+             attributes: Annotated[str | None, Form(max_length=20000)] = None,
+             markets: Annotated[str | None, Form(max_length=2000)] = None,
+             launch_date: Annotated[str | None, Form(max_length=10)] = None,
+             item_id: Annotated[str | None, Form(min_length=1, max_length=200)] = None,
+             image: Annotated[UploadFile | None, File()] = None) -> ForecastResponse:
+    return forecast_new_item(served(store, name), limits, horizon=horizon, title=title,
+                             description=description, attributes=attributes, markets=markets,
+                             launch_date=launch_date, item_id=item_id, image=image)
 
 
 def forecast_new_item(model: ServedModel, limits: Limits, *, horizon: int, title: str | None,
                       description: str | None, attributes: str | None, markets: str | None,
                       launch_date: str | None, item_id: str | None,
                       image: UploadFile | None) -> ForecastResponse:
-    from salesfusion.data.frequency import offset
-    from salesfusion.serving.api import check_horizon, respond, series_forecast
-
+    """The launch forecast of the item the form describes, in every market asked for."""
     forecaster = model.forecaster
     if not forecaster.supports_launch:
         raise ApiError(422, "no_launch", f"model '{model.name}' ({forecaster.name}) cannot "
