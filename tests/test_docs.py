@@ -1,6 +1,7 @@
 """The documentation: the site builds with no warning (a broken link or anchor fails), the
-README's links reach pages and headings that exist, and the Python examples of the README and
-the getting-started page run as written (on a small shop saved as ``my_shop.yaml``)."""
+README's links reach pages and headings that exist, the Python examples of the README and the
+getting-started page run as written (on a small shop saved as ``my_shop.yaml``), and the
+extending page's backbone, fusion and modality, defined by its examples alone, train a model."""
 
 from __future__ import annotations
 
@@ -9,10 +10,14 @@ import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import polars as pl
 import pytest
 
+from salesfusion.components import BACKBONES, ENCODERS, FUSIONS, MODALITIES
+from salesfusion.models.registry import create_model
 from tests.conftest import make_shop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,3 +64,28 @@ def test_python_examples_run_as_written(page, tmp_path, monkeypatch):
     for index, block in enumerate(blocks):
         exec(compile(block, f"{page} python example {index + 1}", "exec"), {})
     assert any(Path("models").iterdir())  # the examples saved what they say they save
+
+
+@pytest.fixture
+def extensions():
+    """The extending page's examples, run in order; their registrations undone afterwards."""
+    for block in PYTHON_BLOCK.findall((ROOT / "docs" / "extending.md").read_text()):
+        exec(compile(block, "docs/extending.md", "exec"), {})
+    yield
+    for registry, name in ((BACKBONES, "mean_future"), (FUSIONS, "scaled_sum"),
+                           (MODALITIES, "colour"), (ENCODERS, "hex_rgb")):
+        registry.unregister(name)
+
+
+def test_the_extending_examples_train_a_model(extensions, shop_panel, tmp_path):
+    colours = pl.Series(["#ff0000", "#00ff00", "#0000ff"] * shop_panel.items.height)
+    panel = replace(shop_panel, items=shop_panel.items.with_columns(
+        colours.head(shop_panel.items.height).alias("colour")))
+    model = create_model("multimodal", backbone="mean_future",
+                         fusion={"name": "scaled_sum", "params": {"scale": 0.5}},
+                         modalities=["text", "colour", "static"], epochs=1, lookback=8,
+                         hidden=8, fusion_dim=8, horizon=3, accelerator="cpu",
+                         cache_dir=str(tmp_path / "cache")).fit(panel)
+    assert model.network.content_modalities == ["text", "colour"]
+    assert type(model.network.fusion).name == "scaled_sum" and model.network.fusion.scale == 0.5
+    assert model.predict(3)["y_pred"].is_finite().all()
