@@ -3,12 +3,14 @@ planted price elasticity and promotion uplift.
 
 Datasets:
 
-- the synthetic shop with ``covariates=True`` (``datasets.synthetic``): weekly price plans with
-  permanent price changes and discounted promotion spells, a promotion flag, and a search-trend
-  series per category, all with a known effect on log demand (truth: price elasticity
-  ``PRICE_ELASTICITY``, promotion uplift ``promo_uplift`` beyond the discount, category trend
-  ``trend_effect`` per standard deviation, lagged one week). Its sales table is period grain, so
-  price and promo are future-known (planned) covariates; the trend is past-only.
+- the synthetic shop with ``covariates=True`` and ``reviews=True`` (``datasets.synthetic``):
+  weekly price plans with permanent price changes and discounted promotion spells, a promotion
+  flag, a search-trend series per category, and star-rated reviews, all with a known effect on
+  log demand (truth: price elasticity ``PRICE_ELASTICITY``, promotion uplift ``promo_uplift``
+  beyond the discount, category trend ``trend_effect`` per standard deviation, lagged one week,
+  and ``review_effect`` per star of the latest reviewed week's mean rating away from 3). Its
+  sales table is period grain, so price and promo are future-known (planned) covariates; the
+  trend and the review channels (``review_count``, ``review_rating``) are past-only.
 - OR-weekly (Online Retail, the bundled benchmark's series): a transaction log, so its prices
   are past-only (a price is only observed where something sold); ``price`` is the seller's
   (GBP) and ``price_local`` the buyer's currency through the ECB rates.
@@ -48,12 +50,14 @@ from salesfusion.evaluation.backtest import metrics_table
 from salesfusion.models.backtest import run_backtest
 from salesfusion.models.registry import create_model
 
-SYNTHETIC = {"covariates": True, "n_items": 300, "n_weeks": 104, "image_size": 16}
+SYNTHETIC = {"covariates": True, "reviews": True, "n_items": 300, "n_weeks": 104,
+             "image_size": 16}
+REVIEWS = ["review_count", "review_rating"]
 EVENTS = "events"  # the variant keeping the panel's events
 VARIANTS = {
     "synthetic": {"none": None, "events": [], "+price": ["price", "price_local"],
-                  "+promo": ["promo"], "+trend": ["trend_by_category"],
-                  "all": ["price", "price_local", "promo", "trend_by_category"]},
+                  "+promo": ["promo"], "+trend": ["trend_by_category"], "+reviews": REVIEWS,
+                  "all": ["price", "price_local", "promo", "trend_by_category", *REVIEWS]},
     "or_weekly": {"none": None, "price (seller, GBP)": ["price"],
                   "price_local (buyer)": ["price_local"], "both": ["price", "price_local"]},
 }

@@ -19,7 +19,9 @@ Where the tables come from:
   a sale happened);
 - each exogenous table of the spec, keyed by period and by any of market, item or attribute;
 - each promotion calendar (date ranges, ``data.promotions``), keyed the same ways: the share of
-  each period's days on promotion, future-known.
+  each period's days on promotion, future-known;
+- the reviews table (``data.reviews``): the reviews written per (item, market or every market,
+  period) and their mean rating, past-only.
 
 Tables are kept whole (not cut at a backtest origin): future-known values are known ahead by
 declaration, and consumers read past-only channels at history periods only.

@@ -11,8 +11,8 @@ Errors:
   currency missing from the FX table, when the spec declares an FX table: the spec itself is
   inconsistent;
 - a join that matches nothing: no sold item is in the items table, no image path exists, every
-  event names an unknown item or market. The ids (or ``image_root``) of the two tables do not
-  agree, and every product would silently lose its content;
+  event (or every review) names an unknown item or market. The ids (or ``image_root``) of the
+  two tables do not agree, and every product would silently lose its content;
 - a future-known exogenous column without values for a period a forecast will need (the
   ``horizon`` periods after the last sales period, in every market), in a command that
   forecasts past the data (``data validate``, ``predict``): the model would read made-up values.
@@ -27,7 +27,7 @@ Warnings:
 - a market currency without an exchange rate in some or all periods of the sales
   (``price_local`` is missing there; the bundled ECB table has no ISK rates for 2010-11, so
   Online Retail's Iceland is such a market);
-- some events naming unknown items or markets (they affect no series);
+- some events or reviews naming unknown items or markets (they affect no series);
 - future-known gaps in commands that do not forecast past the data (backtest, train, encode).
 """
 
@@ -216,8 +216,15 @@ def _needed_keys(panel: Panel, table: CovariateTable, others: list[str]) -> pl.D
 
 
 def _events(tables: Tables, panel: Panel) -> list[Finding]:
-    events = tables.events
-    if events is None:
+    return [*_unknown_keys(tables.events, "event", tables, panel),
+            *_unknown_keys(tables.reviews, "review", tables, panel)]
+
+
+def _unknown_keys(frame: pl.DataFrame | None, row_noun: str, tables: Tables,
+                  panel: Panel) -> list[Finding]:
+    """Rows of ``frame`` (events, reviews) naming an item or market no table knows: a warning,
+    an error when none of them matches (the ids are spelt differently)."""
+    if frame is None:
         return []
     known_items = panel.data["item_id"].unique()
     if tables.items is not None:
@@ -228,18 +235,18 @@ def _events(tables: Tables, panel: Panel) -> list[Finding]:
     found = []
     for role, known, noun in (("item_id", known_items, "item"),
                               ("market", known_markets, "market")):
-        if role not in events.columns:
+        if role not in frame.columns:
             continue
-        named = events[role].drop_nulls()
+        named = frame[role].drop_nulls()
         unknown = named.filter(~named.is_in(known.implode()))
         if unknown.len() == 0:
             continue
         first = first_ids(unknown.unique(maintain_order=True))
         level: Level = "error" if unknown.len() == named.len() else "warning"
-        tail = (f"; no event matches a known {noun}: the ids do not match" if level == "error"
-                else "; they affect no series")
-        found.append(Finding(level, f"events_unknown_{noun}s", unknown.len(), first,
-                             f"{unknown.len()} event(s) name an unknown {noun} (first: "
+        tail = (f"; no {row_noun} matches a known {noun}: the ids do not match"
+                if level == "error" else "; they affect no series")
+        found.append(Finding(level, f"{row_noun}s_unknown_{noun}s", unknown.len(), first,
+                             f"{unknown.len()} {row_noun}(s) name an unknown {noun} (first: "
                              f"{listed(first)}){tail}"))
     return found
 

@@ -51,6 +51,7 @@ from salesfusion.data.frames import is_pandas, panel_data, to_polars, to_polars_
 from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
 from salesfusion.data.fx import attach_fx, period_rates
 from salesfusion.data.panel_grid import SERIES_KEY, aggregate_periods, grid_rows, series_table
+from salesfusion.data.reviews import review_table
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
@@ -246,6 +247,10 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         covariates.append(table)
         past_only += past
         future_known += future
+    if tables.reviews is not None:  # past-only: a review is known once written
+        covariates.append(review_table(tables.reviews, panel, freq,
+                                       f"reviews ({spec.resolve(spec.reviews.path)})"))
+        past_only += list(covariates[-1].channels)
     check_unique_channels(covariates)
     log.update(series=starts.height, rows=panel.height)
 

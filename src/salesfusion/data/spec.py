@@ -142,6 +142,32 @@ class PromotionSpec(TableSpec):
     name: str = Field("promo_share", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class ReviewsSpec(TableSpec):
+    """Reviews over time (roles ``item_id``, ``timestamp``, ``text``, optionally ``rating``,
+    ``market``), read as the past-only covariates ``review_count`` and ``review_rating``
+    (``data.reviews``); the table itself is the covariate, so it declares no covariate columns."""
+
+    # The scale ratings are given on, both ends included (e.g. [1, 5] stars): a rating outside
+    # it is an input error (a mapped column of helpful-votes counts would be read as ratings
+    # otherwise). Left out, any finite rating is read.
+    rating_range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _review_fields(self) -> ReviewsSpec:
+        declared = [f for f in ("static_categorical", "static_numeric", "past_only",
+                                "future_known") if getattr(self, f)]
+        if declared:
+            raise ValueError(f"a reviews table declares no covariate columns ({declared[0]}); "
+                             f"its covariates are review_count and review_rating")
+        if self.rating_range is not None:
+            if "rating" not in self.columns:
+                raise ValueError("'rating_range' needs the 'rating' role mapped")
+            if not self.rating_range[0] < self.rating_range[1]:
+                raise ValueError(f"'rating_range' must be [lowest, highest] with lowest < "
+                                 f"highest, got {list(self.rating_range)}")
+        return self
+
+
 def table_parts(name: str) -> tuple[str, ...]:
     """``[schema.]name`` as its parts (quoted as identifiers wherever they are used, so any
     characters but the dot are allowed); ValueError naming the value otherwise."""
@@ -186,7 +212,7 @@ class DatasetSpec(_Strict):
     markets: TableSpec | None = None
     # One table or a list of tables, each keyed its own way (see OPTIONAL_ROLES).
     exogenous: list[TableSpec] = Field(default_factory=list)
-    reviews: TableSpec | None = None
+    reviews: ReviewsSpec | None = None
     events: TableSpec | None = None
     # One calendar or a list, each keyed its own way (roles as for exogenous tables).
     promotions: list[PromotionSpec] = Field(default_factory=list)

@@ -31,6 +31,7 @@ from salesfusion.data.order_fields import (
     order_export_rows,
 )
 from salesfusion.data.promotions import promotion_ranges
+from salesfusion.data.reviews import check_reviews
 from salesfusion.data.spec import REQUIRED_ROLES, DatasetSpec, FxSpec, TableSpec
 from salesfusion.errors import InputError
 
@@ -45,6 +46,7 @@ MARKET_FILLED = ("sales", "events")
 BLANK_KEYS: dict[str, tuple[str, ...]] = {
     "sales": ("market", "currency"),
     "events": ("market",),
+    "reviews": ("market",),
     "exogenous": ("market", "item_id", "attribute"),
     "promotions": ("market", "item_id", "attribute"),
 }
@@ -268,6 +270,8 @@ def load_tables(spec: DatasetSpec) -> Tables:
             continue
         frame = normalize_ids(load_table(spec, name, REQUIRED_ROLES[name]), spec)
         _check_blank_keys(frame, name, table, str(spec.resolve(table.path)))
+        if name == "reviews":
+            check_reviews(frame, table, str(spec.resolve(table.path)))
         if name == "sales":
             frame, findings = order_export_rows(frame, spec, fx, str(spec.resolve(table.path)))
         if name in MARKET_FILLED and "market" not in frame.columns:

@@ -12,7 +12,9 @@ mean that adds up known effects, each carried by exactly one modality:
 - events: a live stream lifts the featured item's demand in that market by ``uplift`` at the
   event week, decaying with the market's half-life (short in emerging, long in mature markets);
 - covariates (opt-in, ``covariates=True``; see ``synthetic_covariates``): weekly price plans
-  with promotions, and a search-trend table keyed by the category attribute.
+  with promotions, and a search-trend table keyed by the category attribute;
+- reviews (opt-in, ``reviews=True``; see ``synthetic_reviews``): star ratings and matching
+  texts whose latest mean moves the following weeks' demand by ``review_effect`` per star.
 
 ``SyntheticTruth`` holds every effect, and each item's per-modality contribution, so tests can
 check that a modality pathway recovers the effect that is really there.
@@ -34,12 +36,19 @@ from PIL import Image, ImageDraw
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets.base import Dataset
+from salesfusion.datasets.synthetic_content import describe, render
 from salesfusion.datasets.synthetic_covariates import (
     covariate_log_effect,
     draw_price_plan,
     draw_trends,
     price_log_effect,
     trend_log_effect,
+)
+from salesfusion.datasets.synthetic_reviews import (
+    SPEC_ENTRY,
+    draw_reviews,
+    review_log_effect,
+    with_review_effect,
 )
 from salesfusion.errors import InputError
 
@@ -84,6 +93,7 @@ class SyntheticTruth:
     # written before they existed). Per-row prices and promotions are in the sales table.
     promo_uplift: float = 0.0  # log lift of a promotion week beyond its price cut
     trend_effect: float = 0.0  # log effect per sd of the category's trend a week earlier
+    review_effect: float = 0.0  # log effect per star of the latest reviews' mean (vs 3 stars)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -97,45 +107,16 @@ class SyntheticDataset(Dataset):
     folder: Path | None = None
 
 
-def _render(draw: ImageDraw.ImageDraw, size: int, shape: str, colour: tuple, pattern: str,
-            rng: np.random.Generator) -> None:
-    margin = int(size * rng.uniform(0.12, 0.22))
-    box = [margin + int(rng.integers(-3, 4)), margin + int(rng.integers(-3, 4)),
-           size - margin, size - margin]
-    if shape == "circle":
-        draw.ellipse(box, fill=colour)
-    elif shape == "square":
-        draw.rectangle(box, fill=colour)
-    else:
-        draw.polygon([(box[0], box[3]), (box[2], box[3]), ((box[0] + box[2]) // 2, box[1])],
-                     fill=colour)
-    ink = (255, 255, 255)
-    if pattern == "stripes":
-        for x in range(box[0], box[2], max(3, size // 12)):
-            draw.line([(x, box[1]), (x, box[3])], fill=ink, width=max(1, size // 40))
-    elif pattern == "dots":
-        step = max(4, size // 8)
-        radius = max(1, size // 40)
-        for x in range(box[0] + step // 2, box[2], step):
-            for y in range(box[1] + step // 2, box[3], step):
-                draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=ink)
-
-
-def _describe(tier: str, category: str, material: str, rng: np.random.Generator) -> str:
-    openers = ["A", "This", "Our"]
-    closers = ["for every day", "made to last", "for home and travel", "a favourite gift"]
-    return (f"{rng.choice(openers)} {tier} {material} {category}, "
-            f"{rng.choice(closers)}. {tier.capitalize()} quality {category}.")
-
-
 def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0,
              image_size: int = 64, seasonal_amplitude: float = 0.3, kol_uplift: float = 1.2,
              events_per_market: int = 40, new_items: float = 0.1, covariates: bool = False,
-             promo_uplift: float = 0.4, trend_effect: float = 0.3,
+             promo_uplift: float = 0.4, trend_effect: float = 0.3, reviews: bool = False,
+             review_effect: float = 0.5,
              modality_scale: dict[str, float] | None = None) -> SyntheticTruth:
     """Write the tables, images and spec of a synthetic shop into ``folder``. With
     ``covariates``, prices follow weekly plans with promotions and a category trend table is
-    written (``promo_uplift`` and ``trend_effect`` are their effects, unused without).
+    written (``promo_uplift`` and ``trend_effect`` are their effects, unused without); with
+    ``reviews``, a reviews table whose ratings move later demand by ``review_effect``.
     ``modality_scale`` multiplies the ``visual`` (colour, pattern), ``textual`` (tier) and
     ``attribute`` (category; the price elasticity stays) effects, for shops whose modalities
     matter by known, distinct amounts; the truth holds the scaled effects."""
@@ -148,7 +129,8 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
     pattern_effect = {k: v * scale["visual"] for k, v in PATTERN_EFFECT.items()}
     tier_effect = {k: v * scale["textual"] for k, v in TIERS.items()}
     category_effect = {k: v * scale["attribute"] for k, v in CATEGORIES.items()}
-    for name, value in (("promo_uplift", promo_uplift), ("trend_effect", trend_effect)):
+    for name, value in (("promo_uplift", promo_uplift), ("trend_effect", trend_effect),
+                        ("review_effect", review_effect)):
         if not math.isfinite(value):
             raise InputError(f"synthetic: {name} must be a finite number, got {value}")
     rng = np.random.default_rng(seed)
@@ -178,20 +160,23 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         np.log(prices) - math.log(20))
     for i in range(n_items):
         image = Image.new("RGB", (image_size, image_size), (245, 245, 240))
-        _render(ImageDraw.Draw(image), image_size, shapes[i], COLOURS[colours[i]], patterns[i],
-                rng)
+        render(ImageDraw.Draw(image), image_size, shapes[i], COLOURS[colours[i]], patterns[i],
+               rng)
         image.save(folder / "images" / f"{item_ids[i]}.png")
     if covariates:  # drawn up front from their own stream: the effects' sizes change no draw
         extra = np.random.default_rng([seed, 1])
         plans = [draw_price_plan(extra, prices, launch, n_weeks) for _ in MARKETS]
         trends = draw_trends(extra, list(CATEGORIES), weeks)
         trend_term = trend_log_effect(trends, categories, trend_effect)
+    if reviews:  # a stream of their own as well: without reviews, nothing else changes
+        review_rows = draw_reviews(np.random.default_rng([seed, 2]), item_ids, launch, weeks,
+                                   [m[0] for m in MARKETS])
     items = pl.DataFrame({
         "item_id": item_ids,
         "title": [f"{t.capitalize()} {m} {c} {i}" for t, m, c, i in
                   zip(tiers, materials, categories, range(n_items), strict=True)],
-        "description": [_describe(t, c, m, rng) for t, c, m in zip(tiers, categories, materials,
-                                                                    strict=True)],
+        "description": [describe(t, c, m, rng) for t, c, m in zip(tiers, categories, materials,
+                                                                   strict=True)],
         "category": categories, "material": materials, "price": prices,
         "image": [f"images/{i}.png" for i in item_ids],
         "launch_date": weeks[launch].astype("datetime64[us]"),
@@ -217,6 +202,9 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         if covariates:
             log_mean = log_mean + price_log_effect(plans[m], prices, PRICE_ELASTICITY,
                                                    promo_uplift) + trend_term
+        if reviews:
+            log_mean = log_mean + review_log_effect(review_rows, item_ids, name, weeks,
+                                                    review_effect)
         units = rng.poisson(np.exp(log_mean))
         alive = week_index[None, :] >= launch[:, None]
         rows, cols = np.nonzero(alive)
@@ -266,6 +254,9 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
         spec["exogenous"] = [{"path": "trends.parquet",
                               "columns": {"timestamp": "week", "attribute": "term"},
                               "attribute_of": ["category"], "past_only": ["trend"]}]
+    if reviews:
+        review_rows.write_parquet(folder / "reviews.parquet")
+        spec["reviews"] = SPEC_ENTRY
     (folder / "spec.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     truth = SyntheticTruth(
         colour_effect=colour_effect, pattern_effect=pattern_effect, tier_effect=tier_effect,
@@ -278,7 +269,8 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
                                    "textual": textual, "attribute": attribute,
                                    "launch_week": launch}),
         promo_uplift=promo_uplift if covariates else 0.0,
-        trend_effect=trend_effect if covariates else 0.0)
+        trend_effect=trend_effect if covariates else 0.0,
+        review_effect=review_effect if reviews else 0.0)
     (folder / "truth.json").write_text(truth.to_json())
     return truth
 
@@ -308,8 +300,9 @@ def _read_truth(path: Path) -> SyntheticTruth:
 def expected_demand(dataset: SyntheticDataset) -> pl.DataFrame:
     """The true Poisson mean of every sales row (``item_id, market, timestamp, mean``), rebuilt
     from the truth and the events table as ``generate`` drew it (with covariates, also from the
-    rows' prices and promotions and the folder's trends.parquet): the best any forecast can do,
-    so that a benchmark can report the noise floor (the oracle's error against the draws)."""
+    rows' prices and promotions and the folder's trends.parquet; with reviews, from its
+    reviews.parquet): the best any forecast can do, so that a benchmark can report the noise
+    floor (the oracle's error against the draws)."""
     truth = dataset.truth
     if truth is None:
         raise ValueError("expected_demand needs a synthetic dataset with its truth")
@@ -319,6 +312,8 @@ def expected_demand(dataset: SyntheticDataset) -> pl.DataFrame:
         *[c for c in ("promo",) if c in dataset.tables.sales.columns])
     sales = covariate_log_effect(sales, dataset.tables.items, dataset.folder,
                                  truth.price_elasticity, truth.promo_uplift, truth.trend_effect)
+    if truth.review_effect != 0.0:
+        sales = with_review_effect(sales, dataset.folder, truth.review_effect, FIRST_WEEK)
     first = FIRST_WEEK.astype("datetime64[us]").item()
     week = ((pl.col("timestamp") - pl.lit(first)).dt.total_days() // 7).cast(pl.Int64)
     markets = pl.DataFrame({"market": [m[0] for m in MARKETS], "_level": [m[4] for m in MARKETS],
