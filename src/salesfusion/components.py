@@ -58,9 +58,10 @@ class _Loader:
                                      ) from None
 
 
-def _registry(kind: str, group: str, *modules: str) -> Registry[Any]:
+def _registry(kind: str, group: str, *modules: str,
+              index: dict[str, str] | None = None) -> Registry[Any]:
     loader = _Loader(f"salesfusion.{group}", *modules)
-    registry: Registry[Any] = Registry(kind, loader)
+    registry: Registry[Any] = Registry(kind, loader, index)
     loader.registry = registry
     _LOADERS.append(loader)
     return registry
@@ -76,12 +77,43 @@ def refresh_plugins() -> None:
         loader.plugins_loaded = False
 
 
-MODELS = _registry("model", "models", "salesfusion.models.baselines",
-                   "salesfusion.models.multimodal", "salesfusion.models.presets",
-                   "salesfusion.models.ensemble")
-ENCODERS = _registry("encoder", "encoders", "salesfusion.encoders.text",
-                     "salesfusion.encoders.image", "salesfusion.encoders.static",
-                     "salesfusion.encoders.clip")
+def _by_module(modules: dict[str, tuple[str, ...]]) -> dict[str, str]:
+    return {name: module for module, names in modules.items() for name in names}
+
+
+# Which module registers each built-in model and encoder (tests/test_imports.py holds this
+# true), so that asking for ``naive`` imports statistics, not torch. The presets are the YAML
+# files of ``models/presets``, registered by that package.
+_MODEL_MODULES = {
+    "salesfusion.models.baselines.statistical": (
+        "naive", "seasonal_naive", "moving_average", "ets", "arima", "croston", "tsb",
+        "adida", "imapa"),
+    "salesfusion.models.baselines.launch_curves": (
+        "mean_launch_curve", "median_launch_curve", "category_launch_curve"),
+    "salesfusion.models.baselines.knn": ("knn_analogue",),
+    "salesfusion.models.baselines.lightgbm": ("lightgbm",),
+    "salesfusion.models.baselines.lightgbm_launch": ("lightgbm_launch",),
+    "salesfusion.models.ensemble": ("ensemble", "launch_ensemble"),
+    "salesfusion.models.multimodal": ("multimodal",),
+    "salesfusion.models.presets": (
+        "bert_cnn", "ca_rnn", "gru", "gtm", "lstm", "memf", "msrl_bigru", "multimodal_launch",
+        "resnet_biattn_bilstm", "tft_multimodal", "transformer"),
+}
+_ENCODER_MODULES = {
+    "salesfusion.encoders.text.tfidf": ("tfidf",),
+    "salesfusion.encoders.text.doc2vec": ("doc2vec",),
+    "salesfusion.encoders.text.minilm": ("minilm", "word_sequence"),
+    "salesfusion.encoders.text.e5": ("e5",),
+    "salesfusion.encoders.image.color_texture": ("color_texture",),
+    "salesfusion.encoders.image.resnet": ("resnet18", "resnet50", "resnet101", "resnet152"),
+    "salesfusion.encoders.image.efficientnet": ("efficientnet_lite0",),
+    "salesfusion.encoders.static": ("static",),
+    "salesfusion.encoders.clip": ("clip",),
+}
+
+MODELS = _registry("model", "models", *_MODEL_MODULES, index=_by_module(_MODEL_MODULES))
+ENCODERS = _registry("encoder", "encoders", *_ENCODER_MODULES,
+                     index=_by_module(_ENCODER_MODULES))
 FUSIONS = _registry("fusion", "fusions", "salesfusion.fusion")
 BACKBONES = _registry("backbone", "backbones", "salesfusion.models.temporal")
 HEADS = _registry("head", "heads", "salesfusion.models.heads")

@@ -3,12 +3,14 @@ heads, losses and target transforms.
 
 A registry maps a name to a class (or, for losses, any object with a ``name``). ``load`` imports
 the modules that register the built-in components, lazily, so that importing a registry stays
-cheap; anything registered later (a user's own backbone) is listed and validated the same way.
+cheap, and an ``index`` of built-in names lets one component be found by importing its module
+alone; anything registered later (a user's own backbone) is listed and validated the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -29,10 +31,25 @@ class ComponentParams(BaseModel):
 class Registry(Generic[T]):
     """Components of one kind by their ``name``."""
 
-    def __init__(self, kind: str, load: Callable[[], None] | None = None) -> None:
+    def __init__(self, kind: str, load: Callable[[], None] | None = None,
+                 index: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self._load = load or (lambda: None)
+        # Built-in name -> the module that registers it: asking for one component imports its
+        # module alone (a naive backtest never imports torch); anything else loads everything.
+        self._index = dict(index or {})
         self._entries: dict[str, T] = {}
+
+    def _load_for(self, name: object) -> None:
+        """Make ``name`` registered if it can be: its module alone when the index knows it,
+        else every built-in module and plug-in."""
+        if name in self._entries:
+            return
+        if isinstance(name, str) and name in self._index:
+            importlib.import_module(self._index[name])
+            if name in self._entries:
+                return
+        self._load()
 
     def register(self, component: T) -> T:
         """Register ``component`` under its ``name`` (usable as a class decorator)."""
@@ -47,7 +64,7 @@ class Registry(Generic[T]):
         self._entries.pop(name, None)
 
     def get(self, name: str) -> T:
-        self._load()
+        self._load_for(name)
         if name not in self._entries:
             raise InputError(f"unknown {self.kind} '{name}'; the valid choices are "
                              f"{', '.join(sorted(self._entries))}")
@@ -59,7 +76,7 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def __contains__(self, name: object) -> bool:
-        self._load()
+        self._load_for(name)
         return name in self._entries
 
     def names(self, keep: Callable[[T], bool] | None = None) -> list[str]:

@@ -1,3 +1,2 @@
-"""Text encoders: tfidf, doc2vec, minilm, word_sequence, e5."""
-
-from salesfusion.encoders.text import doc2vec, e5, minilm, tfidf  # noqa: F401
+"""Text encoders: tfidf, doc2vec, minilm, word_sequence, e5; each module registers its encoders
+when the encoder registry asks for them (``components.ENCODERS``)."""

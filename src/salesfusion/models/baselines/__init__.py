@@ -1,7 +1,2 @@
-from salesfusion.models.baselines import (  # noqa: F401
-    knn,
-    launch_curves,
-    lightgbm,
-    lightgbm_launch,
-    statistical,
-)
+"""The classical and gradient-boosted baselines; each module registers its models when the
+model registry asks for them (``components.MODELS``)."""
