@@ -96,3 +96,30 @@ def test_a_modality_and_its_encoder_are_validated_by_name(colour):
         create_model("multimodal", modalities=["colour"], encoders={"colour": {"name": "tfidf"}})
     with pytest.raises(InputError, match="unknown modality 'sound'"):
         create_model("multimodal", modalities=["sound"])
+
+
+def test_the_new_items_route_reads_a_plugin_modality(colour, shop_panel, tmp_path):
+    """Posted as one of the items table's columns (``attributes``), a new item's colour reaches
+    the model through the service, which says it read it."""
+    from fastapi.testclient import TestClient
+
+    from salesfusion.serving.api import create_app
+    from salesfusion.serving.store import ModelStore
+    from tests.serving_fixtures import API_KEY
+
+    panel = _coloured(shop_panel)
+    folder = create_model("multimodal", modalities=["colour", "static"],
+                          cache_dir=str(tmp_path / "cache"), **FAST).fit(panel).save(
+        tmp_path / "coloured")
+    store = ModelStore.load([folder], warm=False)
+    answers = []
+    with TestClient(create_app(store, [API_KEY.encode()])) as client:
+        for hex_colour in ("#ff0000", "#0000ff"):
+            answer = client.post("/v1/models/coloured/new-items",
+                                 data={"horizon": "3", "markets": "GB",
+                                       "attributes": f'{{"colour": "{hex_colour}"}}'},
+                                 headers={"X-API-Key": API_KEY})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["metadata"]["notes"] == ["content read: colour"]
+            answers.append(answer.json()["outputs"][0]["content"][0]["mean_forecast"])
+    assert not np.allclose(*answers)
