@@ -60,7 +60,8 @@ def _print_summary(summary: Any) -> None:
     Console().print(table)
 
 
-def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | LaunchProtocol,
+def _run_backtest(panel: Panel, models: list[Any],
+                  protocol: BacktestProtocol | LaunchProtocol,
                   out: Path | None, title: str, progress: ConsoleProgress,
                   target: ForecastTarget | None = None, run_id: str | None = None,
                   out_format: str = "parquet", on_ray: bool = False,
@@ -112,6 +113,28 @@ def _run_backtest(panel: Panel, models: list[str], protocol: BacktestProtocol | 
         print(f"error: {len(run.failures)} model(s) failed ({listed}); the other models' "
               f"results are written", file=sys.stderr)
         raise typer.Exit(1)
+
+
+def _chosen_models(entries: list[str], horizon: int) -> list[Any]:
+    """Each ``--models`` entry as a registered name or, for a config or preset file, the model
+    it describes; every name or file is checked before any data is read, and two entries may
+    not carry the same name (results are keyed by it)."""
+    from salesfusion.cli.model_files import is_model_file, model_from_file
+    from salesfusion.models.registry import model_class
+
+    chosen: list[Any] = []
+    for entry in entries:
+        if is_model_file(entry):
+            chosen.append(model_from_file(Path(entry), horizon))
+        else:
+            model_class(entry)
+            chosen.append(entry)
+    labels = [m if isinstance(m, str) else m.name for m in chosen]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise InputError(f"--models: the name(s) {', '.join(repeated)} are given twice (a "
+                         f"config file is named by its file name); rename one")
+    return chosen
 
 
 def _with_origin(forecasts: pl.DataFrame, panel: Panel,
@@ -171,7 +194,9 @@ def demo(out: Annotated[Path, typer.Option(help="Output folder.")] = Path("runs/
 @app.command()
 @guarded
 def backtest(
-    models: Annotated[str, typer.Option(help="Comma-separated model names.")],
+    models: Annotated[str, typer.Option(help=(
+        "Comma-separated models: registered names, or model config files (model: NAME, "
+        "params: {...}; labelled by the file name) and preset files (.yaml).")) ],
     out: Annotated[Path | None, typer.Option(help="Output folder (optional with --to).")] = None,
     dataset: Annotated[str | None, typer.Option(help="A bundled dataset.")] = None,
     spec: Annotated[Path | None, typer.Option(help="A YAML dataset spec.")] = None,
@@ -226,10 +251,6 @@ def backtest(
         raise InputError("Missing option '--out': give --out FOLDER, --to URL, or both")
     if run_id is not None and to is None:
         raise InputError("--run-id names the rows --to writes; give --to URL")
-    from salesfusion.models.registry import model_class
-
-    for name in names:
-        model_class(name)
     if protocol_name not in ("rolling", "launch"):
         raise InputError(f"unknown protocol '{protocol_name}'; use rolling or launch")
     protocol: BacktestProtocol | LaunchProtocol
@@ -242,6 +263,8 @@ def backtest(
         min_nonzero = 0  # a bundled benchmark's selection would drop the new items
     else:
         protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)
+    chosen = _chosen_models(names, horizon)
+    names = [m if isinstance(m, str) else m.name for m in chosen]
     # Unreachable database or an incompatible table: refused before the (long) backtest.
     target = forecast_target(to, to_table, run_id) if to is not None else None
     progress = ConsoleProgress(console)
@@ -252,9 +275,10 @@ def backtest(
                                min_nonzero, lookback)
         if target is not None and run_id is None:
             source = dataset or sha256_file(Path(str(spec)))
+            configured = {m.name: m.params for m in chosen if not isinstance(m, str)}
             run_id = _backtest_run_id(names, protocol, panel, str(source),
-                                      [min_nonzero, lookback])
-        _run_backtest(panel, names, protocol, out, progress=progress,
+                                      [min_nonzero, lookback, configured])
+        _run_backtest(panel, chosen, protocol, out, progress=progress,
                       title=f"salesfusion backtest: {dataset or spec}", target=target,
                       run_id=run_id, out_format=out_format, on_ray=backend == "ray",
                       metric=metric)

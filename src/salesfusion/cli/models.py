@@ -36,36 +36,11 @@ from salesfusion.cli.forecast_output import (
     with_order_quantity,
 )
 from salesfusion.cli.launches import _launch_models, _launches
+from salesfusion.cli.model_files import configured_model, read_model_config
 from salesfusion.cli.output import OutFormat, check_out_format, staged_run
 from salesfusion.errors import InputError
 from salesfusion.scoring.selection import DEFAULT_METRIC, METRIC_HELP, check_metric
 from salesfusion.training.fit_progress import listen_to_fit
-
-
-def _read_config(path: Path) -> tuple[str, dict[str, Any]]:
-    from salesfusion.data.yamlfile import read_mapping
-
-    raw = read_mapping(path, "model config")
-    if "model" not in raw or set(raw) - {"model", "params"}:
-        raise InputError(f"{path}: a model config is a mapping with 'model' (a registered "
-                         f"model or preset) and optional 'params', got keys {sorted(raw)}")
-    params = raw.get("params") or {}
-    if not isinstance(params, dict):
-        raise InputError(f"{path}: 'params' must be a mapping")
-    return str(raw["model"]), params
-
-
-def _configured_model(name: str, params: dict[str, Any], horizon: int | None,
-                      config: Path | None) -> Any:
-    """The model a config file or a preset (a registered name or a preset YAML file) names,
-    validated before any data is read; errors name the file and the key."""
-    from salesfusion.models.presets import load_preset
-    from salesfusion.models.registry import build_model, model_class
-
-    if Path(name).suffix.lower() in (".yaml", ".yml"):  # a preset file, named alone or by a config
-        return build_model(load_preset(name), params, horizon, source=str(config or name))
-    return build_model(model_class(name), params, horizon,
-                       source=str(config) if config else None)
 
 
 @app.command()
@@ -89,11 +64,11 @@ def train(
     if (config is None) == (preset is None):
         raise InputError("give exactly one of --config CFG or --preset NAME")
     check_backend(backend, workers, ray_address)
-    name, params = _read_config(config) if config else (preset, {})
+    name, params = read_model_config(config) if config else (preset, {})
     if horizon is not None and params.get("horizon", horizon) != horizon:
         raise InputError(f"--horizon {horizon} contradicts 'horizon: {params['horizon']}' in "
                          f"{config}; give one of them")
-    model = _configured_model(name, params, horizon, config)  # bad names/params fail here
+    model = configured_model(name, params, horizon, config)  # bad names/params fail here
     place = _training_place(model, name, backend, workers or 2, ray_address)
     panel = panel_from(dataset, spec, check_freq(freq) if freq else None,
                         None, None, None)

@@ -36,7 +36,7 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 def _model_and_space(definition: dict[str, Any]) -> tuple[Any, dict[str, Any], Any, str]:
     """(model class, fixed parameters, search space, the model's name or preset file) of a
     search definition, all validated."""
-    from salesfusion.cli.models import _read_config
+    from salesfusion.cli.model_files import read_model_config
     from salesfusion.data.yamlfile import read_mapping
     from salesfusion.models.config import validate_config
     from salesfusion.models.presets import resolve_model
@@ -44,7 +44,7 @@ def _model_and_space(definition: dict[str, Any]) -> tuple[Any, dict[str, Any], A
 
     name, params = definition["model"], dict(definition["params"])
     if definition.get("config"):
-        name, params = _read_config(Path(definition["config"]))
+        name, params = read_model_config(Path(definition["config"]))
     model_type = resolve_model(name)
     source = definition.get("config") or name
     validate_config(model_type.Config, {**model_type.preset_params, **params},

@@ -261,8 +261,12 @@ class Forecaster(ABC):
         return self
 
     def clone(self) -> Self:
-        """An unfitted copy with the same parameters."""
-        return type(self)(self.config)
+        """An unfitted copy with the same parameters (and the same label, for a model named
+        by its config or preset file)."""
+        twin = type(self)(self.config)
+        if "name" in vars(self):
+            twin.name = self.name
+        return twin
 
     def backtest(self, panel: Panel, protocol: BacktestProtocol) -> pl.DataFrame:
         """Rolling-origin backtest; returns the forecasts frame (see ``evaluation.backtest``)."""
