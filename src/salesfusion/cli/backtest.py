@@ -160,13 +160,28 @@ def _backtest_run_id(names: list[str], protocol: BacktestProtocol | LaunchProtoc
     return run_id_for("backtest", protocol.horizon, panel.periods.max(), facts)
 
 
+def _read_test_items(path: Path) -> tuple[str, ...]:
+    """The item ids of a ``--test-items`` file: one per line; blank lines and lines starting
+    with '#' are skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--test-items {path}: cannot be read ({exc})") from None
+    items = tuple(dict.fromkeys(line.strip() for line in lines
+                                if line.strip() and not line.lstrip().startswith("#")))
+    if not items:
+        raise InputError(f"--test-items {path}: lists no item id (one per line)")
+    return items
+
+
 def _launch_protocol(horizon: int, cutoffs: list[datetime] | None, test_fraction: float,
                      validation_periods: int, min_observed: int | None,
-                     scope: str) -> LaunchProtocol:
+                     scope: str, test_items: Path | None = None) -> LaunchProtocol:
+    fixed = _read_test_items(test_items) if test_items is not None else ()
     try:
         return LaunchProtocol(horizon=horizon, cutoffs=tuple(c.date() for c in cutoffs or ()),
                               test_fraction=test_fraction, validation_periods=validation_periods,
-                              min_observed=min_observed, scope=scope)
+                              min_observed=min_observed, scope=scope, test_items=fixed)
     except ValidationError as exc:
         error = exc.errors()[0]
         where = ".".join(str(p) for p in error["loc"])
@@ -223,6 +238,9 @@ def backtest(
     min_observed: Annotated[int | None, typer.Option(min=1, help=(
         "Launch protocol: periods a test series needs observed (the horizon by "
         "default)."))] = None,
+    test_items: Annotated[Path | None, typer.Option(help=(
+        "Launch protocol: a file of the test items' ids, one per line (a fixed split, as "
+        "public benchmarks give it); the cutoff is their earliest launch."))] = None,
     launch_scope: Annotated[str, typer.Option(help=(
         "Launch protocol: item (new products held out by launch) or market (items' entries "
         "into a market after selling elsewhere, forecast from their history abroad and "
@@ -254,12 +272,14 @@ def backtest(
     if protocol_name not in ("rolling", "launch"):
         raise InputError(f"unknown protocol '{protocol_name}'; use rolling or launch")
     protocol: BacktestProtocol | LaunchProtocol
+    if test_items is not None and protocol_name != "launch":
+        raise InputError("--test-items fixes the test items of --protocol launch")
     if protocol_name == "launch":
         if min_nonzero is not None or lookback is not None:
             raise InputError("--min-nonzero and --lookback select series active before a "
                              "rolling test part; they do not apply to --protocol launch")
         protocol = _launch_protocol(horizon, cutoff, test_fraction, validation_periods,
-                                    min_observed, launch_scope)
+                                    min_observed, launch_scope, test_items)
         min_nonzero = 0  # a bundled benchmark's selection would drop the new items
     else:
         protocol = BacktestProtocol(horizon=horizon, windows=windows, step=step, refit=refit)

@@ -31,13 +31,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from salesfusion.data.frequency import offset, truncate_to_period
 from salesfusion.data.launches import item_launches, with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.data.validate import normalize_id
 from salesfusion.errors import InputError
 
 
 class LaunchProtocol(BaseModel):
     """Score each test item's first ``horizon`` periods from launch, at each of ``cutoffs``
     (one backtest window each) or, without cutoffs, at one cutoff that leaves about the last
-    ``test_fraction`` of the datable launches to the test part."""
+    ``test_fraction`` of the datable launches to the test part.
+
+    ``test_items`` fixes the test part instead, as public new-product benchmarks come (scope
+    ``item``): those items are the test items, and the cutoff (without ``cutoffs``) is the
+    earliest of their launches, so that no row on or after it is trained on; the other items
+    launched before it train (and validate), as in the date split."""
 
     model_config = ConfigDict(frozen=True)
     horizon: int = Field(8, ge=1)
@@ -46,9 +52,13 @@ class LaunchProtocol(BaseModel):
     validation_periods: int = Field(0, ge=0)
     min_observed: int | None = Field(None, ge=1)
     scope: Literal["item", "market"] = "item"
+    test_items: tuple[str, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> LaunchProtocol:
+        if self.test_items and self.scope != "item":
+            raise ValueError("test_items fix the test part of new products (scope item); a "
+                             "market entry is chosen by its cutoff")
         if list(self.cutoffs) != sorted(set(self.cutoffs)):
             raise ValueError("cutoffs must be distinct and in increasing order")
         if self.min_observed is not None and self.min_observed > self.horizon:
@@ -72,6 +82,8 @@ class LaunchProtocol(BaseModel):
                 truncate_to_period(pl.col("c").cast(pl.Datetime("us")), panel.freq))
             return frame["c"].to_list()
         observable = self._observable(panel)
+        if self.test_items:
+            return [self._fixed_test_launches(panel)["launch"].min()]
         if self.scope == "item":
             launches = item_launches(observable)
         else:
@@ -88,6 +100,27 @@ class LaunchProtocol(BaseModel):
         return [candidates[min(int(len(candidates) * (1 - self.test_fraction)),
                                len(candidates) - 1)]]
 
+    def _fixed_test_launches(self, panel: Panel) -> pl.DataFrame:
+        """``item_id, launch`` of the ``test_items``, refused when one is not in the panel or
+        none has a launch after the panel's first period (nothing could train before it)."""
+        launches = item_launches(panel.data)
+        known = set(launches["item_id"].to_list())
+        # As the data holds them: as listed, else by the data's id rule (stripped, upper case).
+        wanted = [item if item in known else normalize_id(item) for item in self.test_items]
+        missing = sorted(set(self.test_items) - {i for i, w in zip(self.test_items, wanted,
+                                                                   strict=True) if w in known})
+        if missing:
+            raise InputError(f"test items not in the panel: {', '.join(missing[:5])}"
+                             f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of "
+                             f"{len(self.test_items)})")
+        fixed = launches.filter(pl.col("item_id").is_in(wanted))
+        if fixed["launch"].min() <= panel.data["timestamp"].min():
+            first = fixed.sort("launch").row(0)
+            raise InputError(f"test item {first[0]!r} sells from the panel's first period "
+                             f"({first[1]:%Y-%m-%d}): nothing launched before it to train on; "
+                             f"fixed test items must launch after the panel starts")
+        return fixed
+
     def _observable(self, panel: Panel) -> pl.DataFrame:
         """The rows of series with at least ``observed`` periods."""
         lengths = panel.data.group_by(SERIES_KEY).agg(pl.len().alias("_n"))
@@ -103,8 +136,11 @@ class LaunchProtocol(BaseModel):
                   .filter(pl.col("period_since_launch") == 1)
                   .select(*SERIES_KEY, pl.col("timestamp").alias("launch")))
         if self.scope == "item":
-            test_series = starts.join(launches.filter(pl.col("launch") >= cutoff)
-                                      .select("item_id"), on="item_id", how="semi")
+            tested = launches.filter(pl.col("launch") >= cutoff)
+            if self.test_items:
+                tested = tested.join(self._fixed_test_launches(panel).select("item_id"),
+                                     on="item_id", how="semi")
+            test_series = starts.join(tested.select("item_id"), on="item_id", how="semi")
         else:
             test_series = _market_entries(starts, launches).filter(pl.col("launch") >= cutoff)
         test_series = test_series.select(*SERIES_KEY, "launch").sort(SERIES_KEY)
