@@ -1,12 +1,15 @@
 """The documentation: the site builds with no warning (a broken link or anchor fails), the
-README's links reach pages and headings that exist, the Python examples of the README and the
-getting-started page run as written (on a small shop saved as ``my_shop.yaml``), and the
-extending page's backbone, fusion and modality, defined by its examples alone, train a model."""
+README's links reach pages and headings that exist, every ``salesfusion`` command of their
+shell examples parses (its subcommands and options exist as written), the Python examples
+of the README and the getting-started page run as written (on a small shop saved as
+``my_shop.yaml``), and the extending page's backbone, fusion and modality, defined by its
+examples alone, train a model."""
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +18,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from typer.testing import CliRunner
 
+from salesfusion.cli import app
 from salesfusion.components import BACKBONES, ENCODERS, FUSIONS, MODALITIES
 from salesfusion.models.registry import create_model
 from tests.conftest import make_shop
@@ -23,6 +28,24 @@ from tests.conftest import make_shop
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 PYTHON_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+SHELL_BLOCK = re.compile(r"```(?:bash|sh|shell)\n(.*?)```", re.S)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documented_commands(text: str) -> list[str]:
+    """The ``salesfusion`` command lines of ``text``'s shell examples, continuations joined."""
+    return [line.strip() for block in SHELL_BLOCK.findall(text)
+            for line in block.replace("\\\n", " ").splitlines()
+            if line.strip().startswith("salesfusion ")]
+
+
+def parse_error(command: str) -> str | None:
+    """Why the CLI would refuse ``command`` as written (an unknown subcommand or option), or
+    None: the command is run with ``--help`` added, which parses every argument and stops
+    before any work. Optional parts written in brackets count as given."""
+    args = shlex.split(command.replace("[", "").replace("]", ""), comments=True)[1:]
+    result = CliRunner().invoke(app, [*args, "--help"])
+    return None if result.exit_code == 0 else (result.stderr or result.output).strip()
 
 
 def test_the_site_builds_with_no_warning(tmp_path):
@@ -32,6 +55,22 @@ def test_the_site_builds_with_no_warning(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr, done.stderr
     assert (tmp_path / "site" / "reference" / "index.html").is_file()
+
+
+def test_every_documented_command_parses():
+    commands = [(page.name, c) for page in PAGES for c in documented_commands(page.read_text())]
+    assert len(commands) > 30
+    refused = {f"{page}: {c}": error for page, c in commands if (error := parse_error(c))}
+    assert refused == {}
+
+
+def test_the_command_check_finds_what_the_cli_would_refuse():
+    text = "```bash\nsalesfusion backtest --modelz naive --out r \\\n  --horizon 2\n```\n"
+    [command] = documented_commands(text)
+    assert "--horizon 2" in command and "No such option: --modelz" in parse_error(command)
+    assert "No such command" in parse_error("salesfusion backtests --models naive")
+    assert "No such option" in parse_error("salesfusion data validate my_shop.yaml --fre W")
+    assert parse_error("salesfusion data validate my_shop.yaml  # check it") is None
 
 
 def _anchors(page: Path) -> set[str]:
