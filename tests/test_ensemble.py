@@ -78,3 +78,50 @@ def test_rolling_ensemble_weighs_the_member_right_on_the_last_periods():
 def test_ensembles_do_not_nest():
     with pytest.raises(InputError, match="ensembles do not nest"):
         create_model("ensemble", members=["naive", "launch_ensemble"])
+
+
+def _launched_together() -> Panel:
+    """Items that all start in the panel's first week: no later launch to hold out."""
+    rows = [{"item_id": f"N{i}", "market": "GB", "timestamp": START + timedelta(weeks=w),
+             "y": float(1 + (i + w) % 4)} for i in range(6) for w in range(8)]
+    return Panel(data=pl.DataFrame(rows).sort("item_id", "market", "timestamp"), freq="W")
+
+
+def test_with_nothing_to_weigh_on_the_fallback_member_is_used_and_a_warning_says_so():
+    panel = _launched_together()
+    launches = pl.DataFrame({"item_id": ["NEW"], "market": ["GB"], "launch": [date(2024, 5, 6)]})
+    members = ["mean_launch_curve", "median_launch_curve"]
+    chosen = create_model("launch_ensemble", members=members, horizon=4,
+                          fallback_member="median_launch_curve").fit(panel)
+    assert chosen._weights.tolist() == [0.0, 1.0]
+    assert any(n.startswith("warning: nothing to weigh the members on: member "
+                            "'median_launch_curve' alone") for n in chosen.notes), chosen.notes
+    alone = create_model("median_launch_curve", horizon=4).fit(panel)
+    assert chosen.predict_launch(launches, 4)["y_pred"].to_list() == pytest.approx(
+        alone.predict_launch(launches, 4)["y_pred"].to_list())
+    equal = create_model("launch_ensemble", members=members, horizon=4).fit(panel)
+    assert equal._weights.tolist() == [0.5, 0.5]
+    assert any(n.startswith("warning: nothing to weigh the members on: equal weights")
+               for n in equal.notes), equal.notes
+    with pytest.raises(InputError, match="fallback_member 'lightgbm' is not one of the members"):
+        create_model("launch_ensemble", members=members, fallback_member="lightgbm")
+
+
+def test_the_chosen_weights_score_no_worse_than_the_best_member_on_the_validation_part():
+    panel = _planted_panel()
+    model = create_model("launch_ensemble", members=MEMBERS, horizon=4).fit(panel)
+    found = model._validation(panel)
+    assert found is not None
+    from salesfusion.scoring.selection import selection_score
+
+    forecasts, held, _ = found
+
+    def score(weights):
+        combined = held.with_columns(
+            pl.Series("y_pred", sum(w * f["y_pred"].to_numpy()
+                                    for w, f in zip(weights, forecasts, strict=True))))
+        return selection_score(combined, "rmsse")
+
+    alone = [score([1.0 if j == i else 0.0 for j in range(len(MEMBERS))])
+             for i in range(len(MEMBERS))]
+    assert score(model._weights) <= min(alone) + 1e-12

@@ -6,12 +6,15 @@ every member on the periods before them and forecasts the held-out periods of ev
 ``launch_ensemble`` (launches) holds out the latest-launched ``validation_share`` of the items
 launched in its training panel (the launch protocol's split, inside ``fit``: no row of a
 held-out item and no row at or after its first launch is fitted on), fits every member on the
-rest and forecasts the held-out launches' first ``horizon`` periods; a panel without launches
-(every series starts at its first period) gives equal weights, and a note says so.
+rest and forecasts the held-out launches' first ``horizon`` periods. With nothing to weigh on
+(a panel without launches, every item launched on one date), the ensemble uses its
+``fallback_member`` alone, or equal weights without one, and a warning note says which.
 
-Both then pick the convex weights, on a grid of step ``weight_step``, with the lowest score by
-``metric`` (``scoring.selection``: ``rmsse`` by default, ``wape``, ``mae``, ``bias_abs`` or
-``pinball``) over the held-out observations, refit the members on the whole panel and forecast
+Both then pick the convex weights, on a grid of step ``weight_step`` that includes each member
+alone (so the ensemble never scores worse than its best member on that part), with the lowest
+score by ``metric`` (``scoring.selection``: ``rmsse`` by default, ``wape``, ``mae``,
+``bias_abs`` or ``pinball``) over the held-out observations, refit the members on the whole
+panel and forecast
 the weighted sum of theirs (and of the quantile columns every member gives). The weights never
 see the periods a backtest scores: they come from the training panel alone. Members that take a
 ``seed`` get the ensemble's; members that take a ``horizon`` get it.
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.panel import SERIES_KEY, Panel
@@ -60,6 +63,16 @@ class EnsembleConfig(ModelConfig):
     weight_step: float = Field(0.1, gt=0, le=0.5, description="Grid step of the weights.")
     seed: int = Field(0, description="Passed to the members that take a seed.")
     metric: SelectionMetric = Field(DEFAULT_METRIC, description=METRIC_HELP)
+    fallback_member: str | None = Field(None, description=(
+        "The member used alone when there is nothing to weigh on (no validation part, or the "
+        "metric undefined on it); None: equal weights. Either way the notes warn."))
+
+    @model_validator(mode="after")
+    def _fallback_is_a_member(self) -> EnsembleConfig:
+        if self.fallback_member is not None and self.fallback_member not in self.members:
+            raise ValueError(f"fallback_member '{self.fallback_member}' is not one of the "
+                             f"members {self.members}")
+        return self
 
     @field_validator("members")
     @classmethod
@@ -114,7 +127,7 @@ class _WeightedEnsemble(Forecaster):
                                     f"another metric or members that forecast quantiles")
         found = self._validation(panel)
         if found is None:
-            return np.full(len(members), 1 / len(members))
+            return self._unweighed("nothing to weigh the members on")
         forecasts, held, part = found
         if metric == "rmsse" and held["rmsse_scale"].drop_nulls().is_empty():
             # No series of the part has a scale (launches in markets without a training
@@ -130,12 +143,22 @@ class _WeightedEnsemble(Forecaster):
             if score is not None and score < best_score - 1e-12:
                 best, best_score = weights, score
         if best is None:  # undefined on every grid point (e.g. every actual 0 for WAPE)
-            self._notes.append(f"{metric_label(metric)} undefined on {part}: equal weights")
-            return np.full(len(members), 1 / len(members))
+            return self._unweighed(f"{metric_label(metric)} undefined on {part}")
         label = metric_label(metric)
         self._notes.append(f"weights {dict(zip(members, np.round(best, 3).tolist(), strict=True))}"
                            f" chosen on {part} by {label} ({label} {best_score:.4g})")
         return best
+
+    def _unweighed(self, why: str) -> np.ndarray:
+        """The weights without a validation part to choose them on: the configured
+        ``fallback_member`` alone, else equal weights; a warning note says which and why."""
+        members, fallback = self.config.members, self.config.fallback_member
+        if fallback is None:
+            self._notes.append(f"warning: {why}: equal weights (set fallback_member to use "
+                               f"one member alone)")
+            return np.full(len(members), 1 / len(members))
+        self._notes.append(f"warning: {why}: member '{fallback}' alone (fallback_member)")
+        return np.array([float(name == fallback) for name in members])
 
     def _fit(self, panel: Panel) -> None:
         self._notes: list[str] = []
@@ -249,7 +272,7 @@ class LaunchEnsemble(_WeightedEnsemble):
         try:
             split = protocol.split(panel, protocol.cutoff_periods(panel)[0])
         except InputError as exc:
-            self._notes.append(f"no validation launches ({exc}): equal weights")
+            self._notes.append(f"no validation launches: {exc}")
             return None
         train = split.fit_panel(panel)
         held = (split.test_actuals(panel, c.horizon)
