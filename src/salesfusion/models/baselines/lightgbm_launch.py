@@ -145,6 +145,11 @@ class LightGBMLaunch(Forecaster):
             for c in self._categorical}
         self._items = self._item_table(panel)
         self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
+        unread = [*panel.future_known, *panel.past_only]
+        if unread:  # said, not silent: a user's trend or promotion table does not reach it
+            self._notes.append(f"covariates not read: {', '.join(unread)} (lightgbm_launch "
+                               f"reads the items' attributes and text, the launch and forecast "
+                               f"calendars, the market and the age)")
         rows, launched = launch_rows(panel, int(self.params["max_age"]))
         if not launched:
             self._notes.append("every series starts at the panel's first period: trained on "
