@@ -80,3 +80,15 @@ def test_backtest_test_items_file(tmp_path):
         str(tmp_path / "no")])
     assert refused.exit_code == 2 and "lists no item id" in refused.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_fixed_items_with_cutoffs_or_too_few_periods_are_refused():
+    with pytest.raises(ValueError, match="give test items or cutoffs, not both"):
+        LaunchProtocol(horizon=4, test_items=("A6",), cutoffs=(START.date(),))
+    panel = _panel()
+    short = Panel(data=panel.data.filter(~((pl.col("item_id") == "A6")
+                                           & (pl.col("timestamp") > START + timedelta(weeks=8)))),
+                  freq="W")
+    with pytest.raises(InputError, match="test items with fewer than 4 periods observed in any "
+                                         "market: A6"):
+        LaunchProtocol(horizon=4, test_items=("A6", "A8")).cutoff_periods(short)

@@ -283,3 +283,11 @@ def test_missing_modality_for_an_attention_fusion_is_said(shop_panel, tmp_path, 
     assert any(n.startswith("inputs used: modalities text, static") for n in model.notes)
     frame = model.predict(3)
     assert isinstance(frame, pl.DataFrame) and frame["y_pred"].is_finite().all()
+
+
+def test_encoders_take_precedence_over_a_presets_shorthand_and_check_their_params():
+    model = create_model("gtm", encoders={"text": {"name": "tfidf", "params": {"dim": 16}}})
+    assert model.config.encoders["text"].params == {"dim": 16}
+    with pytest.raises(InputError, match=r"encoder \(encoders.text\) 'tfidf' has no "
+                                         r"parameter\(s\) \['bogus'\]"):
+        create_model("multimodal", encoders={"text": {"name": "tfidf", "params": {"bogus": 1}}})

@@ -175,3 +175,23 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path, on_path):
                                          r"entry point group salesfusion.backbones\) cannot be "
                                          r"loaded: ModuleNotFoundError"):
         BACKBONES.names()
+
+
+def test_a_broken_plugin_does_not_hide_the_good_ones(tmp_path, on_path):
+    site = _install(tmp_path / "mixed", f"""
+        [salesfusion.models]
+        clash = {PLUGIN}.models:Clash
+        toy_models = {PLUGIN}.models
+        """)
+    (site / PLUGIN / "models.py").write_text(MODEL_SOURCE + '''
+
+class Clash(Naive):
+    """Takes a built-in name."""
+
+    name = "naive"
+''')
+    on_path(site)
+    for _ in range(2):  # said again on the next read, never silent
+        with pytest.raises(InputError, match="plug-in 'clash' .* cannot be registered"):
+            MODELS.names()
+    assert MODEL in MODELS  # the good plug-in of the same group is registered

@@ -41,21 +41,24 @@ class _Loader:
         if self.plugins_loaded or self.registry is None:
             return
         self.plugins_loaded = True  # first: a plug-in that reads its registry must not recurse
+        broken = []
+        # Every good plug-in is registered before a broken one is reported, and the group is
+        # read again on the next use, so a failure is never silent the second time.
         for point in entry_points(group=self.group):
+            where = f"plug-in '{point.name}' ({point.value}, entry point group {self.group})"
             try:
                 loaded = point.load()
             except Exception as exc:  # a broken plug-in names itself, not a traceback
-                self.plugins_loaded = False
-                raise InputError(f"plug-in '{point.name}' ({point.value}, entry point group "
-                                 f"{self.group}) cannot be loaded: {type(exc).__name__}: "
-                                 f"{exc}") from None
+                broken.append(f"{where} cannot be loaded: {type(exc).__name__}: {exc}")
+                continue
             if not isinstance(loaded, ModuleType):
                 try:
                     self.registry.register(loaded)
                 except (AttributeError, ValueError) as exc:  # no name, or a name taken
-                    raise InputError(f"plug-in '{point.name}' ({point.value}, entry point "
-                                     f"group {self.group}) cannot be registered: {exc}"
-                                     ) from None
+                    broken.append(f"{where} cannot be registered: {exc}")
+        if broken:
+            self.plugins_loaded = False
+            raise InputError("; ".join(broken))
 
 
 def _registry(kind: str, group: str, *modules: str,

@@ -59,6 +59,9 @@ class LaunchProtocol(BaseModel):
         if self.test_items and self.scope != "item":
             raise ValueError("test_items fix the test part of new products (scope item); a "
                              "market entry is chosen by its cutoff")
+        if self.test_items and self.cutoffs:
+            raise ValueError("test_items set the cutoff (their earliest launch); give test "
+                             "items or cutoffs, not both")
         if list(self.cutoffs) != sorted(set(self.cutoffs)):
             raise ValueError("cutoffs must be distinct and in increasing order")
         if self.min_observed is not None and self.min_observed > self.horizon:
@@ -114,6 +117,13 @@ class LaunchProtocol(BaseModel):
                              f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of "
                              f"{len(self.test_items)})")
         fixed = launches.filter(pl.col("item_id").is_in(wanted))
+        observed = set(self._observable(panel)["item_id"].unique().to_list())
+        short = sorted(set(fixed["item_id"].to_list()) - observed)
+        if short:  # scored on nothing, yet its launch would set the cutoff
+            raise InputError(f"test items with fewer than {self.observed} periods observed in "
+                             f"any market: {', '.join(short[:5])}"
+                             f"{' ...' if len(short) > 5 else ''}; drop them from the list or "
+                             f"lower --min-observed")
         if fixed["launch"].min() <= panel.data["timestamp"].min():
             first = fixed.sort("launch").row(0)
             raise InputError(f"test item {first[0]!r} sells from the panel's first period "

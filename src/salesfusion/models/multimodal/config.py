@@ -33,7 +33,7 @@ from salesfusion.models.config import (
     encoder_of,
     registered_in,
 )
-from salesfusion.registry import ComponentParams
+from salesfusion.registry import ComponentParams, merged_params
 
 # ``static`` (the items' declared attributes, coded through a vocabulary) besides the registered
 # content modalities (``encoders.modalities``: text, image, and any a plug-in registers).
@@ -76,8 +76,9 @@ class MultimodalConfig(ModelConfig):
         "A local weights file for the image encoder (a torchvision ResNet checkpoint)."))
     encoders: dict[str, EncoderChoice] = Field({}, description=(
         "Per content modality, the registered encoder and its parameters ({name, params}); "
-        "text and image default to text_encoder and image_encoder, any other modality to "
-        "its own default encoder."))
+        "it takes precedence over the text_encoder / image_encoder shorthand (a preset's "
+        "included; image_weights and image_encoder_fallback still apply to the image one); "
+        "a modality not listed uses the shorthand, or its own default encoder."))
     fusion: Annotated[str | None, registered_in(FUSIONS)] = Field(None, description=(
         "Registered fusion; None: fallback_fusion, or none at all for a backbone that selects "
         "static variables itself (tft)."))
@@ -159,17 +160,11 @@ class MultimodalConfig(ModelConfig):
             if choice.name not in names:
                 raise ValueError(f"encoders.{modality}: unknown {modality} encoder "
                                  f"'{choice.name}'; the valid choices are {', '.join(names)}")
+            # Unknown parameters stop the configuration, not the fit after the data is read.
+            encoder = ENCODERS.get(choice.name)
+            merged_params(f"encoder (encoders.{modality})", choice.name,
+                          encoder.default_params, choice.params)
         return value
-
-    @model_validator(mode="after")
-    def _one_encoder_per_modality(self) -> MultimodalConfig:
-        for modality, field in (("text", "text_encoder"), ("image", "image_encoder")):
-            # A saved model's parameters carry both, the shorthand at its default.
-            given = getattr(self, field) != type(self).model_fields[field].default
-            if modality in self.encoders and field in self.model_fields_set and given:
-                raise ValueError(f"the {modality} encoder is given twice ({field} and "
-                                 f"encoders.{modality}); give one")
-        return self
 
     @field_validator("quantiles")
     @classmethod

@@ -96,26 +96,30 @@ def modality_encoder(modality: str, catalogue: Catalogue, config: MultimodalConf
     else ``text_encoder`` for text, ``image_encoder`` (with its weights and fallback) for
     images, else the modality's own default."""
     choice = config.encoders.get(modality)
+    if modality == "image":
+        return image_encoder(catalogue, config, notes)
     if choice is not None:
         return content_modality(modality).encoder(catalogue, choice.name, **choice.params)
     if modality == "text":
         return build_encoder(catalogue, "text", config.text_encoder)
-    if modality == "image":
-        return image_encoder(catalogue, config, notes)
     return content_modality(modality).encoder(catalogue)
 
 
 def image_encoder(catalogue: Catalogue, config: MultimodalConfig, notes: list[str]) -> Any:
-    """The configured image encoder; without pretrained weights here, its fallback (and a
-    note saying so), else the seeded random initialisation (also noted)."""
+    """The configured image encoder (``encoders.image``, else ``image_encoder``); without
+    pretrained weights here, its fallback (and a note saying so), else the seeded random
+    initialisation (also noted)."""
+    choice = config.encoders.get("image")
+    name = choice.name if choice is not None else config.image_encoder
     extra = {"weights": config.image_weights} if config.image_weights else {}
-    encoder = build_encoder(catalogue, "image", config.image_encoder, **extra)
+    encoder = build_encoder(catalogue, "image", name,
+                            **{**extra, **(choice.params if choice is not None else {})})
     if getattr(encoder, "pretrained", True):
         return encoder
     if config.image_encoder_fallback:
-        notes.append(f"no pretrained weights for {config.image_encoder} on this machine: "
+        notes.append(f"no pretrained weights for {name} on this machine: "
                      f"using {config.image_encoder_fallback} instead (set image_weights)")
         return build_encoder(catalogue, "image", config.image_encoder_fallback)
-    notes.append(f"image encoder {config.image_encoder} has no pretrained weights here: "
+    notes.append(f"image encoder {name} has no pretrained weights here: "
                  f"randomly initialised (seeded)")
     return encoder
