@@ -192,6 +192,6 @@ class Clash(Naive):
 ''')
     on_path(site)
     for _ in range(2):  # said again on the next read, never silent
-        with pytest.raises(InputError, match="plug-in 'clash' .* cannot be registered"):
+        with pytest.raises(InputError, match=r"plug-in 'clash' .* cannot be registered"):
             MODELS.names()
     assert MODEL in MODELS  # the good plug-in of the same group is registered
