@@ -1,31 +1,11 @@
 """The cold-start (launch) backtest: hold products (or products' markets) out by launch date
 and score their first H periods from launch.
 
-Scope ``item`` (new products): an item's launch is its first period in any market of the
-panel. At a cutoff, items split into
-three parts, no item in two: **test**, the items launched on or after the cutoff with at least
-``min_observed`` periods (the horizon by default) observed in some market before the panel
-ends; **validation**, the items launched in the ``validation_periods`` periods before the
-cutoff (for model selection; ``LaunchSplit.validation_fit_panel`` is what a selection fits on);
-**train**, the items launched before that. The model is fitted on the train and validation
-items' rows before the cutoff only (no row of a test item, no row at or after the cutoff), then
-forecasts every test series (item, market) for its first H periods from its own launch in that
-market. Items launched after the cutoff with too few periods observed are in no part.
-
-Scope ``market`` (new markets, the cross-border question): the test series are an item's
-first periods in a market it enters on or after the cutoff, having sold elsewhere before it;
-the model is fitted on every row before the cutoff, the item's other markets included, so it
-can forecast the entry from the item's history abroad as well as its content. The validation
-series are the market entries of the ``validation_periods`` before the cutoff.
-
-RMSSE of a launch: M5 scales a series' RMSE by its own in-sample one-step naive RMSE, which a
-new series does not have. The launch backtest scales it instead by its market's **launch
-scale** (``launch_scale``): the root mean squared one-step difference of the training
-launches' first H periods from launch in that market (the series the model was fitted on,
-pooled; the step from "not yet selling" to the first period is not a difference, as M5 starts
-a series at its first sale). So a launch RMSSE of 1 is an error as large as a typical
-week-to-week swing of a new item in that market. A market with no training launch (nothing to
-scale by) has no RMSSE; MASE stays null, being the absolute-error scale's question.
+Which series are tested, validated and trained on at each cutoff is the launch split's
+(``data.launch_splits``: scopes ``item`` and ``market``, fixed test items); a launch's RMSSE is
+scaled by its market's launch scale (``scoring.scales.launch_scale``). This module fits each
+model on the split's training part, forecasts every test series from its own launch, and scores
+the forecasts overall and per period since launch.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from pydantic import Field
 from torch import nn
 
 from salesfusion.registry import ComponentParams
@@ -38,6 +39,14 @@ class BackboneShape:
     lookback: int | None = None  # history periods per window (None: any)
 
 
+class AttentionParams(ComponentParams):
+    """What an attention backbone with a learned positional table takes."""
+
+    heads: int = Field(4, ge=1, description="Attention heads (dividing hidden).")
+    max_length: int = Field(512, ge=1, description=(
+        "Rows of the positional table: the longest lookback."))
+
+
 class TemporalBackbone(nn.Module):
     name: ClassVar[str]
     reads_future: ClassVar[bool] = False
@@ -50,6 +59,7 @@ class TemporalBackbone(nn.Module):
 
     @classmethod
     def longest_lookback(cls, params: ComponentParams) -> int | None:
-        """The longest lookback the backbone built with ``params`` can take (None: any)."""
-        return cls.max_lookback
+        """The longest lookback the backbone built with ``params`` can take (None: any): its
+        positional table's ``max_length`` where it has one, else ``max_lookback``."""
+        return getattr(params, "max_length", cls.max_lookback)
     out_dim: int

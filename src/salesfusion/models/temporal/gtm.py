@@ -15,12 +15,14 @@ present, so an item with no history is still forecast from content (GTM's use ca
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from salesfusion.components import BACKBONES
-from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
-from salesfusion.registry import ComponentParams
+from salesfusion.models.temporal.base import (
+    AttentionParams,
+    BackboneShape,
+    TemporalBackbone,
+)
 
 
 @BACKBONES.register
@@ -30,14 +32,7 @@ class GTMBackbone(TemporalBackbone):
     name = "gtm"
     reads_future = True
 
-    class Params(ComponentParams):
-        heads: int = Field(4, ge=1, description="Attention heads (dividing hidden).")
-        max_length: int = Field(512, ge=1, description=(
-            "Rows of the positional table: the longest lookback."))
-
-    @classmethod
-    def longest_lookback(cls, params: ComponentParams) -> int | None:
-        return params.max_length  # type: ignore[attr-defined]
+    Params = AttentionParams
 
     def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 1,
                  dropout: float = 0.1, heads: int = 4, max_length: int = 512) -> None:

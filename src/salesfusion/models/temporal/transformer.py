@@ -6,13 +6,15 @@ prepended and never masked, so the encoder's output exists even with zero histor
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from salesfusion.components import BACKBONES
 from salesfusion.errors import InputError
-from salesfusion.models.temporal.base import BackboneShape, TemporalBackbone
-from salesfusion.registry import ComponentParams
+from salesfusion.models.temporal.base import (
+    AttentionParams,
+    BackboneShape,
+    TemporalBackbone,
+)
 
 
 @BACKBONES.register
@@ -20,15 +22,7 @@ class TransformerBackbone(TemporalBackbone):
     """Transformer encoder over the history with a context token (seed 001)."""
 
     name = "transformer"
-
-    class Params(ComponentParams):
-        heads: int = Field(4, ge=1, description="Attention heads (dividing hidden).")
-        max_length: int = Field(512, ge=1, description=(
-            "Rows of the learned positional table: the longest lookback."))
-
-    @classmethod
-    def longest_lookback(cls, params: ComponentParams) -> int | None:
-        return params.max_length  # type: ignore[attr-defined]
+    Params = AttentionParams
 
     def __init__(self, shape: BackboneShape, hidden: int = 64, layers: int = 2,
                  dropout: float = 0.1, heads: int = 4, max_length: int = 512) -> None:
