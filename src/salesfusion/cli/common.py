@@ -33,7 +33,6 @@ data_app = typer.Typer(no_args_is_help=True, help="Check dataset specs and build
 app.add_typer(data_app, name="data")
 # soft_wrap: a log line stays one line whatever the terminal width (and when piped).
 console = Console(stderr=True, soft_wrap=True)
-DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 # The database options of the commands that write forecasts (predict, backtest).
 ToUrl = Annotated[str | None, typer.Option(
     "--to", help="postgresql://... or env:NAME (a variable holding the URL): upsert the "

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from salesfusion.cli.common import (
-    DEFAULT_CACHE,
     Backend,
     RayAddress,
     Workers,
@@ -24,6 +23,7 @@ from salesfusion.data.panel import build_panel
 from salesfusion.data.spec import load_spec
 from salesfusion.data.validate import load_tables
 from salesfusion.datasets import load_dataset
+from salesfusion.encoders.cache import DEFAULT_CACHE
 from salesfusion.errors import InputError
 
 

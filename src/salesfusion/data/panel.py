@@ -51,7 +51,7 @@ from salesfusion.data.frames import is_pandas, panel_data, to_polars, to_polars_
 from salesfusion.data.frequency import FREQUENCIES, offset, period_range, truncate_to_period
 from salesfusion.data.fx import attach_fx, period_rates
 from salesfusion.data.panel_grid import SERIES_KEY, aggregate_periods, grid_rows, series_table
-from salesfusion.data.reviews import review_table
+from salesfusion.data.reviews import ReviewTexts, review_table, review_texts
 from salesfusion.data.spec import DatasetSpec
 from salesfusion.data.validate import Tables
 from salesfusion.errors import InputError
@@ -85,6 +85,9 @@ class Panel:
     # ``data.covariate_tables`` (their channels are ``past_only`` + ``future_known``).
     events: pl.DataFrame | None = None
     covariate_tables: list[CovariateTable] = field(default_factory=list)
+    # Review texts a model turns into channels when the spec asks (``data.reviews``); None once
+    # a model has (``encoders.review_text``), so that nothing encodes them twice.
+    review_texts: ReviewTexts | None = None
 
     def __post_init__(self) -> None:
         # pandas frames (``data``, ``items``, ``markets``, ``events``) are converted to polars
@@ -247,10 +250,13 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         covariates.append(table)
         past_only += past
         future_known += future
+    texts = None
     if tables.reviews is not None:  # past-only: a review is known once written
-        covariates.append(review_table(tables.reviews, panel, freq,
-                                       f"reviews ({spec.resolve(spec.reviews.path)})"))
+        source = f"reviews ({spec.resolve(spec.reviews.path)})"
+        covariates.append(review_table(tables.reviews, panel, freq, source))
         past_only += list(covariates[-1].channels)
+        if spec.reviews.text_embedding is not None:
+            texts = review_texts(tables.reviews, panel, freq, spec.reviews.text_embedding, source)
     check_unique_channels(covariates)
     log.update(series=starts.height, rows=panel.height)
 
@@ -269,6 +275,7 @@ def build_panel(tables: Tables, freq: str | None = None) -> Panel:
         image_root=spec.images_dir(),
         events=period_events(tables.events, freq) if tables.events is not None else None,
         covariate_tables=covariates,
+        review_texts=texts,
     )
 
 

@@ -142,10 +142,23 @@ class PromotionSpec(TableSpec):
     name: str = Field("promo_share", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
+class ReviewTextEmbedding(_Strict):
+    """How review texts become covariates: each period's reviews are encoded by ``encoder`` (a
+    pretrained text encoder: minilm, e5), averaged, and reduced to ``dims`` channels
+    ``review_text_1..dims`` by a projection each model fits on the reviews of its own training
+    periods (``encoders.review_text``)."""
+
+    encoder: str = "minilm"
+    dims: int = Field(4, ge=1, le=32)
+
+
 class ReviewsSpec(TableSpec):
     """Reviews over time (roles ``item_id``, ``timestamp``, ``text``, optionally ``rating``,
     ``market``), read as the past-only covariates ``review_count`` and ``review_rating``
-    (``data.reviews``); the table itself is the covariate, so it declares no covariate columns."""
+    (``data.reviews``), and with ``text_embedding`` the texts' channels; the table itself is the
+    covariate, so it declares no covariate columns."""
+
+    text_embedding: ReviewTextEmbedding | None = None
 
     # The scale ratings are given on, both ends included (e.g. [1, 5] stars): a rating outside
     # it is an input error (a mapped column of helpful-votes counts would be read as ratings

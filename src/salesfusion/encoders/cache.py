@@ -27,6 +27,9 @@ import polars as pl
 
 from salesfusion.errors import InputError
 
+# Where embeddings are kept unless a command or model config names another folder.
+DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
+
 # An empty file at the cache's root: outputs refuse to land inside a marked folder (a stray
 # file would mix into the cache), whatever the folder is called.
 CACHE_MARK = ".salesfusion-embedding-cache"

@@ -23,6 +23,14 @@ from salesfusion.data.covariate_tables import CovariateTable
 from salesfusion.data.forecast_frame import quantile_columns
 from salesfusion.data.frames import as_panel, returned, to_polars_or_none, wants_pandas
 from salesfusion.data.panel import SERIES_KEY, Panel
+from salesfusion.encoders.review_text import (
+    STATE_FILE as REVIEW_TEXT_STATE,
+)
+from salesfusion.encoders.review_text import (
+    ReviewTextProjection,
+    fit_review_text,
+    with_review_text,
+)
 from salesfusion.errors import InputError
 from salesfusion.models.artefact import MANIFEST, read_manifest, state_errors, write_manifest
 from salesfusion.models.config import (
@@ -78,6 +86,7 @@ class Forecaster(ABC):
         self.freq: str | None = None
         self._fitted = False
         self._ray_plan: RayPlan | None = None
+        self._review_text: ReviewTextProjection | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -172,6 +181,8 @@ class Forecaster(ABC):
                              f"to fit with this configuration; the panel has "
                              f"{len(panel.periods)}")
         self.freq = panel.freq
+        self._review_text = fit_review_text(panel)
+        panel = self.prepared(panel)
         self._fit(panel)
         self._history = panel
         self._fitted = True
@@ -191,7 +202,7 @@ class Forecaster(ABC):
             raise NotFittedError(f"model '{self.name}' is not fitted; call fit() or load()")
         if horizon < 1:
             raise InputError(f"horizon must be at least 1, got {horizon}")
-        history = history if history is not None else self._history
+        history = self.prepared(history) if history is not None else self._history
         series = (series if series is not None else history.data).select(SERIES_KEY).unique(
             maintain_order=True)
         if not self.supports_cold_start:
@@ -231,7 +242,7 @@ class Forecaster(ABC):
             raise InputError(f"horizon must be at least 1, got {horizon}")
         from salesfusion.data.launches import covered_launches, launch_grid
 
-        history = history if history is not None else self._history
+        history = self.prepared(history) if history is not None else self._history
         grid = launch_grid(launches, horizon, history.freq)
         covered = covered_launches(grid, history)
         if covered.height:
@@ -244,6 +255,12 @@ class Forecaster(ABC):
         quantiles = quantile_columns(forecast.columns)
         return forecast.select(*SERIES_KEY, "timestamp", "period_since_launch", "y_pred",
                                *quantiles).sort(*SERIES_KEY, "timestamp")
+
+    def prepared(self, panel: Panel) -> Panel:
+        """``panel`` as this model reads it: with the channels it derived from review texts
+        when it was fitted (``encoders.review_text``). ``predict`` and ``predict_launch`` call
+        it; a caller handing a panel to any other method of a model calls it first."""
+        return with_review_text(panel, self._review_text, self.name)
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         """``grid`` (``item_id, market, launch, period_since_launch, timestamp``) with ``y_pred``
@@ -293,6 +310,8 @@ class Forecaster(ABC):
             table.frame.write_parquet(folder / f"history_covariates_{index}.parquet")
             tables.append({"keys": list(table.keys), "channels": list(table.channels),
                            "source": table.source})
+        if self._review_text is not None:
+            self._review_text.save(folder)
         self._save_state(folder)
         # The manifest covers every file the model wrote, members' folders of an ensemble too.
         registered = self.registered_name()
@@ -348,6 +367,8 @@ class Forecaster(ABC):
                                    past_only=manifest.covariates.past_only,
                                    future_known=manifest.covariates.future_known,
                                    covariate_tables=covariates, **tables)
+            model._review_text = (ReviewTextProjection.load(folder)
+                                  if REVIEW_TEXT_STATE in manifest.files else None)
             model._load_state(folder)
         model._fitted = True
         return model

@@ -170,7 +170,7 @@ class LightGBMForecaster(Forecaster):
         self._covariate_scale = fit_exogenous_scale(panel) if self.config.covariates else {}
         self._covariate_names: list[str] | None = None
         horizon = int(self.params["horizon"])
-        _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
+        _, matrix, side = self._design(self.prepared(panel), range(1, horizon + 1), horizon)
         validation = ValidationPeriods(panel.data["timestamp"].n_unique(), horizon)
         is_validation = validation.is_validation(side["target_index"])
         label, weight = side["target"], None
@@ -247,7 +247,7 @@ class LightGBMForecaster(Forecaster):
         """The training design of ``panel`` for steps 1..``horizon``: the feature matrix and
         its side arrays (``target``, ``target_index``, ``step``, ``scale``), so permutation
         importance can score shuffled copies with ``predict_design``."""
-        _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
+        _, matrix, side = self._design(self.prepared(panel), range(1, horizon + 1), horizon)
         return matrix, side
 
     def predict_design(self, matrix: np.ndarray, scale: np.ndarray | float) -> np.ndarray:

@@ -105,11 +105,11 @@ class MultimodalForecaster(Forecaster):
     def explanation_windows(self, panel: Panel, origins: np.ndarray) -> ExplanationWindows:
         """The windows of ``panel``'s series at period indices ``origins``, as the network reads
         them, with their batch tensors and channel names (``explain``)."""
-        return explanation_windows(self.inputs, panel, origins)
+        return explanation_windows(self.inputs, self.prepared(panel), origins)
 
     def launch_windows(self, grid: pl.DataFrame, history: Panel) -> tuple[WidePanel, Windows]:
         """One window per launched series of ``grid`` (``item_id, market, launch``)."""
-        return launch_windows(self.inputs, grid, history)
+        return launch_windows(self.inputs, grid, self.prepared(history))
 
     @contextmanager
     def items_described(self, items: pl.DataFrame, image_root: Path | None = None

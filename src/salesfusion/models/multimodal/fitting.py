@@ -7,14 +7,13 @@ buffers, stored with the weights, so a saved model predicts without them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from salesfusion.data.launches import launch_levels
 from salesfusion.data.panel import Panel
-from salesfusion.encoders.cache import EmbeddingCache
+from salesfusion.encoders.cache import DEFAULT_CACHE, EmbeddingCache
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
 from salesfusion.encoders.modalities import content_modality
 from salesfusion.encoders.static import StaticVocabulary
@@ -23,8 +22,6 @@ from salesfusion.features.lags import WidePanel, to_wide
 from salesfusion.models.multimodal.config import STATIC, MultimodalConfig
 from salesfusion.models.multimodal.inputs import MultimodalInputs
 from salesfusion.training.windows import feature_widths
-
-DEFAULT_CACHE = Path.home() / ".cache" / "salesfusion" / "embeddings"
 
 
 def fit_inputs(panel: Panel, config: MultimodalConfig, owner: str, notes: list[str]
