@@ -10,17 +10,19 @@ Datasets:
   beyond the discount, category trend ``trend_effect`` per standard deviation, lagged one week,
   and ``review_effect`` per star of the latest reviewed week's mean rating away from 3). Its
   sales table is period grain, so price and promo are future-known (planned) covariates; the
-  trend and the review channels (``review_count``, ``review_rating``) are past-only.
+  trend and the review channels (``review_count``, ``review_rating``) are past-only. The
+  ``+review texts`` variant reads the review count and the texts' channels (minilm, 4 axes:
+  ``encoders.review_text``) but not the stars, so what it gains comes from the words.
 - OR-weekly (Online Retail, the bundled benchmark's series): a transaction log, so its prices
   are past-only (a price is only observed where something sold); ``price`` is the seller's
   (GBP) and ``price_local`` the buyer's currency through the ECB rates.
 
 Accuracy: a rolling-origin backtest per variant (which covariate channels the model may read;
-``none`` turns the model's covariates off), WAPE and RMSE over all windows, with the difference
-to ``none``. Recovery (synthetic only): the model trained at the last origin forecasts the test
-periods under what-if plans (``Panel.with_plan``): every planned price x1.1 and x0.9 (arc
-elasticity ``log(q+/q-) / log(1.1/0.9)`` of total units), and the promotion flag set to 1 and to
-0 at unchanged prices (uplift ``log(q1/q0)``), each against the truth.
+``none`` turns the model's covariates off), WAPE, bias, RMSSE and RMSE over all windows, with
+the WAPE difference to ``none``. Recovery (synthetic only): the model trained at the last origin
+forecasts the test periods under what-if plans (``Panel.with_plan``): every planned price x1.1
+and x0.9 (arc elasticity ``log(q+/q-) / log(1.1/0.9)`` of total units), and the promotion flag
+set to 1 and to 0 at unchanged prices (uplift ``log(q1/q0)``), each against the truth.
 
 Run: .venv/bin/python benchmarks/covariates.py [--models lightgbm,lstm] [--only synthetic]
      [--items 300] [--seed 0] [--json benchmarks/results/covariates.json]
@@ -43,9 +45,12 @@ from rich.console import Console
 from rich.table import Table
 
 from salesfusion.data.panel import Panel, build_panel
+from salesfusion.data.reviews import review_texts
+from salesfusion.data.spec import ReviewTextEmbedding
 from salesfusion.data.splits import BacktestProtocol
 from salesfusion.datasets import load_dataset, or_weekly
 from salesfusion.datasets.synthetic import PRICE_ELASTICITY, synthetic
+from salesfusion.encoders.review_text import review_text_channels
 from salesfusion.evaluation.backtest import metrics_table
 from salesfusion.models.backtest import run_backtest
 from salesfusion.models.registry import create_model
@@ -53,10 +58,13 @@ from salesfusion.models.registry import create_model
 SYNTHETIC = {"covariates": True, "reviews": True, "n_items": 300, "n_weeks": 104,
              "image_size": 16}
 REVIEWS = ["review_count", "review_rating"]
+TEXT_EMBEDDING = ReviewTextEmbedding(encoder="minilm", dims=4)
+REVIEW_TEXTS = ["review_count", *review_text_channels(TEXT_EMBEDDING.dims)]
 EVENTS = "events"  # the variant keeping the panel's events
 VARIANTS = {
     "synthetic": {"none": None, "events": [], "+price": ["price", "price_local"],
                   "+promo": ["promo"], "+trend": ["trend_by_category"], "+reviews": REVIEWS,
+                  "+review texts": REVIEW_TEXTS,
                   "all": ["price", "price_local", "promo", "trend_by_category", *REVIEWS]},
     "or_weekly": {"none": None, "price (seller, GBP)": ["price"],
                   "price_local (buyer)": ["price_local"], "both": ["price", "price_local"]},
@@ -69,16 +77,18 @@ PARAMS = {"lightgbm": {"max_rounds": 300},
 
 
 def keep_channels(panel: Panel, channels: list[str] | None) -> Panel:
-    """The panel with only ``channels`` of its covariate tables (events stay)."""
+    """The panel with only ``channels`` of its covariate tables (events stay); its review texts
+    only when ``channels`` names their channels (a model derives those when it fits)."""
     if channels is None:
-        return panel
+        return replace(panel, review_texts=None)
     tables = []
     for table in panel.covariate_tables:
         kept = tuple(c for c in table.channels if c in channels)
         if kept:
             tables.append(replace(table, channels=kept,
                                   frame=table.frame.select(*table.keys, *kept)))
-    return replace(panel, covariate_tables=tables,
+    texts = panel.review_texts if set(review_text_channels(1)) & set(channels) else None
+    return replace(panel, covariate_tables=tables, review_texts=texts,
                    past_only=[c for c in panel.past_only if c in channels],
                    future_known=[c for c in panel.future_known if c in channels])
 
@@ -101,9 +111,11 @@ def accuracy(panel: Panel, protocol: BacktestProtocol, name: str, variants: dict
                                                & (pl.col("segment") == "all"))
         metrics = dict(zip(long["metric"], long["value"], strict=True))
         rows.append({"model": name, "variant": variant, "channels": channels,
-                     "wape": metrics["WAPE"], "rmse": metrics["RMSE"],
+                     "wape": metrics["WAPE"], "bias_pct": metrics["bias_pct"],
+                     "rmsse": metrics["RMSSE"], "rmse": metrics["RMSE"],
                      "seconds": round(time.perf_counter() - started, 1)})
-        console.print(f"  {name} {variant}: WAPE {metrics['WAPE']:.2f} RMSE "
+        console.print(f"  {name} {variant}: WAPE {metrics['WAPE']:.2f} bias "
+                      f"{metrics['bias_pct']:+.2f} % RMSSE {metrics['RMSSE']:.4f} RMSE "
                       f"{metrics['RMSE']:.3f} ({rows[-1]['seconds']} s)")
     return rows
 
@@ -156,6 +168,8 @@ def main() -> None:
         if dataset == "synthetic":
             shop = synthetic(**shop_params)
             panel = build_panel(shop.tables)
+            panel = replace(panel, review_texts=review_texts(
+                shop.tables.reviews, panel.data, panel.freq, TEXT_EMBEDDING, "reviews"))
             protocol = BacktestProtocol(horizon=4, windows=3)
             truth = {"elasticity": PRICE_ELASTICITY, "promo_uplift": shop.truth.promo_uplift}
         else:
@@ -182,14 +196,16 @@ def main() -> None:
 
 def _show(results: dict, console: Console) -> None:
     table = Table(title="Covariate effect on accuracy (all windows)")
-    for column in ("dataset", "model", "variant", "WAPE", "vs none", "RMSE", "s"):
+    for column in ("dataset", "model", "variant", "WAPE", "vs none", "bias %", "RMSSE", "RMSE",
+                   "s"):
         table.add_column(column)
     baseline = {(r["dataset"], r["model"]): r["wape"] for r in results["accuracy"]
                 if r["variant"] == "none"}
     for r in results["accuracy"]:
         delta = r["wape"] - baseline[(r["dataset"], r["model"])]
         table.add_row(r["dataset"], r["model"], r["variant"], f"{r['wape']:.2f}",
-                      f"{delta:+.2f}", f"{r['rmse']:.3f}", str(r["seconds"]))
+                      f"{delta:+.2f}", f"{r['bias_pct']:+.2f}", f"{r['rmsse']:.4f}",
+                      f"{r['rmse']:.3f}", str(r["seconds"]))
     console.print(table)
     for found in results["recovery"]:
         console.print(f"{found['model']}: elasticity {found['elasticity']['estimated']:.3f} "

@@ -201,9 +201,9 @@ def searchers_table(path: Path) -> str:
 
 
 def covariates_table(path: Path) -> str:
-    """Per dataset, model and covariate variant: WAPE and RMSE over all backtest windows and
-    the WAPE change against the variant without covariates; then the recovered elasticity and
-    promotion uplift against the synthetic truth."""
+    """Per dataset, model and covariate variant: WAPE, bias, RMSSE and RMSE over all backtest
+    windows and the WAPE change against the variant without covariates; then the recovered
+    elasticity and promotion uplift against the synthetic truth."""
     data = json.loads(path.read_text())
     record = data["provenance"]
     threads = record.get("threads", {}).get("env", {}).get("OMP_NUM_THREADS")
@@ -214,9 +214,10 @@ def covariates_table(path: Path) -> str:
     none = {(r["dataset"], r["model"]): r["wape"] for r in data["accuracy"]
             if r["variant"] == "none"}
     rows = [[r["dataset"], r["model"], r["variant"], f"{r['wape']:.2f}",
-             f"{r['wape'] - none[(r['dataset'], r['model'])]:+.2f}", f"{r['rmse']:.3f}"]
-            for r in data["accuracy"]]
-    table = _markdown(["dataset", "model", "covariates", "WAPE", "vs none", "RMSE"], rows)
+             f"{r['wape'] - none[(r['dataset'], r['model'])]:+.2f}", f"{r['bias_pct']:+.2f}",
+             f"{r['rmsse']:.4f}", f"{r['rmse']:.3f}"] for r in data["accuracy"]]
+    table = _markdown(["dataset", "model", "covariates", "WAPE", "vs none", "bias %", "RMSSE",
+                       "RMSE"], rows)
     recovered = [[r["model"], f"{r['elasticity']['estimated']:.3f}",
                   f"{r['elasticity']['truth']:.3f}", f"{r['promo_uplift']['estimated']:.3f}",
                   f"{r['promo_uplift']['truth']:.3f}"] for r in data["recovery"]]
