@@ -63,10 +63,10 @@ def covariate_cube(panel: Panel, keys: pl.DataFrame, periods: np.ndarray,
     panel's end, forecast periods). ``scale`` comes from ``fit_exogenous_scale`` at fit time.
 
     A channel's missing values up to the panel's last period carry its last known value
-    forward (a price holds until it changes); a period after it without a value takes the
-    value of the panel's last period, so with no plan the current price and promotion state
-    continue, and a plan for one future period changes that period only. Values before the
-    first known one are the channel's mean (0 once standardised).
+    forward (a price holds until it changes); a period after it without a value (a past-only
+    channel's always) takes the value of the panel's last period, so with no plan the current
+    price and promotion state continue, and a plan for one future period changes that period
+    only. Values before the first known one are the channel's mean (0 once standardised).
     """
     parts: list[np.ndarray] = []
     names: list[str] = []
@@ -82,10 +82,15 @@ def covariate_cube(panel: Panel, keys: pl.DataFrame, periods: np.ndarray,
         channels = [c for c in table.channels if c in scale]
         if not channels:
             continue
-        for channel, matrix in zip(channels, _table_matrices(table, channels, panel, keys,
-                                                             period_frame), strict=True):
+        for channel, matrix in zip(channels, table_matrices(table, channels, panel, keys,
+                                                            period_frame), strict=True):
+            if channel not in panel.future_known:
+                # Past-only: nothing written after the panel's end is known at its end, even
+                # where the table (kept whole) holds it; a window reaching past the end (a
+                # launch after it) reads the last known value there.
+                matrix[:, known:] = np.nan
             mean, std = scale[channel]
-            parts.append(np.nan_to_num((_filled(matrix, known) - mean) / std)[..., None])
+            parts.append(np.nan_to_num((filled(matrix, known) - mean) / std)[..., None])
             names.append(channel)
             future_known.append(channel in panel.future_known)
     values = (np.concatenate(parts, axis=-1) if parts
@@ -94,7 +99,7 @@ def covariate_cube(panel: Panel, keys: pl.DataFrame, periods: np.ndarray,
                       future_known=np.array(future_known, dtype=bool))
 
 
-def _filled(matrix: np.ndarray, known: int) -> np.ndarray:
+def filled(matrix: np.ndarray, known: int) -> np.ndarray:
     """Forward-filled up to column ``known``; later gaps take column ``known - 1``'s value."""
     history = forward_fill(matrix[:, :known])
     if known in (0, matrix.shape[1]):
@@ -104,9 +109,11 @@ def _filled(matrix: np.ndarray, known: int) -> np.ndarray:
                           axis=1)
 
 
-def _table_matrices(table: CovariateTable, channels: list[str], panel: Panel,
-                    keys: pl.DataFrame, period_frame: pl.DataFrame) -> list[np.ndarray]:
-    """One (series x period) matrix per channel, NaN where the table has no value."""
+def table_matrices(table: CovariateTable, channels: list[str], panel: Panel,
+                   keys: pl.DataFrame, period_frame: pl.DataFrame) -> list[np.ndarray]:
+    """One (series x period) matrix per channel of the series ``keys`` over the periods of
+    ``period_frame`` (``timestamp``, ``col``: its column), prices as logs, NaN where the table
+    has no value."""
     series = keys.select(SERIES_KEY).with_row_index("row")
     if table.attribute is not None:
         if panel.items is None or table.attribute not in panel.items.columns:

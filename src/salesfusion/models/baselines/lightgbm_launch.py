@@ -4,9 +4,13 @@ Each training row is one period of a launched series (its first ``max_age`` peri
 chosen by the rule of ``data.launches.launch_rows``): the item's static attributes (categorical
 ones as LightGBM categories, numeric ones as they are), a text embedding of its title and
 description (a registered text encoder, ``tfidf`` by default, fitted on the items table), the
-calendar of its launch period and of the forecast period, the market and the period since
-launch; the target is that period's units. Nothing of the series' own sales is a feature, so a
-product that has never sold is forecast the same way as one in training.
+calendar of its launch period and of the forecast period, the market, the period since launch,
+and the panel's covariates as a planner knows them at the launch
+(``features.launch_covariates``: future-known channels and events in the forecast period,
+past-only ones summarised over the ``pre_launch_periods`` before the launch); the target is that
+period's units. Nothing of the series' own sales is a feature, so a product that has never sold
+is forecast the same way as one in training. The model's notes list the covariates it read and
+those it could not (a past-only channel with no value before any launch).
 
 Text vectors and attribute values are kept for every item of the items table seen at ``fit``
 (in a launch backtest and in ``predict --launch`` that table holds the items still to launch);
@@ -34,6 +38,7 @@ from salesfusion.data.launches import launch_rows, with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
 from salesfusion.features.calendar import calendar_features
+from salesfusion.features.launch_covariates import LaunchChannels, launch_covariates, unreadable
 from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
 from salesfusion.models.config import encoder_of
@@ -64,6 +69,11 @@ class LightGBMLaunch(Forecaster):
         max_rounds: int = Field(400, ge=1, description="Most boosting rounds.")
         early_stopping_rounds: int = Field(40, ge=1, description=(
             "Rounds without improvement on the latest launches before stopping."))
+        covariates: bool = Field(True, description=(
+            "Read the panel's covariates (future-known in the forecast period, past-only "
+            "before the launch)."))
+        pre_launch_periods: int = Field(13, ge=1, description=(
+            "Periods before a launch a past-only covariate is summarised over."))
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
@@ -108,9 +118,9 @@ class LightGBMLaunch(Forecaster):
                          how="diagonal")
 
     # --- design -------------------------------------------------------------------------------
-    def _design(self, rows: pl.DataFrame, items: pl.DataFrame) -> np.ndarray:
+    def _design(self, rows: pl.DataFrame, items: pl.DataFrame, panel: Panel) -> np.ndarray:
         """The feature matrix of ``rows`` (``item_id, market, launch, period_since_launch,
-        timestamp``)."""
+        timestamp``); ``panel`` holds the covariates."""
         # Rows and features must stay aligned with the labels and the grid: keep rows' order.
         joined = rows.join(items, on="item_id", how="left", maintain_order="left")
         columns: dict[str, np.ndarray] = {
@@ -127,8 +137,21 @@ class LightGBMLaunch(Forecaster):
         for prefix, stamps in (("launch_", joined["launch"]), ("", joined["timestamp"])):
             for key, values in calendar_features(stamps.to_numpy(), self.freq).items():
                 columns[prefix + key] = values.astype(float)
+        if self._channels is not None:
+            columns.update(launch_covariates(panel, rows, self._channels,
+                                             int(self.params["pre_launch_periods"])))
         self._feature_names = list(columns)
         return np.column_stack(list(columns.values())).astype(float)
+
+    @property
+    def booster(self) -> lgb.Booster:
+        """The fitted booster (its trees, rounds and LightGBM's own importances)."""
+        return self._booster
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The booster's feature columns."""
+        return list(self._feature_names)
 
     # --- fit / predict ------------------------------------------------------------------------
     def _fit(self, panel: Panel) -> None:
@@ -145,11 +168,10 @@ class LightGBMLaunch(Forecaster):
             for c in self._categorical}
         self._items = self._item_table(panel)
         self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
+        self._channels = LaunchChannels.of(panel) if self.params["covariates"] else None
         unread = [*panel.future_known, *panel.past_only]
-        if unread:  # said, not silent: a user's trend or promotion table does not reach it
-            self._notes.append(f"covariates not read: {', '.join(unread)} (lightgbm_launch "
-                               f"reads the items' attributes and text, the launch and forecast "
-                               f"calendars, the market and the age)")
+        if unread and self._channels is None:  # said, not silent
+            self._notes.append(f"covariates not read: {', '.join(unread)} (covariates: false)")
         rows, launched = launch_rows(panel, int(self.params["max_age"]))
         if not launched:
             self._notes.append("every series starts at the panel's first period: trained on "
@@ -159,17 +181,34 @@ class LightGBMLaunch(Forecaster):
         rows = (rows.join(starts, on=SERIES_KEY, how="left", maintain_order="left")
                 .join(dated, on=[*SERIES_KEY, "period_since_launch"], how="left",
                       maintain_order="left"))
-        matrix = self._design(rows, self._items)
+        matrix = self._design(rows, self._items, panel)
+        self._note_channels(matrix)
         label = rows["y"].to_numpy().astype(float)
         categorical = ["market", *[f"cat_{c}" for c in self._categorical]]
         self._booster = fit_booster(booster_params(self.config), self.config, matrix, label,
                                     _latest_launches(rows), feature_names=self._feature_names,
                                     categorical=categorical)
 
+    def _note_channels(self, matrix: np.ndarray) -> None:
+        """Which covariates the training design read, and which it could not."""
+        if self._channels is None or not self._channels.feature_names():
+            return
+        index = {name: i for i, name in enumerate(self._feature_names)}
+        columns = {name: matrix[:, index[name]] for name in self._channels.feature_names()}
+        blind = unreadable(columns, self._channels)
+        read = [c for c in [*(["events"] if self._channels.events else []),
+                            *self._channels.future_known, *self._channels.past_only]
+                if c not in blind]
+        if read:
+            self._notes.append(f"covariates read: {', '.join(read)}")
+        if blind:
+            self._notes.append(f"covariates not read: {', '.join(blind)} (past-only, with no "
+                               f"value before any launch)")
+
     def _forecast(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         max_age = int(self.params["max_age"])
         rows = grid.with_columns(pl.col("period_since_launch").clip(upper_bound=max_age))
-        values = self._booster.predict(self._design(rows, self._items_for(history)))
+        values = self._booster.predict(self._design(rows, self._items_for(history), history))
         return grid.with_columns(pl.Series("y_pred", values, dtype=pl.Float64))
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
@@ -194,13 +233,17 @@ class LightGBMLaunch(Forecaster):
         (folder / "lightgbm_launch.json").write_text(json.dumps(
             {"markets": self._markets, "categorical": self._categorical,
              "numeric": self._numeric, "vocabulary": self._vocabulary,
-             "features": self._feature_names, "notes": self._notes}))
+             "features": self._feature_names, "notes": self._notes,
+             "channels": self._channels.to_json() if self._channels is not None else None}))
 
     def _load_state(self, folder: Path) -> None:
         state = json.loads((folder / "lightgbm_launch.json").read_text())
         self._markets, self._vocabulary = state["markets"], state["vocabulary"]
         self._categorical, self._numeric = state["categorical"], state["numeric"]
         self._feature_names, self._notes = state["features"], state["notes"]
+        # Models saved before covariates were read hold no channels, as if covariates: false.
+        channels = state.get("channels")
+        self._channels = LaunchChannels.from_json(channels) if channels else None
         self._items = pl.read_parquet(folder / "launch_items.parquet")
         self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
         self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
