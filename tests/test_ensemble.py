@@ -68,7 +68,10 @@ def test_rolling_ensemble_weighs_the_member_right_on_the_last_periods():
     panel = Panel(data=pl.DataFrame(rows), freq="W")
     model = create_model("ensemble", members=["moving_average", "naive"], horizon=4).fit(panel)
     assert model._weights[1] == pytest.approx(1.0)
-    assert "chosen on the last 4 periods" in " ".join(model.notes)
+    assert "chosen on the last 3 runs of 4 periods" in " ".join(model.notes)
+    single = create_model("ensemble", members=["moving_average", "naive"], horizon=4,
+                          validation_folds=1).fit(panel)
+    assert "chosen on the last 4 periods" in " ".join(single.notes)
     forecast = model.predict(4)
     assert forecast["y_pred"].to_numpy() == pytest.approx(
         panel.data.filter(pl.col("timestamp") == pl.col("timestamp").max())

@@ -84,7 +84,7 @@ class LaunchProtocol(BaseModel):
             frame = pl.DataFrame({"c": list(self.cutoffs)}).select(
                 truncate_to_period(pl.col("c").cast(pl.Datetime("us")), panel.freq))
             return frame["c"].to_list()
-        observable = self._observable(panel)
+        observable = self.observable(panel)
         if self.test_items:
             return [self._fixed_test_launches(panel)["launch"].min()]
         if self.scope == "item":
@@ -117,7 +117,7 @@ class LaunchProtocol(BaseModel):
                              f"{' ...' if len(missing) > 5 else ''} ({len(missing)} of "
                              f"{len(self.test_items)})")
         fixed = launches.filter(pl.col("item_id").is_in(wanted))
-        observed = set(self._observable(panel)["item_id"].unique().to_list())
+        observed = set(self.observable(panel)["item_id"].unique().to_list())
         short = sorted(set(fixed["item_id"].to_list()) - observed)
         if short:  # scored on nothing, yet its launch would set the cutoff
             raise InputError(f"test items with fewer than {self.observed} periods observed in "
@@ -131,7 +131,7 @@ class LaunchProtocol(BaseModel):
                              f"fixed test items must launch after the panel starts")
         return fixed
 
-    def _observable(self, panel: Panel) -> pl.DataFrame:
+    def observable(self, panel: Panel) -> pl.DataFrame:
         """The rows of series with at least ``observed`` periods."""
         lengths = panel.data.group_by(SERIES_KEY).agg(pl.len().alias("_n"))
         enough = lengths.filter(pl.col("_n") >= self.observed).select(SERIES_KEY)
@@ -142,7 +142,7 @@ class LaunchProtocol(BaseModel):
         launches = item_launches(panel.data)
         validation_start = pl.select(offset(pl.lit(cutoff), panel.freq,
                                             -self.validation_periods)).item()
-        starts = (with_period_since_launch(self._observable(panel))
+        starts = (with_period_since_launch(self.observable(panel))
                   .filter(pl.col("period_since_launch") == 1)
                   .select(*SERIES_KEY, pl.col("timestamp").alias("launch")))
         if self.scope == "item":

@@ -1,13 +1,17 @@
 """Registered ensembles of registered models, weighted on a validation part of their own
 training panel only.
 
-``ensemble`` (series with history) holds out the training panel's last ``horizon`` periods, fits
-every member on the periods before them and forecasts the held-out periods of every series.
-``launch_ensemble`` (launches) holds out the latest-launched ``validation_share`` of the items
-launched in its training panel (the launch protocol's split, inside ``fit``: no row of a
-held-out item and no row at or after its first launch is fitted on), fits every member on the
-rest and forecasts the held-out launches' first ``horizon`` periods. With nothing to weigh on
-(a panel without launches, every item launched on one date), the ensemble uses its
+Both validate on ``validation_folds`` parts of the training panel, pooled, never one slice.
+``ensemble`` (series with history) holds out the training panel's last ``horizon`` periods, then
+the ``horizon`` before them, and so on (as many as the members' history allows), fits every
+member on the periods before each part and forecasts its periods of every series.
+``launch_ensemble`` (launches) holds out launch cohorts (``data.launch_folds``): the
+latest-launched ``validation_share`` of the items launched in its training panel, then the share
+before them, and so on, each split as the launch protocol splits (no row of a held-out item and
+no row at or after its cohort's first launch is fitted on); when the launches fall on too few
+dates to roll (a range launched on one date), the launched items dealt into groups, each held out
+in turn. It fits every member on the rest and forecasts the held-out launches' first
+``horizon`` periods. With nothing to weigh on (a panel without launches), the ensemble uses its
 ``fallback_member`` alone, or equal weights without one, and a warning note says which.
 
 Both then pick the convex weights, on a grid of step ``weight_step`` that includes each member
@@ -37,12 +41,12 @@ import polars as pl
 from pydantic import Field, field_validator, model_validator
 
 from salesfusion.data.forecast_frame import quantile_columns
+from salesfusion.data.launch_folds import launch_folds
 from salesfusion.data.panel import SERIES_KEY, Panel
-from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
 from salesfusion.models.config import ModelConfig, PointForecast
 from salesfusion.models.registry import create_model, model_class, register
-from salesfusion.scoring.scales import origin_context
+from salesfusion.scoring.scales import launch_scale, origin_context
 from salesfusion.scoring.selection import (
     DEFAULT_METRIC,
     METRIC_HELP,
@@ -53,6 +57,7 @@ from salesfusion.scoring.selection import (
 )
 
 KEYS = [*SERIES_KEY, "timestamp"]
+FOLD = "_fold"  # which validation part a held-out row belongs to
 
 
 class EnsembleConfig(ModelConfig):
@@ -63,6 +68,8 @@ class EnsembleConfig(ModelConfig):
     weight_step: float = Field(0.1, gt=0, le=0.5, description="Grid step of the weights.")
     seed: int = Field(0, description="Passed to the members that take a seed.")
     metric: SelectionMetric = Field(DEFAULT_METRIC, description=METRIC_HELP)
+    validation_folds: int = Field(3, ge=1, description=(
+        "Validation parts the weights are chosen on, pooled (1: the latest part alone)."))
     fallback_member: str | None = Field(None, description=(
         "The member used alone when there is nothing to weigh on (no validation part, or the "
         "metric undefined on it); None: equal weights. Either way the notes warn."))
@@ -145,8 +152,10 @@ class _WeightedEnsemble(Forecaster):
         if best is None:  # undefined on every grid point (e.g. every actual 0 for WAPE)
             return self._unweighed(f"{metric_label(metric)} undefined on {part}")
         label = metric_label(metric)
+        spread = _fold_scores(held.with_columns(pl.Series(c, stacked[c] @ best)
+                                                for c in columns), metric, self.name)
         self._notes.append(f"weights {dict(zip(members, np.round(best, 3).tolist(), strict=True))}"
-                           f" chosen on {part} by {label} ({label} {best_score:.4g})")
+                           f" chosen on {part} by {label} ({label} {best_score:.4g}{spread})")
         return best
 
     def _unweighed(self, why: str) -> np.ndarray:
@@ -219,16 +228,26 @@ class Ensemble(_WeightedEnsemble):
         return {"members": ["naive", "moving_average"]}
 
     def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
-        horizon = self.config.horizon
-        start = panel.periods[-horizon]
-        train = panel.until(panel.periods[-horizon - 1])
-        held = (panel.data.filter(pl.col("timestamp") >= start)
-                .join(origin_context(train).select(*SERIES_KEY, "rmsse_scale"), on=SERIES_KEY,
-                      how="inner")
-                .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"), "rmsse_scale"))
-        forecasts = [_aligned(held, member.fit(train).predict(horizon, history=train))
-                     for member in self._members()]
-        return forecasts, held, f"the last {horizon} periods"
+        horizon, periods = self.config.horizon, panel.periods
+        needed = max(m.min_history for m in self._members())
+        parts = []
+        for fold in range(self.config.validation_folds):
+            end = len(periods) - fold * horizon  # the part is periods[end - horizon:end]
+            if fold and end - horizon < needed:
+                break  # too little history before this part for the members
+            train = panel.until(periods[end - horizon - 1])
+            held = (panel.data.filter(pl.col("timestamp").is_between(periods[end - horizon],
+                                                                      periods[end - 1]))
+                    .join(origin_context(train).select(*SERIES_KEY, "rmsse_scale"),
+                          on=SERIES_KEY, how="inner")
+                    .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"),
+                            "rmsse_scale", pl.lit(fold).alias(FOLD)))
+            parts.append((held, [_aligned(held, member.fit(train).predict(horizon,
+                                                                         history=train))
+                                 for member in self._members()]))
+        what = (f"the last {horizon} periods" if len(parts) == 1 else
+                f"the last {len(parts)} runs of {horizon} periods")
+        return _pooled(parts, what)
 
 
 @register
@@ -263,25 +282,23 @@ class LaunchEnsemble(_WeightedEnsemble):
         return {"members": ["mean_launch_curve", "lightgbm_launch"]}
 
     def _validation(self, panel: Panel) -> tuple[list[np.ndarray], np.ndarray, str] | None:
-        from salesfusion.data.launch_splits import LaunchProtocol
-        from salesfusion.scoring.scales import launch_scale
 
         c = self.config
-        protocol = LaunchProtocol(horizon=c.horizon, test_fraction=c.validation_share,
-                                  min_observed=1)
-        try:
-            split = protocol.split(panel, protocol.cutoff_periods(panel)[0])
-        except InputError as exc:
-            self._notes.append(f"no validation launches: {exc}")
+        folds, how = launch_folds(panel, c.horizon, c.validation_share, c.validation_folds,
+                                  c.seed)
+        if not folds:
+            self._notes.append(f"no validation launches: {how}")
             return None
-        train = split.fit_panel(panel)
-        held = (split.test_actuals(panel, c.horizon)
-                .join(launch_scale(train, c.horizon), on="market", how="left")
-                .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"),
-                        pl.col("rmsse_scale").cast(pl.Float64)))
-        forecasts = [_aligned(held, member.fit(train).predict_launch(
-            split.test_series, c.horizon, history=train)) for member in self._members()]
-        return forecasts, held, f"{split.test_series.height} validation launches"
+        parts = []
+        for index, fold in enumerate(folds):
+            held = (fold.actuals.join(launch_scale(fold.fit, c.horizon), on="market",
+                                      how="left")
+                    .select(*KEYS, pl.col("y").cast(pl.Float64).alias("y_true"),
+                            pl.col("rmsse_scale").cast(pl.Float64), pl.lit(index).alias(FOLD)))
+            parts.append((held, [_aligned(held, member.fit(fold.fit).predict_launch(
+                fold.launches, c.horizon, history=fold.fit)) for member in self._members()]))
+        launches = sum(fold.launches.height for fold in folds)
+        return _pooled(parts, f"{launches} validation launches in {how}")
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         horizon = int(grid["period_since_launch"].max())
@@ -289,6 +306,28 @@ class LaunchEnsemble(_WeightedEnsemble):
         forecasts = [m.predict_launch(launches, horizon, history=history)
                      for m in self._fitted_members]
         return grid.join(self._combine(forecasts), on=KEYS, how="left")
+
+
+def _pooled(parts: list[tuple[pl.DataFrame, list[pl.DataFrame]]], what: str
+            ) -> tuple[list[pl.DataFrame], pl.DataFrame, str] | None:
+    """The validation parts' held-out rows and each member's forecasts of them, stacked."""
+    if not parts:
+        return None
+    held = pl.concat([h for h, _ in parts])
+    members = len(parts[0][1])
+    return ([pl.concat([forecasts[m] for _, forecasts in parts]) for m in range(members)],
+            held, what)
+
+
+def _fold_scores(combined: pl.DataFrame, metric: SelectionMetric, owner: str) -> str:
+    """The chosen weights' score on each validation part, as ``; per part a-b`` (empty for
+    one part): how much the choice moves from part to part."""
+    scores = [selection_score(part, metric, f"{owner}'s members' forecasts")
+              for _, part in combined.group_by(FOLD, maintain_order=True)]
+    scores = [s for s in scores if s is not None]
+    if len(scores) < 2:
+        return ""
+    return f"; per part {min(scores):.4g}-{max(scores):.4g} over {len(scores)}"
 
 
 def _aligned(held: pl.DataFrame, forecast: pl.DataFrame) -> pl.DataFrame:
