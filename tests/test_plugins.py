@@ -8,6 +8,7 @@ The plug-in is installed the way an installer leaves it: the package's files and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from salesfusion.components import BACKBONES, MODELS, refresh_plugins
+from salesfusion.components import BACKBONES, MODELS, PluginWarning, refresh_plugins
 from salesfusion.errors import InputError
 from salesfusion.models.base import Forecaster
 from tests.conftest import make_shop
@@ -172,26 +173,104 @@ def test_a_broken_plugin_is_one_line_naming_it(tmp_path, on_path):
         """)
     on_path(site)
     with pytest.raises(InputError, match=rf"plug-in '{BACKBONE}' \({PLUGIN}.missing:Nothing, "
-                                         r"entry point group salesfusion.backbones\) cannot be "
-                                         r"loaded: ModuleNotFoundError"):
+                                         r"entry point group salesfusion.backbones, distribution "
+                                         r"sf-toy-plugin 0.1\) cannot be loaded: "
+                                         r"ModuleNotFoundError"):
         BACKBONES.names()
 
 
-def test_a_broken_plugin_does_not_hide_the_good_ones(tmp_path, on_path):
-    site = _install(tmp_path / "mixed", f"""
-        [salesfusion.models]
-        clash = {PLUGIN}.models:Clash
-        toy_models = {PLUGIN}.models
-        """)
-    (site / PLUGIN / "models.py").write_text(MODEL_SOURCE + '''
+CLASH_SOURCE = MODEL_SOURCE + '''
 
 class Clash(Naive):
     """Takes a built-in name."""
 
     name = "naive"
-''')
+'''
+CLASH = (rf"plug-in 'clash' \({PLUGIN}.models:Clash, entry point group salesfusion.models, "
+         r"distribution sf-toy-plugin 0.1\) cannot be registered: model name 'naive' is "
+         r"registered twice: salesfusion.models.baselines.statistical.Naive already holds it")
+
+
+def _clashing(site: Path) -> Path:
+    _install(site, f"""
+        [salesfusion.models]
+        clash = {PLUGIN}.models:Clash
+        toy_models = {PLUGIN}.models
+        """)
+    (site / PLUGIN / "models.py").write_text(CLASH_SOURCE)
+    return site
+
+
+def test_a_broken_plugin_does_not_hide_the_good_ones(tmp_path, on_path):
+    site = _clashing(tmp_path / "mixed")
     on_path(site)
     for _ in range(2):  # said again on the next read, never silent
         with pytest.raises(InputError, match=r"plug-in 'clash' .* cannot be registered"):
             MODELS.names()
     assert MODEL in MODELS  # the good plug-in of the same group is registered
+
+
+def test_a_plugin_taking_a_built_in_name_is_an_error_when_that_name_is_looked_up(tmp_path,
+                                                                              on_path):
+    MODELS.get("naive")  # the built-in is in the registry before the plug-in is installed
+    on_path(_clashing(tmp_path / "clash"))
+    # Looking up another name reads the plug-ins: the clash is said, and that name answers.
+    with pytest.warns(PluginWarning, match=CLASH):
+        assert MODELS.get(MODEL).__module__ == f"{PLUGIN}.models"
+    for _ in range(2):  # the plug-in's name is ambiguous on every lookup, never silent
+        with pytest.raises(InputError, match=CLASH):
+            MODELS.get("naive")
+        with pytest.raises(InputError, match=CLASH):
+            assert "naive" in MODELS
+
+
+SHADOW_SOURCE = '''
+from salesfusion.models.baselines.statistical import Naive
+from salesfusion.models.registry import register
+
+
+@register
+class Shadow(Naive):
+    """Takes the name of a built-in whose module nothing imported yet."""
+
+    name = "mean_launch_curve"
+'''
+LOOK_UP = """
+import json, warnings
+from salesfusion.components import MODELS
+from salesfusion.errors import InputError
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    found = {"naive": MODELS.get("naive").__module__}
+found["warnings"] = [str(w.message) for w in caught]
+try:
+    found["curve"] = MODELS.get("mean_launch_curve").__module__
+except InputError as exc:
+    found["curve"] = str(exc)
+print(json.dumps(found))
+"""
+
+
+def test_a_plugin_module_cannot_take_the_name_of_a_built_in_not_imported_yet(tmp_path):
+    """In a fresh process, looking up ``naive`` imports its module alone; the plug-in's
+    decorator then claims ``mean_launch_curve``, whose module is not imported: it clashes
+    with the built-in instead of taking the name before the built-in registers."""
+    site = _install(tmp_path / "shadow", f"""
+        [salesfusion.models]
+        shadow = {PLUGIN}.shadow
+        """)
+    (site / PLUGIN / "shadow.py").write_text(SHADOW_SOURCE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    done = subprocess.run([sys.executable, "-c", LOOK_UP], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["naive"] == "salesfusion.models.baselines.statistical"
+    clash = (f"plug-in 'shadow' ({PLUGIN}.shadow, entry point group salesfusion.models, "
+             f"distribution sf-toy-plugin 0.1) cannot be registered: model name "
+             f"'mean_launch_curve' is registered twice: "
+             f"salesfusion.models.baselines.launch_curves.MeanLaunchCurve already holds it")
+    assert found["warnings"] == [clash]
+    assert found["curve"] == clash

@@ -13,12 +13,18 @@ the group ``salesfusion.<kind>`` (``salesfusion.models``, ``salesfusion.encoders
 first read: an entry point naming a module (``my_pkg.backbone``) is imported, its decorators
 registering what it defines; one naming an object (``my_pkg.backbone:Mine``) registers that
 object. So the CLI, ``serve`` and ``Forecaster.load`` all see a plug-in without an import of it.
+
+A plug-in never takes a name that a built-in (or another plug-in) holds: the plug-ins are read
+on a registry's first use, a single name's lookup included, and a clash is an error naming the
+plug-in, its distribution and the name, whenever that name is asked for or the registry listed
+(a warning when another name is looked up), instead of one component silently hiding the other.
 """
 
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import entry_points
+import warnings
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Any
 
@@ -26,58 +32,139 @@ from salesfusion.errors import InputError
 from salesfusion.registry import Registry
 
 
-class _Loader:
-    """Imports a registry's built-in modules, then (once per process, or again after
-    ``refresh_plugins``) its entry-point group's plug-ins."""
+class NameClash(ValueError):
+    """A component registered under a name that another component holds."""
 
-    def __init__(self, group: str, *modules: str) -> None:
-        self.group, self.modules = group, modules
-        self.registry: Registry[Any] | None = None
-        self.plugins_loaded = False
+    def __init__(self, kind: str, name: str, holder: str) -> None:
+        super().__init__(f"{kind} name '{name}' is registered twice: {holder} already holds it")
+        self.name = name
 
-    def __call__(self) -> None:
+
+class PluginWarning(UserWarning):
+    """A plug-in that cannot be loaded or clashes, found while another name was looked up."""
+
+
+def _origin(component: Any) -> str:
+    """Where a component is defined (module and qualified name): a class, or a loss object's
+    class."""
+    defined = component if isinstance(component, type) else type(component)
+    return f"{defined.__module__}.{defined.__qualname__}"
+
+
+def _described(point: EntryPoint, group: str) -> str:
+    dist = getattr(point, "dist", None)
+    source = f", distribution {dist.name} {dist.version}" if dist is not None else ""
+    return f"plug-in '{point.name}' ({point.value}, entry point group {group}{source})"
+
+
+class PluginRegistry(Registry[Any]):
+    """A registry of built-in components (imported from ``modules``, lazily) and of the
+    plug-ins of its entry-point group (read once per process, or again after
+    ``refresh_plugins``)."""
+
+    def __init__(self, kind: str, group: str, modules: tuple[str, ...],
+                 index: dict[str, str] | None = None) -> None:
+        super().__init__(kind, self._load_everything, index)
+        self.group, self.modules = f"salesfusion.{group}", modules
+        self.plugins_read = False
+        self.reading_plugins = False
+        self.plugin_problems: list[str] = []
+        self.clashes: dict[str, str] = {}  # name -> the problem of the plug-in that claims it
+
+    def register(self, component: Any) -> Any:
+        """Register ``component`` under its ``name``; a name another component holds is a
+        ``NameClash``."""
+        name = component.name
+        if name in self._index and name not in self._entries:
+            # The built-in registers first (a no-op while its own module is being imported),
+            # so a plug-in claiming its name clashes instead of taking it before it loads.
+            importlib.import_module(self._index[name])
+        held = self._entries.get(name)
+        if held is not None and held is not component:
+            if _origin(held) != _origin(component):
+                raise NameClash(self.kind, name, _origin(held))
+            # The same class again: its plug-in module, which failed half-way, imported anew.
+            self.unregister(name)
+        return super().register(component)
+
+    def _load_for(self, name: object) -> None:
+        if name not in self._entries and isinstance(name, str) and name in self._index:
+            importlib.import_module(self._index[name])
+        if name not in self._entries:  # any built-in module may hold it, or a plug-in
+            self._import_builtins()
+            self._read_failures_again()  # the plug-in that failed may be the one asked for
+        read_now = self.read_plugins()
+        if name in self.clashes:
+            raise InputError(self.clashes[name])
+        if self.plugin_problems and name not in self._entries:
+            raise InputError("; ".join(self.plugin_problems))
+        if self.plugin_problems and read_now:  # the name answers; the others' problems are said
+            warnings.warn("; ".join(self.plugin_problems), PluginWarning, stacklevel=3)
+
+    def _import_builtins(self) -> None:
         for module in self.modules:
             importlib.import_module(module)
-        if self.plugins_loaded or self.registry is None:
-            return
-        self.plugins_loaded = True  # first: a plug-in that reads its registry must not recurse
-        broken = []
-        # Every good plug-in is registered before a broken one is reported, and the group is
-        # read again on the next use, so a failure is never silent the second time.
+
+    def _load_everything(self) -> None:
+        self._import_builtins()
+        self._read_failures_again()  # a failure is said on every full read, never once only
+        self.read_plugins()
+        if self.plugin_problems:
+            raise InputError("; ".join(self.plugin_problems))
+
+    def _read_failures_again(self) -> None:
+        # Not while reading: a plug-in that looks a name up as it loads must not recurse.
+        if self.plugin_problems and not self.reading_plugins:
+            self.plugins_read = False
+
+    def read_plugins(self) -> bool:
+        """Load the entry-point group's plug-ins unless they were read; True when read now.
+        Every good plug-in is registered; the others are kept in ``plugin_problems`` (and in
+        ``clashes`` under the name they claim)."""
+        if self.plugins_read:
+            return False
+        self.plugins_read = self.reading_plugins = True  # first: no recursion from a plug-in
+        try:
+            self._read_plugins()
+        finally:
+            self.reading_plugins = False
+        return True
+
+    def _read_plugins(self) -> None:
+        if not self._index:
+            # Without an index a built-in's name is known only once its module is imported.
+            self._import_builtins()
+        problems, clashes = [], {}
         for point in entry_points(group=self.group):
-            where = f"plug-in '{point.name}' ({point.value}, entry point group {self.group})"
+            where, stage = _described(point, self.group), "loaded"
             try:
                 loaded = point.load()
+                if not isinstance(loaded, ModuleType):
+                    stage = "registered"
+                    self.register(loaded)
+            except NameClash as clash:  # from an object, or from a module's decorator
+                clashes[clash.name] = f"{where} cannot be registered: {clash}"
+                problems.append(clashes[clash.name])
             except Exception as exc:  # a broken plug-in names itself, not a traceback
-                broken.append(f"{where} cannot be loaded: {type(exc).__name__}: {exc}")
-                continue
-            if not isinstance(loaded, ModuleType):
-                try:
-                    self.registry.register(loaded)
-                except (AttributeError, ValueError) as exc:  # no name, or a name taken
-                    broken.append(f"{where} cannot be registered: {exc}")
-        if broken:
-            self.plugins_loaded = False
-            raise InputError("; ".join(broken))
+                problems.append(f"{where} cannot be {stage}: {type(exc).__name__}: {exc}")
+        self.plugin_problems, self.clashes = problems, clashes
 
 
 def _registry(kind: str, group: str, *modules: str,
-              index: dict[str, str] | None = None) -> Registry[Any]:
-    loader = _Loader(f"salesfusion.{group}", *modules)
-    registry: Registry[Any] = Registry(kind, loader, index)
-    loader.registry = registry
-    _LOADERS.append(loader)
+              index: dict[str, str] | None = None) -> PluginRegistry:
+    registry = PluginRegistry(kind, group, modules, index)
+    _PLUGGABLE.append(registry)
     return registry
 
 
-_LOADERS: list[_Loader] = []
+_PLUGGABLE: list[PluginRegistry] = []
 
 
 def refresh_plugins() -> None:
     """Read the entry points again on each registry's next use: after a distribution was
     installed into (or put on the path of) a running process."""
-    for loader in _LOADERS:
-        loader.plugins_loaded = False
+    for registry in _PLUGGABLE:
+        registry.plugins_read = False
 
 
 def _by_module(modules: dict[str, tuple[str, ...]]) -> dict[str, str]:

@@ -46,9 +46,9 @@ def plotly_js() -> Path:
 
 
 class DashboardCache:
-    """What one app's dashboard keeps between requests: the files it serves by name and the
-    catalogue of its store's series. One per app (``app.state.dashboard``), because each app
-    serves its own store."""
+    """What one app's dashboard keeps between requests: the files it serves by name, the
+    catalogue of its store's series and its items' content columns. One per app
+    (``app.state.dashboard``), because each app serves its own store."""
 
     def __init__(self, store: ModelStore) -> None:
         self.store = store
@@ -58,9 +58,10 @@ class DashboardCache:
         self.static["plotly.min.js"] = plotly_js()  # without plotly the app does not start
         self._lock = threading.Lock()
         self._catalogue: pl.DataFrame | None = None
+        self._items: pl.DataFrame | None = None
 
     def series(self) -> pl.DataFrame:
-        """Every served series with its title, photo and cold-start flag (``series_catalogue``),
+        """Every served series with its title and cold-start flag (``series_catalogue``),
         built on first use: the store never changes."""
         with self._lock:
             if self._catalogue is None:
@@ -69,6 +70,19 @@ class DashboardCache:
                     [m.history for m in models],
                     [m.forecaster.supports_cold_start for m in models])
             return self._catalogue
+
+    def contents(self, item_ids: list[str]) -> list[list[dict[str, Any]]]:
+        """Each item's content parts (``dashboard_data.item_contents``), in the order asked;
+        none for an item no items table describes."""
+        with self._lock:
+            if self._items is None:
+                self._items = data.described_items(
+                    [m.history for m in self.store.models.values()])
+            items = self._items
+        asked = pl.DataFrame({"item_id": item_ids}, schema={"item_id": items.schema["item_id"]})
+        return data.item_contents(asked.join(items, on="item_id", how="left",
+                                             maintain_order="left"),
+                                  self.store.insights.image_root)
 
 
 async def app_dashboard(request: Request) -> DashboardCache:
@@ -132,18 +146,22 @@ def meta(store: Store, dashboard: Dashboard) -> dict[str, Any]:
 
 
 @router.get("/v1/dashboard/series", tags=["dashboard"])
-def search(store: Store, dashboard: Dashboard,
+def search(dashboard: Dashboard,
            q: Annotated[str, Query(max_length=200)] = "",
            market: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
            limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     """Series whose item id or title contains ``q`` (case-insensitive), cold starts of
-    models that forecast them included and flagged."""
+    models that forecast them included and flagged, with the modalities each item has
+    content for (a file-reading one only when its file is there)."""
     found, total = data.search_series(dashboard.series(), q, market, limit)
-    image_root = store.insights.image_root
-    rows = [{"item_id": r["item_id"], "market": r["market"], "title": r["title"],
-             "cold_start": r["cold_start"],
-             "has_image": data.resolve_image(image_root, r["image"]) is not None}
-            for r in found.iter_rows(named=True)]
+    contents = dashboard.contents(found["item_id"].to_list())
+    rows = []
+    for r, parts in zip(found.iter_rows(named=True), contents, strict=True):
+        # A file that is not there is no content: the encoders mask it as missing.
+        usable = [p for p in parts if p["file"] is not None or not p["reads_files"]]
+        rows.append({"item_id": r["item_id"], "market": r["market"], "title": r["title"],
+                     "cold_start": r["cold_start"], "content": [p["modality"] for p in usable],
+                     "has_image": any(p["file"] is not None for p in parts)})
     return {"total": total, "series": rows}
 
 
@@ -153,15 +171,16 @@ def view(store: Store, limits: ServiceLimits, dashboard: Dashboard,
          horizon: Annotated[int | None, Query(ge=1)] = None,
          format: Format = "json") -> Any:
     """One series: its history, each model's forecast with its quantile band, the
-    backtest forecasts of those models, its title and photo; ``table`` is all of it in
-    rows (what ``format=csv`` returns)."""
+    backtest forecasts of those models, its title and its item's content by modality (photos
+    as thumbnails); ``table`` is all of it in rows (what ``format=csv`` returns)."""
     picked = _chosen(store, models)
     known = dashboard.series().filter((pl.col("item_id") == item_id)
                                       & (pl.col("market") == market))
     if not known.height:
         raise ApiError(404, "unknown_series", f"no series {item_id!r} in {market!r} in the "
                                               f"served models", "item_id")
-    result = series_view(picked, known.row(0, named=True), horizon, limits, store.insights)
+    result = series_view(picked, known.row(0, named=True), dashboard.contents([item_id])[0],
+                         horizon, limits, store.insights)
     return result if format == "json" else _answer(result["table"], format,
                                                    f"{item_id}_{market}")
 

@@ -1,5 +1,6 @@
-"""The data behind the dashboard: series search, thumbnails, backtest errors and explanation
-tables, as polars frames and the ``{"columns", "rows"}`` tables the page renders and exports.
+"""The data behind the dashboard: series search, each item's content as the registered
+modalities read it, thumbnails, backtest errors and explanation tables, as polars frames and
+the ``{"columns", "rows"}`` tables the page renders and exports.
 
 Every table the page shows travels as ``{"columns": [...], "rows": [[...], ...]}`` and its CSV
 (``table_csv``) is written from those same rows, so a CSV download (the page's, or a route's
@@ -66,7 +67,7 @@ def table_csv(table: dict[str, Any]) -> str:
 
 
 def series_catalogue(histories: list[Any], cold_start: list[bool]) -> pl.DataFrame:
-    """Every series the given models can show: ``item_id, market, title, image, cold_start``.
+    """Every series the given models can show: ``item_id, market, title, cold_start``.
 
     A series with history in any of them is a warm one; an item of an items table without
     sales in a market of the history is a cold start, listed only for the models that forecast
@@ -85,18 +86,55 @@ def series_catalogue(histories: list[Any], cold_start: list[bool]) -> pl.DataFra
                         cold_keys.with_columns(pl.lit(True).alias("cold_start"))])
     if item_frames:
         # One row per item: the first model's items table that describes it.
-        described = pl.concat(
-            [f.select("item_id",
-                      (pl.col(title_column(f)) if title_column(f) else pl.lit(None))
-                      .cast(pl.String).alias("title"),
-                      (pl.col("image") if "image" in f.columns else pl.lit(None))
-                      .cast(pl.String).alias("image")) for f in item_frames],
+        titled = pl.concat(
+            [f.select("item_id", (pl.col(title_column(f)) if title_column(f) else pl.lit(None))
+                      .cast(pl.String).alias("title")) for f in item_frames],
             how="vertical").unique("item_id", keep="first", maintain_order=True)
-        series = series.join(described, on="item_id", how="left")
+        series = series.join(titled, on="item_id", how="left")
     else:
-        series = series.with_columns(pl.lit(None, pl.String).alias("title"),
-                                     pl.lit(None, pl.String).alias("image"))
-    return series.select(*SERIES_KEY, "title", "image", "cold_start").sort(SERIES_KEY)
+        series = series.with_columns(pl.lit(None, pl.String).alias("title"))
+    return series.select(*SERIES_KEY, "title", "cold_start").sort(SERIES_KEY)
+
+
+def described_items(histories: list[Any]) -> pl.DataFrame:
+    """One row per item of the models' items tables (the first table that describes it): its
+    id and whichever columns of the registered content modalities the tables hold."""
+    from salesfusion.encoders.modalities import content_modalities
+
+    read = dict.fromkeys(column for source in content_modalities() for column in source.columns)
+    frames = [h.items.select("item_id", *[c for c in read if c in h.items.columns])
+              for h in histories if h.items is not None]
+    if not frames:
+        return pl.DataFrame(schema={"item_id": pl.String})
+    return pl.concat(frames, how="diagonal_relaxed").unique("item_id", keep="first",
+                                                            maintain_order=True)
+
+
+def item_contents(items: pl.DataFrame, image_root: Path | None) -> list[list[dict[str, Any]]]:
+    """Each row's content as every registered content modality reads it (``inputs``, what its
+    encoder is given), built-ins first: one part per modality holding something for the item,
+    ``{"modality", "about", "value", "reads_files", "file"}``. A modality whose inputs need
+    ``image_root`` reads files under that root: its part's ``file`` is the resolved image (None
+    when it leaves the root or is missing), which the page shows as a photo."""
+    from salesfusion.encoders.inputs import Catalogue
+    from salesfusion.encoders.modalities import content_modalities
+
+    catalogue = Catalogue("dashboard", items, image_root or Path("."))
+    parts: list[list[dict[str, Any]]] = [[] for _ in range(items.height)]
+    for source in content_modalities():
+        if not source.present_in(catalogue):
+            continue
+        values, needs = source.inputs(catalogue)
+        about = next(iter((source.__doc__ or "").strip().splitlines()), "")
+        reads_files = "image_root" in needs
+        for part, value in zip(parts, values, strict=True):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                continue
+            part.append({"modality": source.name, "about": about, "reads_files": reads_files,
+                         "file": resolve_image(image_root, str(value)) if reads_files else None,
+                         "value": _cell(value) if isinstance(value, (str, int, float, date))
+                         else str(value)})
+    return parts
 
 
 def search_series(catalogue: pl.DataFrame, query: str, market: str | None,

@@ -1,6 +1,6 @@
 """One series as the dashboard's ``/v1/dashboard/view`` shows it: its history, each picked
-model's forecast with its quantile band, those models' backtest forecasts, its title and photo,
-and all of it as rows (what ``?format=csv`` returns)."""
+model's forecast with its quantile band, those models' backtest forecasts, its title, its item's
+content by registered modality, and all of it as rows (what ``?format=csv`` returns)."""
 
 from __future__ import annotations
 
@@ -62,10 +62,19 @@ def backtest_overlays(frame: pl.DataFrame, picked: list[ServedModel], item_id: s
     return overlays
 
 
-def series_view(picked: list[ServedModel], series: dict[str, Any], horizon: int | None,
-                limits: Limits, insights: Insights) -> dict[str, Any]:
+def shown_content(parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Content parts (``dashboard_data.item_contents``) as the page shows them: a part that
+    reads a file carries its thumbnail as ``photo`` (None when unreadable), never a path."""
+    return [{"modality": p["modality"], "about": p["about"], "value": p["value"],
+             "photo": data.thumbnail(p["file"]) if p["reads_files"] else None} for p in parts]
+
+
+def series_view(picked: list[ServedModel], series: dict[str, Any],
+                content: list[dict[str, Any]], horizon: int | None, limits: Limits,
+                insights: Insights) -> dict[str, Any]:
     """The view of ``series`` (a row of the series catalogue) through the ``picked`` models,
-    each forecasting ``horizon`` periods (its own horizon when None)."""
+    each forecasting ``horizon`` periods (its own horizon when None); ``content`` is its
+    item's content parts."""
     item_id, market = series["item_id"], series["market"]
     keys = pl.DataFrame({"item_id": [item_id], "market": [market]})
     steps = {m.name: check_horizon(horizon or m.max_horizon or DEFAULT_HORIZON, m, limits,
@@ -109,9 +118,11 @@ def series_view(picked: list[ServedModel], series: dict[str, Any], horizon: int 
         table_rows += [["backtest", o["model"], o["window"], t, y, p, None, None]
                        for t, y, p in zip(o["timestamps"], o["y_true"], o["y_pred"],
                                           strict=True)]
-    photo = data.thumbnail(data.resolve_image(insights.image_root, series["image"]))
+    parts = shown_content(content)
+    # ``photo`` stays beside ``content`` for the route's clients that read it: its first photo.
+    photo = next((p["photo"] for p in parts if p["photo"] is not None), None)
     return {"item_id": item_id, "market": market, "title": series["title"],
-            "cold_start": series["cold_start"], "photo": photo,
+            "cold_start": series["cold_start"], "photo": photo, "content": parts,
             "history": {"timestamps": stamps(history), "y": floats(history["y"].to_list())},
             "forecasts": forecasts, "backtest": overlays, "notes": notes,
             "table": {"columns": TABLE_COLUMNS, "rows": table_rows}}

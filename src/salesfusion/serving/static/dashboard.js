@@ -127,10 +127,10 @@ async function search() {
       badge.textContent = "cold start";
       button.appendChild(badge);
     }
-    if (series.has_image) {
+    for (const modality of series.content) {
       const badge = document.createElement("span");
-      badge.className = "badge photo";
-      badge.textContent = "photo";
+      badge.className = "badge content";
+      badge.textContent = modality;
       button.appendChild(badge);
     }
     const title = document.createElement("div");
@@ -177,15 +177,7 @@ function renderSeries(view) {
     badge.textContent = "cold start: no sales history";
     metaLine.appendChild(badge);
   }
-  const photo = $("photo");
-  if (view.photo) {
-    photo.src = view.photo;
-    photo.alt = "Photo of " + (view.title || view.item_id);
-    photo.hidden = false;
-  } else {
-    photo.removeAttribute("src");
-    photo.hidden = true;
-  }
+  renderContent(view);
   const notes = $("series-notes");
   notes.replaceChildren();
   for (const note of view.notes) {

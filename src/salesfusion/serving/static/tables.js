@@ -1,5 +1,5 @@
-// Tables, their CSV export and chart helpers of the salesfusion dashboard (loaded before
-// dashboard.js). Cells are written with textContent: table values are shop data.
+// Tables, their CSV export, an item's content and chart helpers of the salesfusion dashboard
+// (loaded before dashboard.js). Cells are written with textContent: table values are shop data.
 "use strict";
 
 const byId = (id) => document.getElementById(id);
@@ -73,6 +73,36 @@ function renderTable(container, table, fileName) {
   }
   box.appendChild(element);
   container.append(tools, box);
+}
+
+// The item's content: one row per modality it has content for, in the order the server sends
+// (every registered modality, a plug-in's included, so a new one needs nothing here); a part
+// read from a file comes with its photo, shown beside the title (the first one as #photo).
+function renderContent(view) {
+  const photos = byId("photos");
+  const list = byId("series-content");
+  photos.replaceChildren();
+  list.replaceChildren();
+  for (const part of view.content) {
+    const term = document.createElement("dt");
+    term.textContent = part.modality;
+    term.title = part.about;
+    const value = document.createElement("dd");
+    value.textContent = shown(part.value);
+    list.append(term, value);
+    if (!part.photo) continue;
+    const figure = document.createElement("figure");
+    const image = document.createElement("img");
+    if (!photos.childElementCount) image.id = "photo";
+    image.className = "photo";
+    image.src = part.photo;
+    image.alt = part.modality + " of " + (view.title || view.item_id);
+    const caption = document.createElement("figcaption");
+    caption.textContent = part.modality;
+    figure.append(image, caption);
+    photos.appendChild(figure);
+  }
+  photos.hidden = photos.childElementCount === 0;
 }
 
 function column(table, name) {
