@@ -112,19 +112,27 @@ def generate(folder: Path, n_items: int = 300, n_weeks: int = 104, seed: int = 0
              events_per_market: int = 40, new_items: float = 0.1, covariates: bool = False,
              promo_uplift: float = 0.4, trend_effect: float = 0.3, reviews: bool = False,
              review_effect: float = 0.5,
-             modality_scale: dict[str, float] | None = None) -> SyntheticTruth:
+             modality_scale: dict[str, float] | None = None,
+             content_signal: float = 1.0) -> SyntheticTruth:
     """Write the tables, images and spec of a synthetic shop into ``folder``. With
     ``covariates``, prices follow weekly plans with promotions and a category trend table is
     written (``promo_uplift`` and ``trend_effect`` are their effects, unused without); with
     ``reviews``, a reviews table whose ratings move later demand by ``review_effect``.
     ``modality_scale`` multiplies the ``visual`` (colour, pattern), ``textual`` (tier) and
     ``attribute`` (category; the price elasticity stays) effects, for shops whose modalities
-    matter by known, distinct amounts; the truth holds the scaled effects."""
+    matter by known, distinct amounts; the truth holds the scaled effects. ``content_signal``
+    multiplies all three: 0 makes the content (photo, text, category) unrelated to demand, 1
+    keeps today's effects, so a benchmark can ask whether a content model's gain holds when
+    the content carries less or nothing."""
+    if not (math.isfinite(content_signal) and content_signal >= 0):
+        raise InputError(f"synthetic: content_signal must be a finite number >= 0, got "
+                         f"{content_signal}")
     scale = {"visual": 1.0, "textual": 1.0, "attribute": 1.0, **(modality_scale or {})}
     if set(scale) != {"visual", "textual", "attribute"} or not all(
             math.isfinite(v) for v in scale.values()):
         raise InputError(f"synthetic: modality_scale takes finite visual, textual and "
                          f"attribute factors, got {modality_scale}")
+    scale = {k: v * content_signal for k, v in scale.items()}
     colour_effect = {k: v * scale["visual"] for k, v in COLOUR_EFFECT.items()}
     pattern_effect = {k: v * scale["visual"] for k, v in PATTERN_EFFECT.items()}
     tier_effect = {k: v * scale["textual"] for k, v in TIERS.items()}

@@ -79,28 +79,33 @@ def booster_params(config: BoosterConfig, **extra: Any) -> dict[str, Any]:
 
 def fit_booster(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarray,
                 label: np.ndarray, validation: np.ndarray | None, *, feature_names: list[str],
-                categorical: list[str], weight: np.ndarray | None = None) -> lgb.Booster:
+                categorical: list[str], weight: np.ndarray | None = None,
+                init_score: np.ndarray | None = None) -> lgb.Booster:
     """Early stopping on the rows of ``validation`` (when it and the rest are both non-empty)
-    picks the number of rounds; the returned booster is refit on every row."""
+    picks the number of rounds; the returned booster is refit on every row. ``init_score``:
+    each row's base score (on the objective's link scale), which the trees then correct."""
     return fit_booster_probed(params, config, matrix, label, validation,
                               feature_names=feature_names, categorical=categorical,
-                              weight=weight)[0]
+                              weight=weight, init_score=init_score)[0]
 
 
 def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarray,
                        label: np.ndarray, validation: np.ndarray | None, *,
                        feature_names: list[str], categorical: list[str],
                        weight: np.ndarray | None = None,
+                       init_score: np.ndarray | None = None,
                        ) -> tuple[lgb.Booster, np.ndarray | None]:
     """``fit_booster``, also returning the early-stopping model's predictions of the validation
-    rows (None when there was no early stopping): out-of-sample errors, which the forecast
-    quantiles are drawn from."""
+    rows (None when there was no early stopping, or with ``init_score``): out-of-sample errors,
+    which the forecast quantiles are drawn from."""
 
     def rows(mask: np.ndarray | None, **kwargs: Any) -> lgb.Dataset:
         if mask is None:  # every row: no copy of a matrix that can take gigabytes
-            return lgb.Dataset(matrix, label, weight=weight, **kwargs)
+            return lgb.Dataset(matrix, label, weight=weight, init_score=init_score, **kwargs)
         return lgb.Dataset(matrix[mask], label[mask],
-                           weight=None if weight is None else weight[mask], **kwargs)
+                           weight=None if weight is None else weight[mask],
+                           init_score=None if init_score is None else init_score[mask],
+                           **kwargs)
 
     rounds = config.max_rounds
     probed = None
@@ -116,7 +121,8 @@ def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np
         ran = min(rounds, probe.best_iteration + config.early_stopping_rounds)
         stage_finished(PROBE, ran if probe.best_iteration else rounds, rounds, "rounds")
         rounds = max(1, probe.best_iteration)
-        probed = probe.predict(matrix[validation], num_iteration=rounds)
+        if init_score is None:  # with base scores the probe's own output is no forecast
+            probed = probe.predict(matrix[validation], num_iteration=rounds)
     booster = lgb.train(params, rows(None, feature_name=feature_names,
                                      categorical_feature=categorical), num_boost_round=rounds,
                         callbacks=boosting_callbacks(FINAL, rounds, False))

@@ -30,6 +30,7 @@ import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import Field
 
@@ -92,6 +93,15 @@ class _LaunchCurve(Forecaster):
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         return self._lookup(self._group_of(grid, history)).drop("group")
+
+    def curve_values(self, rows: pl.DataFrame, history: Panel) -> np.ndarray:
+        """The fitted curve's value for each of ``rows`` (``item_id, market,
+        period_since_launch``), in their order: the reference a launch model corrects."""
+        if not self._fitted:
+            raise InputError(f"model '{self.name}' is not fitted")
+        indexed = rows.select(*SERIES_KEY, "period_since_launch").with_row_index("_row")
+        return (self._lookup(self._group_of(indexed, history)).sort("_row")["y_pred"]
+                .fill_null(0.0).to_numpy().astype(float))
 
     def _predict(self, horizon: int, history: Panel, series: pl.DataFrame) -> pl.DataFrame:
         ages = history.data.group_by(SERIES_KEY).agg(pl.len().cast(pl.Int64).alias("_seen"))

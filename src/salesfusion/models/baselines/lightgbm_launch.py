@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -42,9 +42,11 @@ from salesfusion.features.launch_covariates import LaunchChannels, launch_covari
 from salesfusion.models.base import Forecaster
 from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
 from salesfusion.models.config import encoder_of
-from salesfusion.models.registry import register
+from salesfusion.models.registry import create_model, register
 
 MIN_EARLY_STOPPING_SERIES = 10  # fewer launched series: train max_rounds without a probe
+LOG_LINK = ("tweedie", "poisson")  # objectives whose raw score is the log of the forecast
+REFERENCE_FLOOR = 1e-3  # units: the least a reference curve is read as, on a log link
 
 
 @register
@@ -74,6 +76,12 @@ class LightGBMLaunch(Forecaster):
             "before the launch)."))
         pre_launch_periods: int = Field(13, ge=1, description=(
             "Periods before a launch a past-only covariate is summarised over."))
+        reference: Literal["mean_launch_curve", "median_launch_curve"] | None = Field(
+            None, description=(
+                "A launch curve fitted on the same launches whose value at each row is the "
+                "booster's base score: the trees learn the deviations from it that the "
+                "features explain, and with few rounds (early stopping, when the features "
+                "carry no signal) the forecast stays near the curve. None: from the mean."))
 
     @classmethod
     def test_params(cls) -> dict[str, Any]:
@@ -185,9 +193,24 @@ class LightGBMLaunch(Forecaster):
         self._note_channels(matrix)
         label = rows["y"].to_numpy().astype(float)
         categorical = ["market", *[f"cat_{c}" for c in self._categorical]]
+        reference = self.params["reference"]
+        self._reference = (create_model(reference).fit(panel) if reference is not None
+                           else None)
         self._booster = fit_booster(booster_params(self.config), self.config, matrix, label,
                                     _latest_launches(rows), feature_names=self._feature_names,
-                                    categorical=categorical)
+                                    categorical=categorical,
+                                    init_score=self._base_score(rows, panel))
+
+    def _base_score(self, rows: pl.DataFrame, history: Panel) -> np.ndarray | None:
+        """The reference curve at ``rows`` on the objective's link scale (None without one)."""
+        if self._reference is None:
+            return None
+        values = self._reference.curve_values(rows, history)
+        if self.config.booster_objective in LOG_LINK:
+            # A curve at 0 (an age no launch sold at) would be log 0: a floor far below any
+            # demand the trees could correct from.
+            return np.log(np.maximum(values, REFERENCE_FLOOR))
+        return values
 
     def _note_channels(self, matrix: np.ndarray) -> None:
         """Which covariates the training design read, and which it could not."""
@@ -208,7 +231,13 @@ class LightGBMLaunch(Forecaster):
     def _forecast(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
         max_age = int(self.params["max_age"])
         rows = grid.with_columns(pl.col("period_since_launch").clip(upper_bound=max_age))
-        values = self._booster.predict(self._design(rows, self._items_for(history), history))
+        matrix = self._design(rows, self._items_for(history), history)
+        base = self._base_score(rows, history)
+        if base is None:
+            values = self._booster.predict(matrix)
+        else:
+            raw = self._booster.predict(matrix, raw_score=True) + base
+            values = np.exp(raw) if self.config.booster_objective in LOG_LINK else raw
         return grid.with_columns(pl.Series("y_pred", values, dtype=pl.Float64))
 
     def _predict_launch(self, grid: pl.DataFrame, history: Panel) -> pl.DataFrame:
@@ -235,6 +264,8 @@ class LightGBMLaunch(Forecaster):
              "numeric": self._numeric, "vocabulary": self._vocabulary,
              "features": self._feature_names, "notes": self._notes,
              "channels": self._channels.to_json() if self._channels is not None else None}))
+        if self._reference is not None:
+            self._reference.save(folder / "reference")
 
     def _load_state(self, folder: Path) -> None:
         state = json.loads((folder / "lightgbm_launch.json").read_text())
@@ -247,6 +278,8 @@ class LightGBMLaunch(Forecaster):
         self._items = pl.read_parquet(folder / "launch_items.parquet")
         self._text_columns = [c for c in self._items.columns if c.startswith("text_")]
         self._booster = lgb.Booster(model_file=str(folder / "booster.txt"))
+        self._reference = (Forecaster.load(folder / "reference")
+                           if self.params.get("reference") else None)
 
 
 def _latest_launches(rows: pl.DataFrame) -> np.ndarray | None:
