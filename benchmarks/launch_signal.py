@@ -42,7 +42,7 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "median_launch_curve": ("median_launch_curve", {}),
     "lightgbm_launch": ("lightgbm_launch", {}),
     "lightgbm_launch reference=mean": ("lightgbm_launch", {"reference": "mean_launch_curve"}),
-    "launch_ensemble (lightgbm_launch, mean curve)": (
+    "launch_ensemble of lightgbm_launch+mean curve": (
         "launch_ensemble", {"members": ["lightgbm_launch", "mean_launch_curve"]}),
     "multimodal_launch": ("multimodal_launch", {}),
     "launch_ensemble": ("launch_ensemble", {}),
