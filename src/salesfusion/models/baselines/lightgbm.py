@@ -170,7 +170,7 @@ class LightGBMForecaster(Forecaster):
         self._covariate_scale = fit_exogenous_scale(panel) if self.config.covariates else {}
         self._covariate_names: list[str] | None = None
         horizon = int(self.params["horizon"])
-        _, matrix, side = self._design(self.prepared(panel), range(1, horizon + 1), horizon)
+        _, matrix, side = self._design(panel, range(1, horizon + 1), horizon)
         validation = ValidationPeriods(panel.data["timestamp"].n_unique(), horizon)
         is_validation = validation.is_validation(side["target_index"])
         label, weight = side["target"], None
