@@ -144,6 +144,20 @@ def launch_table(path: Path) -> str:
                                           "vs oracle", "seeds"], rows)
 
 
+def launch_signal_table(path: Path) -> str:
+    """Per content signal and model: mean (sd over shop seeds) of WAPE, bias and RMSSE, and
+    the WAPE change against the best launch curve at that signal."""
+    data = json.loads(path.read_text())
+    record = data["provenance"]
+    threads = record.get("threads", {}).get("env", {}).get("OMP_NUM_THREADS")
+    caption = (f"commit {(record.get('commit') or 'unknown')[:12]}, {record.get('date_utc')}, "
+               f"OMP_NUM_THREADS={threads}, `{data.get('command')}`")
+    rows = [[f"{r['signal']:g}", r["model"], r["WAPE_mean"], r["WAPE_sd"], r["bias_pct_mean"],
+             r["RMSSE_mean"], r["vs_best_curve_pct"], r["shops"]] for r in data["summary"]]
+    return caption + "\n\n" + _markdown(["content signal", "model", "WAPE", "WAPE sd",
+                                          "bias %", "RMSSE", "vs best curve %", "shops"], rows)
+
+
 def launch_ablation_table(path: Path) -> str:
     benchmarks = json.loads(path.read_text())["benchmarks"]
     rows = []
@@ -228,7 +242,8 @@ def covariates_table(path: Path) -> str:
 
 MAKE_TARGET = {"demo": "make readme", "neural": "make results", "peers": "make results",
                "speed": "make results", "ablation": "make results", "launch": "make results",
-               "launch-ablation": "make results", "searchers": "make results",
+               "launch-ablation": "make results", "launch-signal": "make results",
+               "searchers": "make results",
                "covariates": "make results"}
 
 
@@ -294,6 +309,7 @@ def main() -> None:
     parser.add_argument("--ablation", type=Path, default=results / "ablation.json")
     parser.add_argument("--launch", type=Path, default=results / "launch.json")
     parser.add_argument("--launch-ablation", type=Path, default=results / "launch_ablation.json")
+    parser.add_argument("--launch-signal", type=Path, default=results / "launch_signal.json")
     parser.add_argument("--searchers", type=Path, default=results / "searchers.json")
     parser.add_argument("--covariates", type=Path, default=results / "covariates.json")
     args = parser.parse_args()
@@ -304,6 +320,7 @@ def main() -> None:
         "peers": (args.peers, peers_table), "speed": (args.speed, speed_table),
         "ablation": (args.ablation, ablation_table), "launch": (args.launch, launch_table),
         "launch-ablation": (args.launch_ablation, launch_ablation_table),
+        "launch-signal": (args.launch_signal, launch_signal_table),
         "searchers": (args.searchers, searchers_table),
         "covariates": (args.covariates, covariates_table)}
     try:
