@@ -3,8 +3,8 @@ inputs are extracted for an encoder, which encoder it uses by default, and the n
 its vectors become.
 
 The network, the multimodal model's fitting and new-item paths, ``explain`` and the dashboard
-loop over the registered modalities (``components.MODALITIES``) instead of naming ``text`` and ``image``, so a
-new modality is one file: a ``ContentModality`` subclass registered with
+loop over the registered modalities (``components.MODALITIES``) instead of naming ``text`` and
+``image``, so a new modality is one file: a ``ContentModality`` subclass registered with
 ``@MODALITIES.register`` (or from a plug-in package, entry point group
 ``salesfusion.modalities``), and an encoder for it. Static attributes are not a content source
 (they are coded through a vocabulary, not encoded): ``static`` stays the model's own.
