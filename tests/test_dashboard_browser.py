@@ -142,8 +142,11 @@ def test_dashboard_in_chromium(served, browser, tmp_path):
     page.fill("#search", title.lower())
     page.press("#search", "Enter")
     target = "#results button[data-item='S00004'][data-market='UK']"
+    # The list before the search may hold the target too: wait for the search's own answer,
+    # one row per market.
+    page.wait_for_function("() => document.querySelectorAll('#results li').length === 4",
+                           timeout=WAIT_MS)
     page.wait_for_selector(target, timeout=WAIT_MS)
-    assert page.locator("#results li").count() == 4  # one per market
     page.click(target)
     page.wait_for_function("() => (document.getElementById('series-chart').data || []).length >= 5",
                            timeout=WAIT_MS)

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import polars as pl
 
-from salesfusion.data.launch_folds import launch_folds
+from salesfusion.data.launch_folds import fold_masks, launch_folds
 from salesfusion.data.panel import Panel
 from salesfusion.models.registry import create_model
 from tests.test_launch import _planted_panel
@@ -81,3 +81,38 @@ def test_the_launch_ensemble_weighs_a_one_date_range_instead_of_falling_back():
     # The attribute decides the volume: the member that reads it gets the weight.
     assert "'lightgbm_launch': 1.0" in note or "'lightgbm_launch': 0.9" in note, note
     assert not any("no RMSSE scale" in n for n in model.notes)  # launches train every fold
+
+
+def _rows(panel: Panel) -> pl.DataFrame:
+    starts = panel.series().select("item_id", "market", pl.col("start").alias("launch"))
+    return panel.data.join(starts, on=["item_id", "market"], how="left").select(
+        "item_id", "market", "launch", "timestamp")
+
+
+def test_fold_masks_train_before_each_cohort_or_without_each_group():
+    panel = _planted_panel()
+    rows = _rows(panel)
+    first = panel.data["timestamp"].min()
+    masks = fold_masks(rows, first, share=0.2, folds=3, seed=0)
+    assert len(masks) == 3
+    for train, held in masks:
+        cutoff = rows.filter(pl.Series(held))["launch"].min()
+        assert rows.filter(pl.Series(train))["timestamp"].max() < cutoff
+        assert not set(rows.filter(pl.Series(train))["item_id"]) & set(
+            rows.filter(pl.Series(held))["item_id"])
+    together = _one_date()
+    rows = _rows(together)
+    masks = fold_masks(rows, together.data["timestamp"].min(), share=0.2, folds=3, seed=0)
+    assert len(masks) == 3
+    assert sum(held for _, held in masks).max() == 1  # each row validates once at most
+    assert all((train | held).all() for train, held in masks)
+
+
+def test_lightgbm_launch_chooses_its_rounds_on_the_folds_and_says_so():
+    for panel in (_planted_panel(), _one_date()):
+        model = create_model("lightgbm_launch", text_encoder=None).fit(panel)
+        assert any("rounds chosen on 3 validation folds" in n and "sd across folds" in n
+                   for n in model.notes), model.notes
+    single = create_model("lightgbm_launch", text_encoder=None, validation_folds=1).fit(
+        _planted_panel())
+    assert not any("validation folds" in n for n in single.notes)

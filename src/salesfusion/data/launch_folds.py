@@ -58,19 +58,70 @@ def launch_folds(panel: Panel, horizon: int, share: float, folds: int,
                   f"{dates} date(s), grouped by item")
 
 
-def _rolling(panel: Panel, horizon: int, share: float, folds: int) -> list[LaunchFold]:
-    protocol = LaunchProtocol(horizon=horizon, test_fraction=share, min_observed=1)
-    candidates = (item_launches(protocol.observable(panel))
-                  .filter(pl.col("launch") > panel.data["timestamp"].min())["launch"].sort())
-    made: list[LaunchFold] = []
-    later: datetime | None = None  # the cutoff of the previous (later) fold
+def rolling_cutoffs(launches: pl.Series, share: float, folds: int) -> list[tuple[datetime,
+                                                                               datetime | None]]:
+    """The (cutoff, later cutoff) of each rolling cohort, latest first, from the launch dates
+    ``launches`` (one per launched item, after the panel's first period): fold k holds out the
+    launches in [cutoff, later); a cohort too small to part from the later one is skipped."""
+    candidates = launches.sort()
+    made: list[tuple[datetime, datetime | None]] = []
+    later: datetime | None = None
     for fold in range(folds):
         position = int(len(candidates) * (1 - share * (fold + 1)))
         if position < 0:
             break
         cutoff = candidates[min(position, len(candidates) - 1)]
         if later is not None and cutoff >= later:
-            continue  # a cohort too small to part from the later one at this share
+            continue
+        made.append((cutoff, later))
+        later = cutoff
+    return made
+
+
+def item_groups(items: pl.Series, folds: int, seed: int) -> list[list[str]]:
+    """The items dealt at random (``seed``) into ``folds`` groups (fewer with fewer items)."""
+    order = np.random.default_rng(seed).permutation(items.len())
+    return [group.tolist() for group in
+            np.array_split(items.to_numpy()[order], min(folds, items.len()))]
+
+
+def fold_masks(rows: pl.DataFrame, first: datetime, share: float, folds: int, seed: int
+               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) row masks of training rows (``item_id, launch, timestamp``: a
+    series' periods; ``first``: the panel's first period) folded as ``launch_folds`` folds a
+    panel, for a model that chooses its own settings (boosting rounds) on them. Rolling: a
+    cohort's rows validate, the rows before its cutoff of the items launched before it train;
+    by item group: a group's rows validate, every other row trains."""
+    launched = (rows.group_by("item_id").agg(pl.col("launch").min())
+                .filter(pl.col("launch") > first))
+    if launched.is_empty():
+        return []
+    item_launch = rows.select("item_id").join(launched, on="item_id", how="left",
+                                              maintain_order="left")["launch"]
+    masks = []
+    if folds == 1 or launched["launch"].n_unique() > folds:
+        for cutoff, later in rolling_cutoffs(launched["launch"], share, folds):
+            held = (item_launch >= cutoff).fill_null(False).to_numpy()
+            if later is not None:
+                held &= (item_launch < later).fill_null(False).to_numpy()
+            # Series running from the first period (no launch) train as the history they are.
+            train = ((item_launch < cutoff).fill_null(True).to_numpy()
+                     & (rows["timestamp"] < cutoff).to_numpy())
+            if held.any() and train.any():
+                masks.append((train, held))
+        return masks
+    for group in item_groups(launched["item_id"], folds, seed):
+        held = rows["item_id"].is_in(group).to_numpy()
+        masks.append((~held, held))
+    return masks
+
+
+def _rolling(panel: Panel, horizon: int, share: float, folds: int) -> list[LaunchFold]:
+    protocol = LaunchProtocol(horizon=horizon, test_fraction=share, min_observed=1)
+    candidates = (item_launches(protocol.observable(panel))
+                  .filter(pl.col("launch") > panel.data["timestamp"].min())["launch"])
+    made: list[LaunchFold] = []
+    for cutoff, later in rolling_cutoffs(candidates, share, folds):
         try:
             split = protocol.split(panel, cutoff)
         except InputError:  # nothing launched before the cutoff to train on
@@ -81,18 +132,14 @@ def _rolling(panel: Panel, horizon: int, share: float, folds: int) -> list[Launc
         if launches.height:
             made.append(LaunchFold(fit=split.fit_panel(panel), launches=launches,
                                    actuals=_actuals(panel, launches, horizon)))
-        later = cutoff
     return made
 
 
 def _grouped(panel: Panel, items: pl.Series, horizon: int, folds: int,
              seed: int) -> list[LaunchFold]:
-    order = np.random.default_rng(seed).permutation(items.len())
-    groups = np.array_split(items.to_numpy()[order], min(folds, items.len()))
     starts = panel.series().select(*SERIES_KEY, pl.col("start").alias("launch"))
     made = []
-    for group in groups:
-        held = group.tolist()
+    for held in item_groups(items, folds, seed):
         launches = starts.filter(pl.col("item_id").is_in(held)).sort(SERIES_KEY)
         fit = replace(panel, data=panel.data.filter(~pl.col("item_id").is_in(held)))
         made.append(LaunchFold(fit=fit, launches=launches,

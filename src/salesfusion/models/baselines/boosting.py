@@ -128,3 +128,36 @@ def fit_booster_probed(params: dict[str, Any], config: BoosterConfig, matrix: np
                         callbacks=boosting_callbacks(FINAL, rounds, False))
     stage_finished(FINAL, rounds, rounds, "rounds")
     return booster, probed
+
+
+def fit_booster_folds(params: dict[str, Any], config: BoosterConfig, matrix: np.ndarray,
+                      label: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], *,
+                      feature_names: list[str], categorical: list[str],
+                      init_score: np.ndarray | None = None) -> tuple[lgb.Booster, str | None]:
+    """``fit_booster`` with the rounds chosen on several validation folds (``folds``: (train,
+    validation) row masks) at once: early stopping on the folds' mean validation loss
+    (LightGBM's ``cv``), then a refit on every row. Also returns a note giving the rounds and
+    the spread of the validation loss across the folds at that round (None without folds)."""
+    rounds = config.max_rounds
+    note = None
+    if config.early_stopping and folds:
+        data = lgb.Dataset(matrix, label, init_score=init_score, feature_name=feature_names,
+                           categorical_feature=categorical, free_raw_data=False)
+        indices = [(np.nonzero(train)[0], np.nonzero(held)[0]) for train, held in folds]
+        found = lgb.cv(params, data, num_boost_round=rounds, folds=indices,
+                       callbacks=[lgb.early_stopping(config.early_stopping_rounds,
+                                                     verbose=False),
+                                  *boosting_callbacks(PROBE, rounds, True)])
+        metric = next(k for k in found if k.endswith("-mean"))
+        rounds = max(1, len(found[metric]))
+        stage_finished(PROBE, rounds, config.max_rounds, "rounds")
+        spread = found[metric.replace("-mean", "-stdv")][rounds - 1]
+        note = (f"{rounds} rounds chosen on {len(folds)} validation folds "
+                f"({metric.removeprefix('valid ').removesuffix('-mean')} "
+                f"{found[metric][rounds - 1]:.4g}, sd across folds {spread:.3g})")
+    booster = lgb.train(params, lgb.Dataset(matrix, label, init_score=init_score,
+                                            feature_name=feature_names,
+                                            categorical_feature=categorical),
+                        num_boost_round=rounds, callbacks=boosting_callbacks(FINAL, rounds, False))
+    stage_finished(FINAL, rounds, rounds, "rounds")
+    return booster, note

@@ -16,9 +16,12 @@ Text vectors and attribute values are kept for every item of the items table see
 (in a launch backtest and in ``predict --launch`` that table holds the items still to launch);
 an item first seen later has its attributes read from the history's items table and no text
 vector (missing to LightGBM), and a note says so. The number of boosting rounds is chosen by
-early stopping on the latest-launched fifth of the launched series, then the model is refit on
-all of them. ``predict`` forecasts a series by its age in each forecast period (a series the
-history lacks launches at the first forecast period), as the launch curves do.
+early stopping on the mean loss over ``validation_folds`` launch folds (rolling cohorts, or
+item groups when launches share too few dates: ``data.launch_folds``; 1: the latest-launched
+fifth of the launched series alone), then the model is refit on all of them; a note gives the
+rounds and the loss's spread across the folds. ``predict`` forecasts a series by its age in
+each forecast period (a series the history lacks launches at the first forecast period), as
+the launch curves do.
 """
 
 from __future__ import annotations
@@ -34,17 +37,24 @@ from pydantic import Field
 
 from salesfusion.components import ENCODERS
 from salesfusion.data.frequency import periods_after
+from salesfusion.data.launch_folds import fold_masks
 from salesfusion.data.launches import launch_rows, with_period_since_launch
 from salesfusion.data.panel import SERIES_KEY, Panel
 from salesfusion.encoders.inputs import Catalogue, build_encoder, encode_catalogue
 from salesfusion.features.calendar import calendar_features
 from salesfusion.features.launch_covariates import LaunchChannels, launch_covariates, unreadable
 from salesfusion.models.base import Forecaster
-from salesfusion.models.baselines.boosting import BoosterConfig, booster_params, fit_booster
+from salesfusion.models.baselines.boosting import (
+    BoosterConfig,
+    booster_params,
+    fit_booster,
+    fit_booster_folds,
+)
 from salesfusion.models.config import encoder_of
 from salesfusion.models.registry import create_model, register
 
 MIN_EARLY_STOPPING_SERIES = 10  # fewer launched series: train max_rounds without a probe
+VALIDATION_SHARE = 0.2  # of the launches, per rolling validation cohort
 LOG_LINK = ("tweedie", "poisson")  # objectives whose raw score is the log of the forecast
 REFERENCE_FLOOR = 1e-3  # units: the least a reference curve is read as, on a log link
 
@@ -70,7 +80,11 @@ class LightGBMLaunch(Forecaster):
         min_data_in_leaf: int = Field(20, ge=1)
         max_rounds: int = Field(400, ge=1, description="Most boosting rounds.")
         early_stopping_rounds: int = Field(40, ge=1, description=(
-            "Rounds without improvement on the latest launches before stopping."))
+            "Rounds without improvement on the validation launches before stopping."))
+        validation_folds: int = Field(3, ge=1, description=(
+            "Launch folds the rounds are chosen on, by their mean loss: rolling cohorts of a "
+            "fifth of the launches each, or item groups when launches share too few dates "
+            "(data.launch_folds); 1: the latest-launched fifth alone."))
         covariates: bool = Field(True, description=(
             "Read the panel's covariates (future-known in the forecast period, past-only "
             "before the launch)."))
@@ -196,10 +210,22 @@ class LightGBMLaunch(Forecaster):
         reference = self.params["reference"]
         self._reference = (create_model(reference).fit(panel) if reference is not None
                            else None)
-        self._booster = fit_booster(booster_params(self.config), self.config, matrix, label,
-                                    _latest_launches(rows), feature_names=self._feature_names,
-                                    categorical=categorical,
-                                    init_score=self._base_score(rows, panel))
+        base = self._base_score(rows, panel)
+        folds = int(self.params["validation_folds"])
+        if folds == 1:
+            self._booster = fit_booster(booster_params(self.config), self.config, matrix,
+                                        label, _latest_launches(rows),
+                                        feature_names=self._feature_names,
+                                        categorical=categorical, init_score=base)
+            return
+        enough = rows.select(SERIES_KEY).n_unique() >= MIN_EARLY_STOPPING_SERIES
+        masks = (fold_masks(rows, panel.data["timestamp"].min(), VALIDATION_SHARE, folds,
+                            self.config.seed) if enough else [])
+        self._booster, note = fit_booster_folds(
+            booster_params(self.config), self.config, matrix, label, masks,
+            feature_names=self._feature_names, categorical=categorical, init_score=base)
+        if note is not None:
+            self._notes.append(note)
 
     def _base_score(self, rows: pl.DataFrame, history: Panel) -> np.ndarray | None:
         """The reference curve at ``rows`` on the objective's link scale (None without one)."""
