@@ -86,7 +86,7 @@ def test_ensemble_weights_follow_the_metric() -> None:
     assert by_rmsse._weights.tolist() == [0.0, 1.0]  # moving_average: the mean wins RMSSE
     assert by_wape._weights.tolist() == [1.0, 0.0]  # naive: the zero median wins WAPE
     assert "chosen on the last 3 runs of 4 periods by RMSSE" in " ".join(by_rmsse.notes)
-    assert "chosen on the last 4 periods by WAPE" in " ".join(by_wape.notes)
+    assert "chosen on the last 3 runs of 4 periods by WAPE" in " ".join(by_wape.notes)
     with pytest.raises(MetricUnavailable, match=r"member\(s\) moving_average give none"):
         create_model("ensemble", members=MEMBERS, horizon=4, metric="pinball").fit(panel)
 
