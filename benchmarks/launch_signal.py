@@ -43,12 +43,14 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "lightgbm_launch": ("lightgbm_launch", {}),
     "lightgbm_launch reference=mean": ("lightgbm_launch", {"reference": "mean_launch_curve"}),
     "lightgbm_launch validation_folds=1": ("lightgbm_launch", {"validation_folds": 1}),
+    "lightgbm_launch covariates=false validation_folds=1": (
+        "lightgbm_launch", {"covariates": False, "validation_folds": 1}),
     "launch_ensemble of lightgbm_launch+mean curve": (
         "launch_ensemble", {"members": ["lightgbm_launch", "mean_launch_curve"]}),
     "multimodal_launch": ("multimodal_launch", {}),
     "launch_ensemble": ("launch_ensemble", {}),
 }
-DEFAULT_MODELS = list(MODELS)[:6]
+DEFAULT_MODELS = list(MODELS)[:7]
 
 
 def shop_benchmark(folder: Path, signal: float, seed: int) -> Benchmark:
