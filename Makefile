@@ -57,7 +57,7 @@ results: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/peers.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/tft_speed.py
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch.py --seeds 3 --ablation
-	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch_signal.py --models "mean_launch_curve,median_launch_curve,lightgbm_launch,lightgbm_launch reference=mean,lightgbm_launch validation_folds=1,lightgbm_launch covariates=false validation_folds=1,launch_ensemble of lightgbm_launch+mean curve,multimodal_launch"
+	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/launch_signal.py --models "mean_launch_curve,median_launch_curve,lightgbm_launch,lightgbm_launch reference=mean,lightgbm_launch validation_folds=3,lightgbm_launch covariates=false,launch_ensemble of lightgbm_launch+mean curve,multimodal_launch"
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/searchers.py --seeds 20 --budget 10
 	HF_HUB_OFFLINE=1 $(PYTHON) benchmarks/covariates.py
 	$(PYTHON) scripts/update_readme.py --only neural,peers,speed,ablation,launch,launch-ablation,launch-signal,searchers,covariates --neural-models "$(NEURAL_MODELS)" --launch-ablation benchmarks/results/launch.json

@@ -42,9 +42,8 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "median_launch_curve": ("median_launch_curve", {}),
     "lightgbm_launch": ("lightgbm_launch", {}),
     "lightgbm_launch reference=mean": ("lightgbm_launch", {"reference": "mean_launch_curve"}),
-    "lightgbm_launch validation_folds=1": ("lightgbm_launch", {"validation_folds": 1}),
-    "lightgbm_launch covariates=false validation_folds=1": (
-        "lightgbm_launch", {"covariates": False, "validation_folds": 1}),
+    "lightgbm_launch validation_folds=3": ("lightgbm_launch", {"validation_folds": 3}),
+    "lightgbm_launch covariates=false": ("lightgbm_launch", {"covariates": False}),
     "launch_ensemble of lightgbm_launch+mean curve": (
         "launch_ensemble", {"members": ["lightgbm_launch", "mean_launch_curve"]}),
     "multimodal_launch": ("multimodal_launch", {}),
